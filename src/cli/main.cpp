@@ -1,0 +1,144 @@
+// qtx command line: parses arguments and calls the library; no logic of its own.
+#include <CLI/CLI.hpp>
+#include <ATen/Parallel.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "data/datasets.h"
+#include "eval/evaluate.h"
+#include "formats/error.h"
+#include "models/model.h"
+#include "tasks/labeled_data.h"
+#include "train/train.h"
+
+namespace {
+
+int cmd_info(const std::string& dir) {
+  auto model = qtx::load_model(dir);
+  const auto& c = model->config();
+  std::printf("model      %s\n", dir.c_str());
+  std::printf("type       %s (%s)\n", c.model_type.c_str(), c.architecture.c_str());
+  std::printf("shape      hidden %d, layers %d, heads %d, intermediate %d, act %s\n", c.hidden_size,
+              c.num_hidden_layers, c.num_attention_heads, c.intermediate_size, c.hidden_act.c_str());
+  if (c.model_type == "vit")
+    std::printf("input      %dx%d, %d channel(s), patch %d -> %d tokens\n", c.image_size, c.image_size, c.num_channels,
+                c.patch_size, (c.image_size / c.patch_size) * (c.image_size / c.patch_size) + 1);
+  else
+    std::printf("input      vocab %d, max %d positions\n", c.vocab_size, c.max_position_embeddings);
+  std::printf("labels     %d:", c.num_labels());
+  for (const auto& l : c.id2label) std::printf(" [%s]", l.c_str());
+  std::printf("\nparameters %lld (%.2f MB as FP32)\n", static_cast<long long>(model->parameter_count()),
+              model->parameter_count() * 4.0 / 1e6);
+  std::printf("op sites   %zu\n", model->sites().sites().size());
+  for (const auto& s : model->sites().sites())
+    std::printf("  %-11s %s\n", qtx::site_kind_name(s.kind), s.name.c_str());
+  return 0;
+}
+
+struct EvalArgs {
+  std::string model, data, split = "test";
+  int limit = 0, threads = 0, batch = 64;
+  bool mlm = false;
+  uint64_t seed = 1234;
+};
+
+int cmd_eval(const EvalArgs& a) {
+  qtx::set_threads(a.threads);
+  auto model = qtx::load_model(a.model);
+  const auto& cfg = model->config();
+  std::string spec = a.data.empty() ? (cfg.model_type == "vit" ? "fmnist" : "austen6") : a.data;
+  auto data = qtx::open_labeled_data(spec, a.split, a.limit, a.model, cfg);
+  std::fprintf(stderr, "[eval] %s on %s, %d threads\n", a.model.c_str(), data->describe().c_str(), at::get_num_threads());
+  auto r = qtx::evaluate(*model, *data, a.batch, [](int done, int total) {
+    std::fprintf(stderr, "\r[eval] %d/%d", done, total);
+    if (done == total) std::fprintf(stderr, "\n");
+  });
+  std::printf("accuracy   %.2f%% (%d/%d)\n", r.accuracy(), r.correct, r.samples);
+  std::printf("speed      %.1f samples/s (batch %d, %d threads)\n", r.samples_per_second(), a.batch, at::get_num_threads());
+  if (a.mlm) {
+    if (cfg.model_type != "bert") throw qtx::Error("--mlm: only BERT models have an MLM head");
+    if (spec != "austen6") throw qtx::Error("--mlm: evaluates held-out austen6 text; use --data austen6");
+    auto tok = qtx::BertTokenizer::load(a.model);
+    auto texts = qtx::load_austen6(a.split).texts;
+    if (a.limit > 0 && static_cast<size_t>(a.limit) < texts.size()) texts.resize(static_cast<size_t>(a.limit));
+    auto m = qtx::mlm_accuracy(*model, tok, texts, std::min(128, cfg.max_position_embeddings), a.seed, a.batch);
+    std::printf("mlm        %.2f%% of %lld masked pieces restored (seed %llu)\n", m.accuracy(),
+                static_cast<long long>(m.masked), static_cast<unsigned long long>(a.seed));
+  }
+  std::printf("peak RSS   %.1f MiB\n", qtx::peak_rss_mib());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"qtx: post-training quantization of Transformers (ViT, BERT) and an integer runtime.\n"
+               "Models are Hugging Face folders (config.json, model.safetensors, vocab.txt / preprocessor_config.json)."};
+  app.require_subcommand(1);
+
+  std::string info_dir;
+  auto* info = app.add_subcommand("info", "Print a model's architecture, parameter count and every op site name");
+  info->add_option("model", info_dir, "Model folder")->required();
+
+  EvalArgs ea;
+  auto* ev = app.add_subcommand("eval", "Evaluate a model: accuracy, samples/s, peak memory");
+  ev->add_option("--model", ea.model, "Model folder")->required();
+  ev->add_option("--data", ea.data,
+                 "fmnist | austen6 | FILE.tsv (label<TAB>text per line) | DIR (one sub-folder of PNG/PGM images per label); "
+                 "default: the model's built-in task");
+  ev->add_option("--split", ea.split, "Split of a built-in data set: train | dev (austen6) | test")
+      ->check(CLI::IsMember({"train", "dev", "test"}))->capture_default_str();
+  ev->add_option("--limit", ea.limit, "Evaluate the first N examples only (0 = all)")->check(CLI::NonNegativeNumber);
+  ev->add_option("--threads", ea.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  ev->add_option("--batch", ea.batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
+  ev->add_flag("--mlm", ea.mlm, "BERT: also report masked-token accuracy on held-out austen6 text");
+  ev->add_option("--seed", ea.seed, "Seed of the MLM masking")->capture_default_str();
+
+  qtx::TrainOptions to;
+  auto* tr = app.add_subcommand("train", "Train a reference model from scratch (checkpoints every epoch, resumes)");
+  tr->add_option("--task", to.task, "vit-fmnist | bert-mlm | bert-austen6")
+      ->required()->check(CLI::IsMember({"vit-fmnist", "bert-mlm", "bert-austen6"}));
+  tr->add_option("--out", to.out, "Output model folder")->required();
+  tr->add_option("--init", to.init, "bert-austen6: MLM-pretrained model folder to fine-tune");
+  tr->add_option("--device", to.device, "cpu | cuda")->capture_default_str();
+  tr->add_option("--epochs", to.epochs)->capture_default_str();
+  tr->add_option("--batch", to.batch)->capture_default_str();
+  tr->add_option("--lr", to.lr, "Peak learning rate")->capture_default_str();
+  tr->add_option("--weight-decay", to.weight_decay)->capture_default_str();
+  tr->add_option("--warmup", to.warmup_frac, "Warm-up fraction of all steps")->capture_default_str();
+  tr->add_option("--label-smoothing", to.label_smoothing)->capture_default_str();
+  tr->add_option("--dropout", to.dropout, "hidden (and BERT attention) dropout")->capture_default_str();
+  tr->add_option("--mlm-weight", to.mlm_weight, "bert-austen6: weight of the auxiliary MLM loss")->capture_default_str();
+  tr->add_option("--seed", to.seed)->capture_default_str();
+  tr->add_option("--threads", to.threads, "Threads (0 = all cores)");
+  tr->add_option("--limit", to.limit, "Use the first N training examples only (smoke tests)");
+  tr->add_flag("!--no-augment", to.augment, "vit-fmnist: no random shifts/flips");
+  tr->add_option("--hidden", to.hidden)->capture_default_str();
+  tr->add_option("--layers", to.layers)->capture_default_str();
+  tr->add_option("--heads", to.heads)->capture_default_str();
+  tr->add_option("--intermediate", to.intermediate)->capture_default_str();
+  tr->add_option("--patch", to.patch, "ViT patch size")->capture_default_str();
+  tr->add_option("--vocab-size", to.vocab_size, "bert-mlm: WordPiece vocabulary size")->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (*info) return cmd_info(info_dir);
+    if (*ev) return cmd_eval(ea);
+    if (*tr) {
+      qtx::train(to);
+      return 0;
+    }
+  } catch (const qtx::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

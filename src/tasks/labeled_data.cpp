@@ -1,0 +1,174 @@
+#include "tasks/labeled_data.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+#include "formats/error.h"
+
+namespace qtx {
+namespace {
+
+class ImageData : public LabeledData {
+ public:
+  ImageData(const ImageSet& set, const ImagePreprocess& pp, int channels, const std::string& where)
+      : labels_(set.labels), c_(channels), h_(pp.height), w_(pp.width), where_(where) {
+    const size_t per = static_cast<size_t>(c_) * h_ * w_;
+    pixels_.resize(per * set.images.size());
+    for (size_t i = 0; i < set.images.size(); ++i) {
+      std::vector<float> v = preprocess_image(set.images[i], pp, channels, where);
+      std::copy(v.begin(), v.end(), pixels_.begin() + static_cast<std::ptrdiff_t>(i * per));
+    }
+  }
+  int size() const override { return static_cast<int>(labels_.size()); }
+  int label(int i) const override { return labels_[static_cast<size_t>(i)]; }
+  ModelInput batch(const std::vector<int>& idx) const override {
+    const int64_t per = static_cast<int64_t>(c_) * h_ * w_;
+    at::Tensor t = at::empty({static_cast<int64_t>(idx.size()), c_, h_, w_}, at::kFloat);
+    float* dst = t.data_ptr<float>();
+    for (size_t i = 0; i < idx.size(); ++i)
+      std::memcpy(dst + static_cast<int64_t>(i) * per, pixels_.data() + static_cast<int64_t>(idx[i]) * per,
+                  static_cast<size_t>(per) * sizeof(float));
+    ModelInput in;
+    in.pixel_values = t;
+    return in;
+  }
+  std::string describe() const override { return where_ + " (" + std::to_string(size()) + " images)"; }
+
+ private:
+  std::vector<float> pixels_;
+  std::vector<int> labels_;
+  int c_, h_, w_;
+  std::string where_;
+};
+
+class TextData : public LabeledData {
+ public:
+  TextData(const TextSet& set, const BertTokenizer& tok, int max_len, const std::string& where)
+      : labels_(set.labels), pad_(tok.pad_id()), where_(where) {
+    for (size_t i = 0; i < set.texts.size(); ++i) {
+      try {
+        ids_.push_back(tok.encode(set.texts[i], max_len));
+      } catch (const Error& e) {
+        fail(where + " example " + std::to_string(i + 1), e.what());
+      }
+    }
+  }
+  int size() const override { return static_cast<int>(labels_.size()); }
+  int label(int i) const override { return labels_[static_cast<size_t>(i)]; }
+  ModelInput batch(const std::vector<int>& idx) const override {
+    std::vector<std::vector<int>> seqs;
+    for (int i : idx) seqs.push_back(ids_[static_cast<size_t>(i)]);
+    return pad_token_batch(seqs, pad_);
+  }
+  std::string describe() const override { return where_ + " (" + std::to_string(size()) + " passages)"; }
+
+ private:
+  std::vector<std::vector<int>> ids_;
+  std::vector<int> labels_;
+  int pad_;
+  std::string where_;
+};
+
+template <typename Set>
+void truncate_set(Set* s, int limit) {
+  if (limit <= 0 || static_cast<size_t>(limit) >= s->labels.size()) return;
+  s->labels.resize(static_cast<size_t>(limit));
+  if constexpr (std::is_same_v<Set, ImageSet>) s->images.resize(static_cast<size_t>(limit));
+  else s->texts.resize(static_cast<size_t>(limit));
+}
+
+bool is_dir(const std::string& p) {
+  struct stat st {};
+  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+}  // namespace
+
+std::unique_ptr<LabeledData> make_image_data(const ImageSet& set, const ImagePreprocess& pp, int channels,
+                                             const std::string& where) {
+  return std::make_unique<ImageData>(set, pp, channels, where);
+}
+
+std::unique_ptr<LabeledData> make_text_data(const TextSet& set, const BertTokenizer& tok, int max_len,
+                                            const std::string& where) {
+  return std::make_unique<TextData>(set, tok, max_len, where);
+}
+
+ModelInput pad_token_batch(const std::vector<std::vector<int>>& seqs, int pad_id) {
+  size_t T = 0;
+  for (const auto& s : seqs) T = std::max(T, s.size());
+  const int64_t B = static_cast<int64_t>(seqs.size());
+  at::Tensor ids = at::full({B, static_cast<int64_t>(T)}, pad_id, at::kLong);
+  at::Tensor mask = at::zeros({B, static_cast<int64_t>(T)}, at::kLong);
+  auto pi = ids.accessor<int64_t, 2>();
+  auto pm = mask.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < B; ++b)
+    for (size_t t = 0; t < seqs[static_cast<size_t>(b)].size(); ++t) {
+      pi[b][static_cast<int64_t>(t)] = seqs[static_cast<size_t>(b)][t];
+      pm[b][static_cast<int64_t>(t)] = 1;
+    }
+  ModelInput in;
+  in.input_ids = ids;
+  in.attention_mask = mask;
+  in.token_type_ids = at::zeros_like(ids);
+  return in;
+}
+
+std::unique_ptr<LabeledData> open_labeled_data(const std::string& spec, const std::string& split, int limit,
+                                               const std::string& model_dir, const ModelConfig& cfg) {
+  if (cfg.model_type == "vit") {
+    ImagePreprocess pp = ImagePreprocess::load(model_dir + "/preprocessor_config.json");
+    if (pp.height == 0) pp.height = pp.width = cfg.image_size;
+    if (pp.height != cfg.image_size || pp.width != cfg.image_size)
+      fail(model_dir + "/preprocessor_config.json", "size does not match config.json image_size " + std::to_string(cfg.image_size));
+    ImageSet set;
+    std::string where;
+    if (spec == "fmnist") {
+      set = load_fashion_mnist(split);
+      if (set.label_names != cfg.id2label)
+        fail("--data fmnist", "the model's id2label are not the Fashion-MNIST classes");
+      where = "fashion-mnist/" + split;
+    } else if (is_dir(spec)) {
+      set = load_image_folder(spec, cfg.id2label);
+      where = spec;
+    } else if (spec == "austen6" || !is_dir(spec)) {
+      fail("--data " + spec, "a ViT model takes 'fmnist' or a folder of per-label image folders");
+    }
+    truncate_set(&set, limit);
+    return make_image_data(set, pp, cfg.num_channels, where);
+  }
+  BertTokenizer tok = BertTokenizer::load(model_dir);
+  if (tok.size() != cfg.vocab_size)
+    fail(model_dir + "/vocab.txt", "has " + std::to_string(tok.size()) + " tokens but config.json vocab_size is " +
+                                       std::to_string(cfg.vocab_size));
+  TextSet set;
+  std::string where;
+  if (spec == "austen6") {
+    set = load_austen6(split);
+    if (set.label_names != cfg.id2label) fail("--data austen6", "the model's id2label are not the austen-6 novels");
+    where = "austen6/" + split;
+  } else if (spec == "fmnist" || is_dir(spec)) {
+    fail("--data " + spec, "a BERT model takes 'austen6' or a TSV file of label<TAB>text lines");
+  } else {
+    set = load_label_tsv(spec, cfg.id2label);
+    where = spec;
+  }
+  truncate_set(&set, limit);
+  return make_text_data(set, tok, std::min(128, cfg.max_position_embeddings), where);
+}
+
+int default_threads() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+void set_threads(int threads) {
+  at::set_num_threads(threads > 0 ? threads : default_threads());
+}
+
+}  // namespace qtx

@@ -1,0 +1,419 @@
+#include "train/train.h"
+
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+
+#include "data/datasets.h"
+#include "eval/evaluate.h"
+#include "formats/error.h"
+#include "formats/hf_config.h"
+#include "formats/bert_tokenizer.h"
+#include "models/model.h"
+#include "tasks/labeled_data.h"
+
+namespace qtx {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Fashion-MNIST statistics of the training split (pixel / 255).
+constexpr float kFmnistMean = 0.2860f, kFmnistStd = 0.3530f;
+
+ImagePreprocess fmnist_preprocess() {
+  ImagePreprocess pp;
+  pp.image_mean = {kFmnistMean};
+  pp.image_std = {kFmnistStd};
+  pp.height = pp.width = 28;
+  return pp;
+}
+
+struct Schedule {
+  double lr, min_frac;
+  int64_t warmup, total;
+  double at(int64_t step) const {
+    if (step < warmup) return lr * (step + 1) / static_cast<double>(warmup);
+    double p = static_cast<double>(step - warmup) / std::max<int64_t>(1, total - warmup);
+    return lr * (min_frac + (1 - min_frac) * 0.5 * (1 + std::cos(M_PI * std::min(1.0, p))));
+  }
+};
+
+// AdamW with no weight decay on biases, LayerNorm parameters and embeddings-like vectors.
+std::unique_ptr<torch::optim::AdamW> make_optimizer(TransformerModel& m, const TrainOptions& o) {
+  std::vector<at::Tensor> decay, no_decay;
+  for (auto& [name, p] : m.hf_parameters()) {
+    p.set_requires_grad(true);
+    (p.dim() >= 2 && name.find("position_embeddings") == std::string::npos && name.find("cls_token") == std::string::npos
+         ? decay
+         : no_decay)
+        .push_back(p);
+  }
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                 torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay)));
+  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
+                                    torch::optim::AdamWOptions(o.lr).weight_decay(0.0)));
+  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(o.lr));
+}
+
+void set_lr(torch::optim::AdamW& opt, double lr) {
+  for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+}
+
+struct Checkpoint {
+  std::string dir;
+  int next_epoch = 0;
+  int64_t step = 0;
+};
+
+std::string ckpt_dir(const TrainOptions& o) { return o.out + "/checkpoint"; }
+
+// Saves model (+ optimizer + progress) so a killed run resumes at the next epoch.
+void save_checkpoint(TransformerModel& m, torch::optim::AdamW& opt, const TrainOptions& o, int next_epoch,
+                     int64_t step, const std::function<void(const std::string&)>& extra_files) {
+  const std::string d = ckpt_dir(o);
+  save_model(m, d);
+  extra_files(d);
+  torch::save(opt, d + "/optimizer.pt");
+  nlohmann::json st = {{"task", o.task}, {"next_epoch", next_epoch}, {"step", step}, {"seed", o.seed}};
+  write_text_file(d + "/state.json", st.dump(2) + "\n");
+}
+
+bool try_resume(std::shared_ptr<TransformerModel>* m, torch::optim::AdamW* opt, const TrainOptions& o,
+                Checkpoint* ck, const at::Device& dev) {
+  const std::string d = ckpt_dir(o);
+  if (!file_exists(d + "/state.json")) return false;
+  nlohmann::json st = nlohmann::json::parse(read_text_file(d + "/state.json"));
+  if (st.value("task", "") != o.task) fail(d, "checkpoint belongs to task " + st.value("task", "?"));
+  auto loaded = load_model(d);
+  torch::NoGradGuard ng;
+  for (auto& [name, p] : (*m)->hf_parameters()) p.copy_(loaded->param(name).to(dev));
+  torch::load(*opt, d + "/optimizer.pt");
+  ck->next_epoch = st.value("next_epoch", 0);
+  ck->step = st.value("step", int64_t{0});
+  std::printf("[train] resumed from %s at epoch %d (step %lld)\n", d.c_str(), ck->next_epoch + 1,
+              static_cast<long long>(ck->step));
+  return true;
+}
+
+// Random ±2 px translation (background-filled) and horizontal flip, per sample.
+at::Tensor augment_images(const at::Tensor& x, std::mt19937_64& rng, float background) {
+  const int64_t B = x.size(0), H = x.size(2), W = x.size(3), P = 2;
+  at::Tensor padded = at::constant_pad_nd(x, {P, P, P, P}, background);
+  std::vector<at::Tensor> out;
+  out.reserve(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t dy = static_cast<int64_t>(rng() % 5), dx = static_cast<int64_t>(rng() % 5);
+    at::Tensor s = padded[b].narrow(1, dy, H).narrow(2, dx, W);
+    if (rng() & 1) s = s.flip({2});
+    out.push_back(s);
+  }
+  return at::stack(out);
+}
+
+at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& target, double smoothing) {
+  return torch::nn::functional::cross_entropy(
+      logits, target, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(smoothing).ignore_index(-100));
+}
+
+// BERT masking: 15% of non-special positions; 80% [MASK], 10% random, 10% kept. Labels -100 elsewhere.
+std::pair<at::Tensor, at::Tensor> mask_tokens(const at::Tensor& ids, const at::Tensor& attn, const BertTokenizer& tok,
+                                              std::mt19937_64& rng) {
+  at::Tensor inp = ids.clone(), labels = at::full_like(ids, -100);
+  auto pi = inp.accessor<int64_t, 2>();
+  auto pl = labels.accessor<int64_t, 2>();
+  auto pa = attn.accessor<int64_t, 2>();
+  std::uniform_real_distribution<double> u(0, 1);
+  for (int64_t b = 0; b < ids.size(0); ++b)
+    for (int64_t t = 0; t < ids.size(1); ++t) {
+      int64_t id = pi[b][t];
+      if (!pa[b][t] || id == tok.cls_id() || id == tok.sep_id() || id == tok.pad_id()) continue;
+      if (u(rng) >= 0.15) continue;
+      pl[b][t] = id;
+      double r = u(rng);
+      if (r < 0.8) pi[b][t] = tok.mask_id();
+      else if (r < 0.9) pi[b][t] = 5 + static_cast<int64_t>(rng() % static_cast<uint64_t>(tok.size() - 5));
+    }
+  return {inp, labels};
+}
+
+std::vector<int> shuffled(int n, uint64_t seed) {
+  std::vector<int> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), 0);
+  std::mt19937_64 rng(seed);
+  for (int i = n - 1; i > 0; --i) std::swap(idx[static_cast<size_t>(i)], idx[rng() % static_cast<uint64_t>(i + 1)]);
+  return idx;
+}
+
+void write_train_log(const TrainOptions& o, const nlohmann::json& figures) {
+  nlohmann::json j = figures;
+  j["task"] = o.task;
+  j["epochs"] = o.epochs;
+  j["batch"] = o.batch;
+  j["lr"] = o.lr;
+  j["weight_decay"] = o.weight_decay;
+  j["seed"] = o.seed;
+  j["device"] = o.device;
+  write_text_file(o.out + "/train_log.json", j.dump(2) + "\n");
+}
+
+// The epoch loop shared by all tasks. step_fn trains one batch and returns its loss;
+// eval_fn prints/returns the end-of-epoch figure.
+void run_epochs(std::shared_ptr<TransformerModel>& model, torch::optim::AdamW& opt, const TrainOptions& o,
+                const at::Device& dev, int n_train,
+                const std::function<double(const std::vector<int>&, std::mt19937_64&)>& step_fn,
+                const std::function<double()>& eval_fn, const std::function<void(const std::string&)>& extra_files) {
+  const int64_t steps_per_epoch = (n_train + o.batch - 1) / o.batch;
+  Schedule sched{o.lr, o.min_lr_frac, static_cast<int64_t>(o.warmup_frac * steps_per_epoch * o.epochs),
+                 steps_per_epoch * o.epochs};
+  sched.warmup = std::max<int64_t>(1, sched.warmup);
+  Checkpoint ck;
+  try_resume(&model, &opt, o, &ck, dev);
+  for (int epoch = ck.next_epoch; epoch < o.epochs; ++epoch) {
+    auto t0 = Clock::now();
+    model->train();
+    std::mt19937_64 rng(o.seed * 1000003 + static_cast<uint64_t>(epoch));
+    std::vector<int> order = shuffled(n_train, o.seed * 7919 + static_cast<uint64_t>(epoch));
+    double loss_sum = 0;
+    int64_t nb = 0;
+    for (int start = 0; start < n_train; start += o.batch) {
+      std::vector<int> idx(order.begin() + start, order.begin() + std::min(n_train, start + o.batch));
+      set_lr(opt, sched.at(ck.step));
+      opt.zero_grad();
+      double loss = step_fn(idx, rng);
+      if (!std::isfinite(loss)) fail("train", "loss became " + std::to_string(loss) + " at step " + std::to_string(ck.step) + " (lower --lr?)");
+      opt.step();
+      loss_sum += loss;
+      ++nb;
+      ++ck.step;
+      if (nb % 50 == 0) {
+        std::printf("\r[train] epoch %d/%d  batch %lld/%lld  loss %.4f", epoch + 1, o.epochs, static_cast<long long>(nb),
+                    static_cast<long long>(steps_per_epoch), loss_sum / nb);
+        std::fflush(stdout);
+      }
+    }
+    model->eval();
+    double metric = eval_fn();
+    std::printf("\r[train] epoch %d/%d  loss %.4f  eval %.2f%%  lr %.2e  %.1fs\n", epoch + 1, o.epochs, loss_sum / nb, metric,
+                sched.at(ck.step - 1), since(t0));
+    std::fflush(stdout);
+    save_checkpoint(*model, opt, o, epoch + 1, ck.step, extra_files);
+  }
+}
+
+void train_vit(const TrainOptions& o, const at::Device& dev) {
+  ModelConfig c;
+  c.model_type = "vit";
+  c.architecture = "ViTForImageClassification";
+  c.hidden_size = o.hidden;
+  c.num_hidden_layers = o.layers;
+  c.num_attention_heads = o.heads;
+  c.intermediate_size = o.intermediate;
+  c.hidden_act = "gelu";
+  c.layer_norm_eps = 1e-12;
+  c.image_size = 28;
+  c.patch_size = o.patch;
+  c.num_channels = 1;
+  c.hidden_dropout_prob = o.dropout;
+  c.attention_probs_dropout_prob = 0.0;
+  c.id2label = fashion_mnist_labels();
+  c.validate("vit-fmnist");
+  ImagePreprocess pp = fmnist_preprocess();
+  auto extra = [&](const std::string& d) { pp.save(d + "/preprocessor_config.json"); };
+
+  ImageSet tr = load_fashion_mnist("train"), te = load_fashion_mnist("test");
+  if (o.limit > 0) {
+    tr.images.resize(std::min<size_t>(tr.images.size(), static_cast<size_t>(o.limit)));
+    tr.labels.resize(tr.images.size());
+    te.images.resize(std::min<size_t>(te.images.size(), static_cast<size_t>(o.limit)));
+    te.labels.resize(te.images.size());
+  }
+  auto train_data = make_image_data(tr, pp, 1, "fashion-mnist/train");
+  auto test_data = make_image_data(te, pp, 1, "fashion-mnist/test");
+  // Whole training set on the device once: batches are index_select, not host copies.
+  std::vector<int> all(static_cast<size_t>(train_data->size()));
+  std::iota(all.begin(), all.end(), 0);
+  at::Tensor X = train_data->batch(all).pixel_values.to(dev);
+  at::Tensor Y = at::tensor(std::vector<int64_t>(tr.labels.begin(), tr.labels.end())).to(dev);
+  const float background = (0.f - kFmnistMean) / kFmnistStd;
+
+  auto model = create_model(c, ModelHeads{});
+  model->init_weights(o.seed);
+  model->to(dev);
+  auto opt = make_optimizer(*model, o);
+  auto step = [&](const std::vector<int>& idx, std::mt19937_64& rng) {
+    at::Tensor ix = at::tensor(std::vector<int64_t>(idx.begin(), idx.end())).to(dev);
+    at::Tensor x = X.index_select(0, ix), y = Y.index_select(0, ix);
+    if (o.augment) x = augment_images(x, rng, background);
+    ModelInput in;
+    in.pixel_values = x;
+    at::Tensor loss = cross_entropy(model->logits(in), y, o.label_smoothing);
+    loss.backward();
+    return loss.item<double>();
+  };
+  auto eval = [&]() {
+    torch::NoGradGuard ng;
+    int correct = 0;
+    for (int s = 0; s < test_data->size(); s += 500) {
+      std::vector<int> idx(static_cast<size_t>(std::min(500, test_data->size() - s)));
+      std::iota(idx.begin(), idx.end(), s);
+      at::Tensor pred = model->logits(test_data->batch(idx).to(dev)).argmax(-1).to(at::kCPU);
+      for (size_t i = 0; i < idx.size(); ++i) correct += pred[static_cast<int64_t>(i)].item<int64_t>() == test_data->label(idx[i]);
+    }
+    return 100.0 * correct / test_data->size();
+  };
+  auto t0 = Clock::now();
+  run_epochs(model, *opt, o, dev, train_data->size(), step, eval, extra);
+  double acc = eval();
+  model->to(at::kCPU);
+  save_model(*model, o.out);
+  extra(o.out);
+  write_train_log(o, {{"fashion_mnist_test_top1", acc}, {"seconds_this_run", since(t0)}});
+  std::printf("[train] vit-fmnist: test top-1 %.2f%%  -> %s\n", acc, o.out.c_str());
+}
+
+ModelConfig bert_config(const TrainOptions& o, int vocab) {
+  ModelConfig c;
+  c.model_type = "bert";
+  c.hidden_size = o.hidden;
+  c.num_hidden_layers = o.layers;
+  c.num_attention_heads = o.heads;
+  c.intermediate_size = o.intermediate;
+  c.hidden_act = "gelu";
+  c.layer_norm_eps = 1e-12;
+  c.vocab_size = vocab;
+  c.max_position_embeddings = o.max_len;
+  c.type_vocab_size = 2;
+  c.pad_token_id = 0;
+  c.hidden_dropout_prob = o.dropout;
+  c.attention_probs_dropout_prob = o.dropout;
+  c.id2label = austen_labels();
+  c.validate("bert");
+  return c;
+}
+
+std::vector<std::vector<int>> encode_all(const BertTokenizer& tok, const std::vector<std::string>& texts, int max_len) {
+  std::vector<std::vector<int>> out;
+  for (const auto& t : texts) out.push_back(tok.encode(t, max_len));
+  return out;
+}
+
+void train_bert(const TrainOptions& o, const at::Device& dev, bool finetune) {
+  TextSet tr = load_austen6("train"), dev_set = load_austen6("dev"), te = load_austen6("test");
+  if (o.limit > 0) {
+    tr.texts.resize(std::min<size_t>(tr.texts.size(), static_cast<size_t>(o.limit)));
+    tr.labels.resize(tr.texts.size());
+  }
+  BertTokenizer tok = [&] {
+    if (finetune) return BertTokenizer::load(o.init);
+    auto t0 = Clock::now();
+    BasicTokenizerOptions bo;
+    auto vocab = build_wordpiece_vocab(tr.texts, o.vocab_size, bo);
+    std::printf("[train] built a WordPiece vocabulary of %zu pieces from the training split in %.1fs\n", vocab.size(), since(t0));
+    return BertTokenizer::from_vocab(vocab, bo);
+  }();
+  std::shared_ptr<TransformerModel> model;
+  if (finetune) {
+    auto pre = load_model(o.init);
+    ModelConfig c = pre->config();
+    c.id2label = austen_labels();
+    c.hidden_dropout_prob = o.dropout;
+    c.attention_probs_dropout_prob = o.dropout;
+    model = create_model(c, ModelHeads{true, true});
+    model->init_weights(o.seed);
+    torch::NoGradGuard ng;
+    for (auto& [name, p] : model->hf_parameters())
+      for (auto& [pn, pp] : pre->hf_parameters())
+        if (pn == name) p.copy_(pp);
+  } else {
+    model = create_model(bert_config(o, tok.size()), ModelHeads{false, true});
+    model->init_weights(o.seed);
+  }
+  model->to(dev);
+  auto extra = [&](const std::string& d) { tok.save(d, o.max_len); };
+  auto train_ids = encode_all(tok, tr.texts, o.max_len);
+  auto opt = make_optimizer(*model, o);
+  auto step = [&](const std::vector<int>& idx, std::mt19937_64& rng) {
+    std::vector<std::vector<int>> seqs;
+    std::vector<int64_t> labels;
+    for (int i : idx) {
+      seqs.push_back(train_ids[static_cast<size_t>(i)]);
+      labels.push_back(tr.labels[static_cast<size_t>(i)]);
+    }
+    ModelInput in = pad_token_batch(seqs, tok.pad_id());
+    auto [masked, mlm_labels] = mask_tokens(in.input_ids, in.attention_mask, tok, rng);
+    ModelInput min = in;
+    min.input_ids = masked;
+    at::Tensor loss = at::zeros({}, at::TensorOptions(dev));
+    if (!finetune || o.mlm_weight > 0) {
+      at::Tensor ml = model->mlm_logits(min.to(dev));
+      at::Tensor l = cross_entropy(ml.view({-1, ml.size(-1)}), mlm_labels.view({-1}).to(dev), 0.0);
+      loss = loss + (finetune ? o.mlm_weight : 1.0) * l;
+    }
+    if (finetune) {
+      at::Tensor y = at::tensor(labels).to(dev);
+      loss = loss + cross_entropy(model->logits(in.to(dev)), y, o.label_smoothing);
+    }
+    loss.backward();
+    return loss.item<double>();
+  };
+  auto dev_data = make_text_data(dev_set, tok, o.max_len, "austen6/dev");
+  auto eval = [&]() -> double {
+    model->to(at::kCPU);
+    double r;
+    if (finetune) {
+      r = evaluate(*model, *dev_data, 128).accuracy();
+    } else {
+      r = mlm_accuracy(*model, tok, dev_set.texts, o.max_len, 1234, 128).accuracy();
+    }
+    model->to(dev);
+    return r;
+  };
+  auto t0 = Clock::now();
+  run_epochs(model, *opt, o, dev, static_cast<int>(train_ids.size()), step, eval, extra);
+  model->to(at::kCPU);
+  model->eval();
+  save_model(*model, o.out);
+  extra(o.out);
+  MlmResult mlm = mlm_accuracy(*model, tok, te.texts, o.max_len, 1234, 128);
+  nlohmann::json fig = {{"mlm_test_accuracy", mlm.accuracy()}, {"seconds_this_run", since(t0)}, {"vocab_size", tok.size()}};
+  if (finetune) {
+    auto test_data = make_text_data(te, tok, o.max_len, "austen6/test");
+    fig["austen6_test_accuracy"] = evaluate(*model, *test_data, 128).accuracy();
+    fig["austen6_dev_accuracy"] = evaluate(*model, *dev_data, 128).accuracy();
+  }
+  write_train_log(o, fig);
+  std::printf("[train] %s: %s -> %s\n", o.task.c_str(), fig.dump().c_str(), o.out.c_str());
+}
+
+}  // namespace
+
+void train(const TrainOptions& o) {
+  if (o.out.empty()) fail("train", "--out is required");
+  if (o.epochs < 1 || o.batch < 1 || !(o.lr > 0)) fail("train", "--epochs, --batch and --lr must be positive");
+  at::Device dev(o.device);
+  if (dev.is_cuda() && !torch::cuda::is_available()) fail("train", "--device cuda but this libtorch has no usable CUDA device");
+  set_threads(o.threads);
+  make_dirs(o.out);
+  std::printf("[train] task %s on %s, %d threads, seed %llu\n", o.task.c_str(), dev.str().c_str(), at::get_num_threads(),
+              static_cast<unsigned long long>(o.seed));
+  if (o.task == "vit-fmnist") {
+    train_vit(o, dev);
+  } else if (o.task == "bert-mlm") {
+    train_bert(o, dev, false);
+  } else if (o.task == "bert-austen6") {
+    if (o.init.empty()) fail("train", "bert-austen6 needs --init DIR (an MLM-pretrained model from task bert-mlm)");
+    train_bert(o, dev, true);
+  } else {
+    fail("train", "unknown task '" + o.task + "' (vit-fmnist | bert-mlm | bert-austen6)");
+  }
+}
+
+}  // namespace qtx
