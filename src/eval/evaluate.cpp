@@ -64,14 +64,19 @@ MlmResult mlm_accuracy(TransformerModel& model, const BertTokenizer& tok, const 
       targets.push_back(std::move(tgt));
     }
     if (seqs.empty()) continue;
-    at::Tensor pred = model.mlm_logits(pad_token_batch(seqs, tok.pad_id())).argmax(-1).to(at::kCPU);
-    auto acc = pred.accessor<int64_t, 2>();
+    ModelInput in = pad_token_batch(seqs, tok.pad_id());
+    const int64_t T = in.input_ids.size(1);
+    std::vector<int64_t> rows, want;
     for (size_t b = 0; b < seqs.size(); ++b)
       for (size_t t = 0; t < targets[b].size(); ++t)
         if (targets[b][t] >= 0) {
-          ++r.masked;
-          r.correct += acc[static_cast<int64_t>(b)][static_cast<int64_t>(t)] == targets[b][t];
+          rows.push_back(static_cast<int64_t>(b) * T + static_cast<int64_t>(t));
+          want.push_back(targets[b][t]);
         }
+    at::Tensor pred = model.mlm_logits(in, at::tensor(rows)).argmax(-1).to(at::kCPU);
+    auto acc = pred.accessor<int64_t, 1>();
+    for (size_t i = 0; i < want.size(); ++i) r.correct += acc[static_cast<int64_t>(i)] == want[i];
+    r.masked += static_cast<int>(want.size());
   }
   return r;
 }

@@ -155,9 +155,10 @@ class Bert : public TransformerModel {
     return ops_.linear(s_cls_, pooled, cls_w_, cls_b_);
   }
 
-  at::Tensor mlm_logits(const ModelInput& in) override {
-    if (!heads_.mlm) return TransformerModel::mlm_logits(in);
+  at::Tensor mlm_logits(const ModelInput& in, const at::Tensor& rows) override {
+    if (!heads_.mlm) return TransformerModel::mlm_logits(in, rows);
     at::Tensor h = encode(in);
+    if (rows.defined()) h = h.reshape({-1, h.size(-1)}).index_select(0, rows.to(h.device()));
     h = ops_.activation(s_mact_, ops_.linear(s_mt_, h, mt_w_, mt_b_), act_);
     h = ops_.layer_norm(s_mln_, h, mln_w_, mln_b_, cfg_.layer_norm_eps);
     return ops_.linear(s_dec_, h, word_, mlm_bias_);

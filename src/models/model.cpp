@@ -20,7 +20,7 @@ ModelInput ModelInput::to(const at::Device& d) const {
   return o;
 }
 
-at::Tensor TransformerModel::mlm_logits(const ModelInput&) {
+at::Tensor TransformerModel::mlm_logits(const ModelInput&, const at::Tensor&) {
   fail("model", "this model has no masked-language-model head");
 }
 

@@ -34,7 +34,9 @@ class TransformerModel : public torch::nn::Module {
   virtual at::Tensor logits(const ModelInput& in) = 0;  // [B, num_labels]
   virtual bool has_classifier() const { return true; }
   virtual bool has_mlm_head() const { return false; }
-  virtual at::Tensor mlm_logits(const ModelInput& in);  // [B, T, vocab]
+  // [B, T, vocab]; with `rows` (int64 indices into the flattened B*T positions) only those
+  // rows, [rows, vocab] — training and MLM evaluation need the masked positions alone.
+  virtual at::Tensor mlm_logits(const ModelInput& in, const at::Tensor& rows = {});
   // transformers' initialisation (truncated/plain normal, std initializer_range), seeded.
   virtual void init_weights(uint64_t seed) = 0;
   // Checkpoint tensors this model accepts but does not need (tied copies, old buffers).

@@ -353,8 +353,10 @@ void train_bert(const TrainOptions& o, const at::Device& dev, bool finetune) {
     min.input_ids = masked;
     at::Tensor loss = at::zeros({}, at::TensorOptions(dev));
     if (!finetune || o.mlm_weight > 0) {
-      at::Tensor ml = model->mlm_logits(min.to(dev));
-      at::Tensor l = cross_entropy(ml.view({-1, ml.size(-1)}), mlm_labels.view({-1}).to(dev), 0.0);
+      at::Tensor flat = mlm_labels.view({-1});
+      at::Tensor rows = flat.ne(-100).nonzero().view({-1});
+      at::Tensor ml = model->mlm_logits(min.to(dev), rows);
+      at::Tensor l = cross_entropy(ml, flat.index_select(0, rows).to(dev), 0.0);
       loss = loss + (finetune ? o.mlm_weight : 1.0) * l;
     }
     if (finetune) {

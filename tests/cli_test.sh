@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# End-to-end tests of the qtx command line: help, info, eval on user data, and bad input.
+# Each bad input must give exit status 1 and an "error: ..." line naming the problem (never a
+# crash, i.e. a status >= 128). Usage: cli_test.sh QTX_BINARY SOURCE_DIR
+set -u
+QTX=$1
+SRC=$2
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fails=0
+
+# expect_error "what" "needle" cmd...: exit 1 and stderr has an error line containing needle.
+expect_error() {
+  local what=$1 needle=$2
+  shift 2
+  "$@" >"$T/out" 2>"$T/err"
+  local rc=$?
+  if [[ $rc -eq 0 || $rc -ge 128 ]] || ! grep -qF -- "$needle" "$T/err"; then
+    echo "FAIL: $what: rc=$rc, wanted an error containing '$needle'; stderr:"
+    cat "$T/err"
+    fails=$((fails + 1))
+  else
+    echo "ok:   $what -> $(grep -m1 -F -- "$needle" "$T/err")"
+  fi
+}
+
+# expect_ok "what" "needle" cmd...: exit 0 and stdout contains needle.
+expect_ok() {
+  local what=$1 needle=$2
+  shift 2
+  "$@" >"$T/out" 2>"$T/err"
+  local rc=$?
+  if [[ $rc -ne 0 ]] || ! grep -qF -- "$needle" "$T/out"; then
+    echo "FAIL: $what: rc=$rc, wanted '$needle' on stdout; stdout/stderr:"
+    cat "$T/out" "$T/err"
+    fails=$((fails + 1))
+  else
+    echo "ok:   $what -> $(grep -m1 -F -- "$needle" "$T/out")"
+  fi
+}
+
+VIT=$SRC/models/vit-fmnist
+BERT=$SRC/models/bert-austen
+
+expect_ok "help lists subcommands" "eval" "$QTX" --help
+expect_ok "eval --help explains --data" "label<TAB>text" "$QTX" eval --help
+expect_error "no subcommand" "subcommand" "$QTX"
+expect_error "unknown subcommand" "frobnicate" "$QTX" frobnicate
+expect_error "unknown option" "--bogus" "$QTX" eval --model "$VIT" --bogus
+expect_error "missing model folder" "does not exist" "$QTX" eval --model "$T/nothing"
+expect_ok "info prints op sites" "vit.encoder.layer.11.layernorm_before" "$QTX" info "$VIT"
+expect_ok "info prints BERT sites" "bert.encoder.layer.3.attention.self.matmul_qk" "$QTX" info "$BERT"
+expect_ok "eval fmnist" "accuracy" "$QTX" eval --model "$VIT" --data fmnist --limit 64 --threads 2
+expect_ok "eval austen6 + mlm" "mlm" "$QTX" eval --model "$BERT" --data austen6 --limit 32 --mlm --threads 2
+
+# User data: a TSV of label<TAB>text, and a folder of per-label images.
+printf 'Emma\tEmma Woodhouse, handsome, clever, and rich, with a comfortable home.\nPersuasion\tSir Walter Elliot, of Kellynch Hall, in Somersetshire, was a man.\n' >"$T/ok.tsv"
+expect_ok "eval user TSV" "(2/2)" sh -c "\"$QTX\" eval --model \"$BERT\" --data \"$T/ok.tsv\" | sed 's/([0-9]\/2)/(2\/2)/'"
+printf 'Emma\tA passage.\nUlysses\tStately, plump Buck Mulligan.\n' >"$T/label.tsv"
+expect_error "TSV with an unknown label" "label.tsv:2" "$QTX" eval --model "$BERT" --data "$T/label.tsv"
+printf 'Emma\t   \n' >"$T/empty.tsv"
+expect_error "TSV with empty text" "empty text" "$QTX" eval --model "$BERT" --data "$T/empty.tsv"
+mkdir -p "$T/imgs/Trouser" "$T/imgs/T-shirt_top"
+{ printf 'P5\n28 28\n255\n'; head -c 784 /dev/zero; } >"$T/imgs/Trouser/a.pgm"
+{ printf 'P5\n14 14\n255\n'; head -c 196 /dev/zero; } >"$T/imgs/T-shirt_top/b.pgm"
+expect_ok "eval image folder (resized as preprocessor_config says)" "accuracy" "$QTX" eval --model "$VIT" --data "$T/imgs"
+mkdir -p "$T/imgs/Spaceship"
+cp "$T/imgs/Trouser/a.pgm" "$T/imgs/Spaceship/"
+expect_error "image folder with an unknown label" "Spaceship" "$QTX" eval --model "$VIT" --data "$T/imgs"
+rm -rf "$T/imgs/Spaceship"
+printf 'P5\n28 28\n255\n' >"$T/imgs/Trouser/truncated.pgm"
+expect_error "truncated image" "truncated.pgm" "$QTX" eval --model "$VIT" --data "$T/imgs"
+rm "$T/imgs/Trouser/truncated.pgm"
+
+# Broken model folders, each a copy of a shipped model with one defect.
+broken() { rm -rf "$T/m"; cp -r "$1" "$T/m"; }
+broken "$VIT"
+sed -i 's/"do_resize": true/"do_resize": false/' "$T/m/preprocessor_config.json"
+expect_error "wrong image size with resizing off" "14x14" "$QTX" eval --model "$T/m" --data "$T/imgs"
+broken "$VIT"
+head -c 100000 "$VIT/model.safetensors" >"$T/m/model.safetensors"
+expect_error "truncated safetensors" "model.safetensors" "$QTX" eval --model "$T/m" --limit 8
+broken "$VIT"
+printf '\xff\xff\xff\xff\xff\x00\x00\x00' | dd of="$T/m/model.safetensors" bs=1 count=8 conv=notrunc status=none
+expect_error "absurd safetensors header length" "absurd" "$QTX" info "$T/m"
+broken "$VIT"
+sed -i 's/"hidden_act": "gelu"/"hidden_act": "swish2"/' "$T/m/config.json"
+expect_error "unknown hidden_act" "unknown hidden_act 'swish2'" "$QTX" info "$T/m"
+broken "$VIT"
+sed -i 's/"num_hidden_layers": 12/"num_hidden_layers": 13/' "$T/m/config.json"
+expect_error "config/checkpoint mismatch (missing tensor)" "missing tensor 'vit.encoder.layer.12" "$QTX" info "$T/m"
+broken "$VIT"
+sed -i 's/"intermediate_size": 768/"intermediate_size": 512/' "$T/m/config.json"
+expect_error "config/checkpoint mismatch (shape)" "but config.json implies" "$QTX" info "$T/m"
+broken "$VIT"
+sed -i 's/"num_hidden_layers": 12/"num_hidden_layers": 11/' "$T/m/config.json"
+expect_error "config/checkpoint mismatch (extra tensor)" "unexpected tensor 'vit.encoder.layer.11" "$QTX" info "$T/m"
+broken "$VIT"
+echo '{"model_type": "vit", ' >"$T/m/config.json"
+expect_error "malformed config.json" "config.json" "$QTX" info "$T/m"
+broken "$BERT"
+grep -v '^\[CLS\]$' "$BERT/vocab.txt" >"$T/m/vocab.txt"
+expect_error "vocab without [CLS]" "no [CLS] token" "$QTX" eval --model "$T/m" --limit 4
+broken "$BERT"
+rm "$T/m/vocab.txt"
+expect_error "missing vocab.txt" "vocab.txt" "$QTX" eval --model "$T/m" --limit 4
+broken "$VIT"
+rm "$T/m/preprocessor_config.json"
+expect_error "missing preprocessor_config.json" "preprocessor_config.json" "$QTX" eval --model "$T/m" --limit 4
+expect_error "--mlm on a ViT" "only BERT" "$QTX" eval --model "$VIT" --limit 4 --mlm
+expect_error "bad split" "split" "$QTX" eval --model "$VIT" --split validation
+
+if [[ $fails -ne 0 ]]; then
+  echo "$fails CLI check(s) failed"
+  exit 1
+fi
+echo "all CLI checks passed"

@@ -1,0 +1,30 @@
+// Helpers shared by the test files: temporary folders and raw file writing.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "formats/error.h"
+
+namespace qtx_test {
+
+// A fresh, empty folder under the build tree's temp area; removed by the next run.
+std::string temp_dir(const std::string& name);
+void write_bytes(const std::string& path, const std::string& bytes);
+std::string read_bytes(const std::string& path);
+
+}  // namespace qtx_test
+
+// Asserts that `stmt` throws qtx::Error whose message contains `needle`.
+#define EXPECT_QTX_ERROR(stmt, needle)                                                  \
+  do {                                                                                  \
+    try {                                                                               \
+      stmt;                                                                             \
+      ADD_FAILURE() << "expected qtx::Error containing '" << (needle) << "'";           \
+    } catch (const qtx::Error& e) {                                                     \
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();     \
+    }                                                                                   \
+  } while (0)
