@@ -198,7 +198,8 @@ TEST(Sites, NamesFollowTransformersModulePaths) {
   EXPECT_EQ(s.match("encoder.layer.*.layernorm_before").size(), 2u);
   EXPECT_EQ(s.match("*.softmax").size(), 2u);
   EXPECT_EQ(s.match("vit.encoder.layer.0.*").size(), 14u);
-  EXPECT_EQ(s.match("layer.0.*").size(), 0u);  // suffixes must start at a dot-aligned component
+  EXPECT_EQ(s.match("layer.0.*").size(), 14u);  // a dot-aligned suffix matches
+  EXPECT_EQ(s.match("ayer.0.*").size(), 0u);    // a suffix inside a component does not
   EXPECT_EQ(s.match("nothing.here").size(), 0u);
   EXPECT_EQ(s.site(s.find("vit.encoder.layer.1.layernorm_before")).layer, 1);
   EXPECT_EQ(s.site(s.find("vit.encoder.layer.1.layernorm_before")).kind, SiteKind::LayerNorm);

@@ -10,12 +10,15 @@
 #include "formats/error.h"
 #include "models/model.h"
 #include "tasks/labeled_data.h"
+#include "quant/quant_model.h"
+#include "tasks/quantize_task.h"
 #include "train/train.h"
 
 namespace {
 
 int cmd_info(const std::string& dir) {
-  auto model = qtx::load_model(dir);
+  auto loaded = qtx::load_any_model(dir);
+  auto& model = loaded.model;
   const auto& c = model->config();
   std::printf("model      %s\n", dir.c_str());
   std::printf("type       %s (%s)\n", c.model_type.c_str(), c.architecture.c_str());
@@ -33,6 +36,15 @@ int cmd_info(const std::string& dir) {
   std::printf("op sites   %zu\n", model->sites().sites().size());
   for (const auto& s : model->sites().sites())
     std::printf("  %-11s %s\n", qtx::site_kind_name(s.kind), s.name.c_str());
+  if (loaded.quantized) {
+    std::printf("recipe     %s: %zu quantizers\n", loaded.quantized->recipe().name.c_str(), loaded.quantized->points().size());
+    for (const auto& p : loaded.quantized->points()) {
+      const auto& sp = p.quantizer->spec();
+      std::printf("  %-16s %-58s %s %d-bit%s\n", qtx::role_name(p.role), p.key().c_str(),
+                  sp.scheme == qtx::Scheme::Ptf ? "ptf" : sp.scheme == qtx::Scheme::Log2 ? "log2" : (sp.symmetric ? "int" : "uint"),
+                  sp.bits, p.quantizer->scale.numel() > 1 ? " per-channel" : "");
+    }
+  }
   return 0;
 }
 
@@ -45,11 +57,14 @@ struct EvalArgs {
 
 int cmd_eval(const EvalArgs& a) {
   qtx::set_threads(a.threads);
-  auto model = qtx::load_model(a.model);
+  auto loaded = qtx::load_any_model(a.model);
+  auto& model = loaded.model;
   const auto& cfg = model->config();
   std::string spec = a.data.empty() ? (cfg.model_type == "vit" ? "fmnist" : "austen6") : a.data;
   auto data = qtx::open_labeled_data(spec, a.split, a.limit, a.model, cfg);
-  std::fprintf(stderr, "[eval] %s on %s, %d threads\n", a.model.c_str(), data->describe().c_str(), at::get_num_threads());
+  std::fprintf(stderr, "[eval] %s%s on %s, %d threads\n", a.model.c_str(),
+               loaded.quantized ? (" (fake-quant, recipe " + loaded.quantized->recipe().name + ")").c_str() : "",
+               data->describe().c_str(), at::get_num_threads());
   auto r = qtx::evaluate(*model, *data, a.batch, [](int done, int total) {
     std::fprintf(stderr, "\r[eval] %d/%d", done, total);
     if (done == total) std::fprintf(stderr, "\n");
@@ -95,6 +110,17 @@ int main(int argc, char** argv) {
   ev->add_flag("--mlm", ea.mlm, "BERT: also report masked-token accuracy on held-out austen6 text");
   ev->add_option("--seed", ea.seed, "Seed of the MLM masking")->capture_default_str();
 
+  qtx::QuantizeOptions qo;
+  auto* qz = app.add_subcommand("quantize", "Calibrate a model with a recipe and write a quantized artifact (docs/FORMAT.md)");
+  qz->add_option("--model", qo.model, "Float model folder")->required();
+  qz->add_option("--recipe", qo.recipe, "Built-in recipe name (see docs/RECIPES.md) or a recipe .json file")->required();
+  qz->add_option("--out", qo.out, "Output folder for the quantized model")->required();
+  qz->add_option("--calib", qo.calib, "Calibration samples from the training split (default 1000 images / 512 passages)")
+      ->check(CLI::NonNegativeNumber);
+  qz->add_option("--seed", qo.seed, "Seed of the calibration sample")->capture_default_str();
+  qz->add_option("--batch", qo.batch, "Calibration batch size")->check(CLI::PositiveNumber)->capture_default_str();
+  qz->add_option("--threads", qo.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+
   qtx::TrainOptions to;
   auto* tr = app.add_subcommand("train", "Train a reference model from scratch (checkpoints every epoch, resumes)");
   tr->add_option("--task", to.task, "vit-fmnist | bert-mlm | bert-austen6")
@@ -129,6 +155,14 @@ int main(int argc, char** argv) {
   try {
     if (*info) return cmd_info(info_dir);
     if (*ev) return cmd_eval(ea);
+    if (*qz) {
+      auto r = qtx::quantize(qo);
+      std::printf("quantizers   %d\n", r.quantizers);
+      std::printf("calibration  %d samples, %.1f s\n", r.calib_samples, r.calib_seconds);
+      std::printf("size         %.2f MB -> %.2f MB (model.safetensors)\n", r.fp_bytes / 1e6, r.quantized_bytes / 1e6);
+      std::printf("wrote        %s\n", qo.out.c_str());
+      return 0;
+    }
     if (*tr) {
       qtx::train(to);
       return 0;

@@ -80,38 +80,43 @@ void make_dirs(const std::string& dir) {
   if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) fail(dir, "cannot create folder");
 }
 
-std::shared_ptr<TransformerModel> load_model(const std::string& dir) {
+std::shared_ptr<TransformerModel> load_model(const std::string& dir, const TensorResolver& resolve) {
   const std::string cpath = dir + "/config.json", wpath = dir + "/model.safetensors";
   if (!file_exists(dir)) fail(dir, "model folder does not exist");
   ModelConfig cfg = ModelConfig::load(cpath);
   auto file = SafetensorsFile::open(wpath);
+  auto present = [&](const std::string& n) { return file->find(n) || file->find(n + ".qweight"); };
   ModelHeads heads;
-  heads.mlm = cfg.architecture == "BertForMaskedLM" || file->find("cls.predictions.bias") != nullptr;
+  heads.mlm = cfg.architecture == "BertForMaskedLM" || present("cls.predictions.bias");
   heads.classifier = cfg.architecture != "BertForMaskedLM";
   auto model = create_model(cfg, heads);
   torch::NoGradGuard ng;
   std::vector<bool> used(file->tensors().size(), false);
+  auto fmt = [](const std::vector<int64_t>& s) {
+    std::string o = "[";
+    for (size_t i = 0; i < s.size(); ++i) o += (i ? ", " : "") + std::to_string(s[i]);
+    return o + "]";
+  };
   for (const auto& [name, p] : model->hf_parameters()) {
-    const TensorView* t = file->find(name);
-    if (!t) fail(wpath, "missing tensor '" + name + "' that config.json's architecture needs");
     std::vector<int64_t> want = p.sizes().vec();
-    if (t->shape != want) {
-      auto fmt = [](const std::vector<int64_t>& s) {
-        std::string o = "[";
-        for (size_t i = 0; i < s.size(); ++i) o += (i ? ", " : "") + std::to_string(s[i]);
-        return o + "]";
-      };
-      fail(wpath, "tensor '" + name + "' has shape " + fmt(t->shape) + " but config.json implies " + fmt(want));
+    std::vector<float> v;
+    std::vector<std::string> consumed;
+    if (!(resolve && resolve(*file, name, want, &v, &consumed))) {
+      const TensorView* t = file->find(name);
+      if (!t) fail(wpath, "missing tensor '" + name + "' that config.json's architecture needs");
+      if (t->shape != want)
+        fail(wpath, "tensor '" + name + "' has shape " + fmt(t->shape) + " but config.json implies " + fmt(want));
+      v = file->to_float(*t);
+      consumed = {name};
     }
-    std::vector<float> v = file->to_float(*t);
     for (float x : v)
       if (!std::isfinite(x)) fail(wpath, "tensor '" + name + "' holds NaN or Inf");
     std::memcpy(p.data_ptr<float>(), v.data(), v.size() * sizeof(float));
-    used[static_cast<size_t>(t - file->tensors().data())] = true;
+    for (const auto& c : consumed) used[static_cast<size_t>(&file->get(c) - file->tensors().data())] = true;
   }
   for (size_t i = 0; i < used.size(); ++i) {
     const auto& name = file->tensors()[i].name;
-    if (!used[i] && !model->ignorable_tensor(name))
+    if (!used[i] && !model->ignorable_tensor(name) && name.rfind("qtx.", 0) != 0)
       fail(wpath, "unexpected tensor '" + name + "' (not part of a " + cfg.model_type + " model with this config)");
   }
   model->eval();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "formats/hf_config.h"
+#include "formats/safetensors.h"
 #include "models/op_site.h"
 
 namespace qtx {
@@ -74,7 +75,13 @@ std::shared_ptr<TransformerModel> make_bert(const ModelConfig& cfg, const ModelH
 
 // Loads config.json + model.safetensors from a folder (F32/F16/BF16 weights), checking every
 // tensor's presence and shape; throws qtx::Error naming the file and tensor. Eval mode.
-std::shared_ptr<TransformerModel> load_model(const std::string& dir);
+// `resolve` (optional) may supply a parameter from other tensors (a quantized artifact's integer
+// weights): it returns true after filling `values` and naming the tensors it consumed. Tensors
+// named "qtx.*" (quantizer parameters) are left to the caller.
+using TensorResolver = std::function<bool(const SafetensorsFile& file, const std::string& name,
+                                          const std::vector<int64_t>& shape, std::vector<float>* values,
+                                          std::vector<std::string>* consumed)>;
+std::shared_ptr<TransformerModel> load_model(const std::string& dir, const TensorResolver& resolve = {});
 // Writes config.json + model.safetensors (F32) into dir (created if needed).
 void save_model(TransformerModel& model, const std::string& dir,
                 const std::map<std::string, std::string>& metadata = {});

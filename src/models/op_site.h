@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "formats/site_pattern.h"
+
 namespace qtx {
 
 enum class SiteKind { Linear, MatMul, Softmax, LayerNorm, Activation, Add, Embedding };
@@ -31,11 +33,6 @@ class SiteHook {
   virtual at::Tensor weight(const OpSite&, const at::Tensor& w) { return w; }
   virtual at::Tensor output(const OpSite&, const at::Tensor& y) { return y; }
 };
-
-// Glob match where '*' matches any run of characters (dots included). A pattern also matches
-// when it matches a dot-aligned suffix of the name, so "encoder.layer.*.layernorm_before"
-// matches "vit.encoder.layer.3.layernorm_before".
-bool site_pattern_matches(const std::string& pattern, const std::string& name);
 
 class SiteTable {
  public:

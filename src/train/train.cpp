@@ -208,16 +208,22 @@ void run_epochs(std::shared_ptr<TransformerModel>& model, torch::optim::AdamW& o
   }
 }
 
-void train_vit(const TrainOptions& o, const at::Device& dev) {
+// The encoder shape shared by both architectures, from the command line.
+ModelConfig encoder_config(const TrainOptions& o, const std::string& model_type) {
   ModelConfig c;
-  c.model_type = "vit";
-  c.architecture = "ViTForImageClassification";
+  c.model_type = model_type;
   c.hidden_size = o.hidden;
   c.num_hidden_layers = o.layers;
   c.num_attention_heads = o.heads;
   c.intermediate_size = o.intermediate;
   c.hidden_act = "gelu";
   c.layer_norm_eps = 1e-12;
+  return c;
+}
+
+void train_vit(const TrainOptions& o, const at::Device& dev) {
+  ModelConfig c = encoder_config(o, "vit");
+  c.architecture = "ViTForImageClassification";
   c.image_size = 28;
   c.patch_size = o.patch;
   c.num_channels = 1;
@@ -280,14 +286,7 @@ void train_vit(const TrainOptions& o, const at::Device& dev) {
 }
 
 ModelConfig bert_config(const TrainOptions& o, int vocab) {
-  ModelConfig c;
-  c.model_type = "bert";
-  c.hidden_size = o.hidden;
-  c.num_hidden_layers = o.layers;
-  c.num_attention_heads = o.heads;
-  c.intermediate_size = o.intermediate;
-  c.hidden_act = "gelu";
-  c.layer_norm_eps = 1e-12;
+  ModelConfig c = encoder_config(o, "bert");
   c.vocab_size = vocab;
   c.max_position_embeddings = o.max_len;
   c.type_vocab_size = 2;

@@ -1,0 +1,354 @@
+#include "quant/quant_model.h"
+
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "formats/error.h"
+#include "formats/hf_config.h"
+#include "formats/safetensors.h"
+#include "tasks/labeled_data.h"
+
+namespace qtx {
+
+const char* slot_name(Slot s) {
+  switch (s) {
+    case Slot::Input0: return "input0";
+    case Slot::Input1: return "input1";
+    case Slot::Weight: return "weight";
+    case Slot::Output: return "output";
+  }
+  return "?";
+}
+
+namespace {
+bool ends_with(const std::string& s, const std::string& t) {
+  return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
+}
+}  // namespace
+
+std::vector<std::pair<Slot, Role>> site_roles(const OpSite& site) {
+  switch (site.kind) {
+    case SiteKind::Linear: return {{Slot::Weight, Role::LinearWeight}, {Slot::Input0, Role::LinearInput}};
+    case SiteKind::MatMul:
+      if (ends_with(site.name, "matmul_qk"))
+        return {{Slot::Input0, Role::QkInput}, {Slot::Input1, Role::QkInput}, {Slot::Output, Role::AttnScores}};
+      return {{Slot::Input1, Role::AvInput}};  // its left operand is the softmax output
+    case SiteKind::Softmax: return {{Slot::Output, Role::SoftmaxOutput}};
+    case SiteKind::LayerNorm: return {{Slot::Input0, Role::LayerNormInput}};
+    case SiteKind::Activation: return {{Slot::Output, Role::ActOutput}};
+    case SiteKind::Add: return {{Slot::Output, Role::Residual}};
+    case SiteKind::Embedding: return {{Slot::Weight, Role::Embedding}};
+  }
+  return {};
+}
+
+struct QuantizedModel::State {
+  QuantMode mode = QuantMode::Float;
+};
+
+namespace {
+
+// Applies a site's quantizers according to the model-wide mode.
+class QuantHook : public SiteHook {
+ public:
+  explicit QuantHook(std::shared_ptr<QuantizedModel::State> st) : st_(std::move(st)) {}
+  QuantPoint* in[2] = {nullptr, nullptr};
+  QuantPoint* w = nullptr;
+  QuantPoint* out = nullptr;
+  QuantPoint* scores = nullptr;  // softmax with Log-Int-Softmax: the Q·Kᵀ output quantizer
+
+  at::Tensor input(const OpSite&, int slot, const at::Tensor& x) override {
+    if (slot == 0 && scores) stash_ = x;
+    return apply(slot < 2 ? in[slot] : nullptr, x);
+  }
+  at::Tensor weight(const OpSite&, const at::Tensor& x) override {
+    if (w && st_->mode == QuantMode::Observe && w->observer->seen() > 0) return x;  // weights are constant
+    return apply(w, x);
+  }
+  at::Tensor output(const OpSite&, const at::Tensor& y) override {
+    if (out && scores && st_->mode == QuantMode::FakeQuant) return log_int_softmax(y);
+    return apply(out, y);
+  }
+
+ private:
+  at::Tensor apply(QuantPoint* p, const at::Tensor& x) {
+    if (!p) return x;
+    switch (st_->mode) {
+      case QuantMode::Float: return x;
+      case QuantMode::Observe: p->observer->observe(x); return x;
+      case QuantMode::FakeQuant: return p->quantizer->fake_quant(x);
+    }
+    return x;
+  }
+  // LIS: integer scores (already fake-quantized by the Q·Kᵀ output quantizer) → i-exp → log2
+  // codes. Masked entries are those the float softmax gave exactly 0.
+  at::Tensor log_int_softmax(const at::Tensor& probs) {
+    const Quantizer& sq = *scores->quantizer;
+    const double s = sq.scale.item<double>();
+    at::Tensor valid = probs > 0;
+    at::Tensor q = round_half_away(stash_.to(at::kDouble) / s);
+    at::Tensor neg = at::full_like(q, -1e300);
+    at::Tensor mx = std::get<0>(at::where(valid, q, neg).max(-1, true));
+    at::Tensor e = int_exp(at::where(valid, q - mx, at::zeros_like(q)), s);
+    at::Tensor k = log_int_softmax_codes(e, valid, out->quantizer->spec().bits);
+    stash_ = at::Tensor();
+    return at::where(k >= 0, at::pow(2.0, -k), at::zeros_like(k)).to(probs.scalar_type());
+  }
+  std::shared_ptr<QuantizedModel::State> st_;
+  at::Tensor stash_;
+};
+
+}  // namespace
+
+QuantizedModel::QuantizedModel(std::shared_ptr<TransformerModel> model, Recipe recipe)
+    : model_(std::move(model)), recipe_(std::move(recipe)), state_(std::make_shared<State>()) {
+  SiteTable& table = model_->sites();
+  for (const auto& o : recipe_.overrides)
+    if (table.match(o.pattern).empty()) fail("recipe " + recipe_.name, "override pattern '" + o.pattern + "' matches no op site");
+  for (const auto& e : recipe_.exclude)
+    if (table.match(e).empty()) fail("recipe " + recipe_.name, "exclude pattern '" + e + "' matches no op site");
+  // Create all points first (the vector must not reallocate once hooks hold pointers).
+  for (const auto& site : table.sites())
+    for (auto [slot, role] : site_roles(site)) {
+      QuantSpec spec;
+      if (!recipe_.spec_for(role, site.name, &spec)) continue;
+      if (role == Role::LayerNormInput && spec.scheme == Scheme::Uniform && spec.granularity != Granularity::Tensor)
+        spec.axis = -1;
+      QuantPoint p;
+      p.site = site.id;
+      p.site_name = site.name;
+      p.role = role;
+      p.slot = slot;
+      p.quantizer = std::make_unique<Quantizer>(spec);
+      p.observer = make_observer(spec);
+      points_.push_back(std::move(p));
+    }
+  std::map<int, std::shared_ptr<QuantHook>> hooks;
+  for (auto& p : points_) {
+    auto& h = hooks[p.site];
+    if (!h) h = std::make_shared<QuantHook>(state_);
+    switch (p.slot) {
+      case Slot::Input0: h->in[0] = &p; break;
+      case Slot::Input1: h->in[1] = &p; break;
+      case Slot::Weight: h->w = &p; break;
+      case Slot::Output: h->out = &p; break;
+    }
+  }
+  for (auto& [site, h] : hooks) {
+    const OpSite& s = table.site(site);
+    if (s.kind == SiteKind::Softmax && h->out && h->out->quantizer->spec().scheme == Scheme::Log2 &&
+        h->out->quantizer->spec().int_exp) {
+      std::string qk = s.name.substr(0, s.name.size() - std::string("softmax").size()) + "matmul_qk";
+      h->scores = find(qk, Slot::Output);  // null: no quantized scores, so plain log2 of the float softmax
+    }
+    table.attach(site, h);
+  }
+}
+
+QuantizedModel::~QuantizedModel() { model_->sites().detach_all(); }
+
+QuantPoint* QuantizedModel::find(const std::string& site_name, Slot slot) {
+  for (auto& p : points_)
+    if (p.site_name == site_name && p.slot == slot) return &p;
+  return nullptr;
+}
+
+void QuantizedModel::set_mode(QuantMode m) {
+  if (m == QuantMode::FakeQuant)
+    for (const auto& p : points_)
+      if (!p.quantizer->ready()) fail("quantize", "fake-quant mode before calibration (" + p.key() + ")");
+  state_->mode = m;
+}
+
+QuantMode QuantizedModel::mode() const { return state_->mode; }
+
+void QuantizedModel::calibrate(const LabeledData& data, const std::vector<int>& indices, int batch_size,
+                               const std::function<void(int, int)>& progress) {
+  if (indices.empty()) fail("calibration", "no calibration samples");
+  torch::NoGradGuard ng;
+  model_->eval();
+  for (auto& p : points_) p.observer = make_observer(p.quantizer->spec());
+  set_mode(QuantMode::Observe);
+  const int n = static_cast<int>(indices.size());
+  for (int start = 0; start < n; start += batch_size) {
+    std::vector<int> idx(indices.begin() + start, indices.begin() + std::min(n, start + batch_size));
+    model_->logits(data.batch(idx));
+    if (progress) progress(std::min(n, start + batch_size), n);
+  }
+  for (auto& p : points_) p.observer->calibrate(*p.quantizer);
+  set_mode(QuantMode::FakeQuant);
+}
+
+// ---- artifact ----------------------------------------------------------------------------
+
+namespace {
+
+constexpr const char* kFormat = "qtx-quantized/1";
+
+// Integer codes of a weight, packed two per byte (low nibble first) when bits <= 4.
+std::vector<uint8_t> pack_codes(const at::Tensor& codes, int bits) {
+  at::Tensor c = codes.to(at::kInt).flatten().contiguous();
+  const int32_t* d = c.data_ptr<int32_t>();
+  const int64_t n = c.numel();
+  if (bits > 4) {
+    std::vector<uint8_t> out(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = static_cast<uint8_t>(d[i] & 0xFF);
+    return out;
+  }
+  std::vector<uint8_t> out(static_cast<size_t>((n + 1) / 2), 0);
+  for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i / 2)] |= static_cast<uint8_t>((d[i] & 0xF) << (4 * (i % 2)));
+  return out;
+}
+
+std::vector<int32_t> unpack_codes(const uint8_t* bytes, int64_t n, int bits, bool is_signed) {
+  std::vector<int32_t> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t v = bits > 4 ? bytes[i] : (bytes[i / 2] >> (4 * (i % 2))) & 0xF;
+    const int width = bits > 4 ? 8 : 4;
+    if (is_signed && v >= (1 << (width - 1))) v -= 1 << width;
+    out[static_cast<size_t>(i)] = v;
+  }
+  return out;
+}
+
+void put_f32(SafetensorsWriter& w, const std::string& name, const at::Tensor& t) {
+  at::Tensor c = t.detach().to(at::kCPU, at::kFloat).contiguous();
+  w.add(name, DType::F32, c.sizes().vec(), c.data_ptr<float>(), static_cast<size_t>(c.numel()) * 4);
+}
+
+void copy_if_exists(const std::string& from, const std::string& to) {
+  if (file_exists(from)) write_text_file(to, read_text_file(from));
+}
+
+}  // namespace
+
+bool QuantizedModel::is_artifact(const std::string& dir) { return file_exists(dir + "/recipe.json"); }
+
+void QuantizedModel::save(const std::string& dir, const std::string& source_dir) const {
+  make_dirs(dir);
+  for (const char* f : {"config.json", "preprocessor_config.json", "vocab.txt", "tokenizer_config.json"})
+    copy_if_exists(source_dir + "/" + f, dir + "/" + f);
+  write_text_file(dir + "/recipe.json", recipe_.to_json().dump(2) + "\n");
+  SafetensorsWriter w;
+  w.set_metadata("format", "pt");
+  w.set_metadata("qtx.format", kFormat);
+  w.set_metadata("qtx.recipe", recipe_.name);
+  std::map<std::string, const QuantPoint*> weight_of;  // parameter name -> its weight quantizer
+  for (const auto& p : points_) {
+    if (p.slot == Slot::Weight && !weight_of.count(p.site_name + ".weight")) weight_of[p.site_name + ".weight"] = &p;
+    const Quantizer& q = *p.quantizer;
+    const std::string k = "qtx." + p.key();
+    put_f32(w, k + ".scale", q.scale);
+    put_f32(w, k + ".zero_point", q.zero_point);
+    if (q.alpha.defined()) put_f32(w, k + ".alpha", q.alpha);
+  }
+  torch::NoGradGuard ng;
+  for (const auto& [name, param] : model_->hf_parameters()) {
+    auto it = weight_of.find(name);
+    if (it == weight_of.end()) {
+      put_f32(w, name, param);
+      continue;
+    }
+    const Quantizer& q = *it->second->quantizer;
+    if (q.spec().granularity != Granularity::Tensor && q.spec().axis != 0)
+      fail("quantize", "weight quantizer of '" + name + "' must use axis 0 (output rows) to be stored");
+    std::vector<uint8_t> bytes = pack_codes(q.quantize(param.detach().to(at::kCPU)), q.spec().bits);
+    const bool packed = q.spec().bits <= 4;
+    const DType dt = packed || !q.spec().symmetric ? DType::U8 : DType::I8;
+    std::vector<int64_t> shape = packed ? std::vector<int64_t>{static_cast<int64_t>(bytes.size())} : param.sizes().vec();
+    w.add(name + ".qweight", dt, shape, bytes.data(), bytes.size());
+  }
+  w.write(dir + "/model.safetensors");
+}
+
+std::unique_ptr<QuantizedModel> QuantizedModel::load(const std::string& dir) {
+  const std::string rpath = dir + "/recipe.json", wpath = dir + "/model.safetensors";
+  Recipe recipe = Recipe::load(rpath);
+  ModelConfig cfg = ModelConfig::load(dir + "/config.json");
+  // Weight quantizer specs by parameter name, from the recipe and the architecture's sites.
+  std::map<std::string, QuantSpec> wspec;
+  {
+    auto probe = create_model(cfg, ModelHeads{cfg.architecture != "BertForMaskedLM", cfg.model_type == "bert"});
+    for (const auto& site : probe->sites().sites())
+      for (auto [slot, role] : site_roles(site)) {
+        QuantSpec s;
+        if (slot == Slot::Weight && recipe.spec_for(role, site.name, &s) && !wspec.count(site.name + ".weight"))
+          wspec[site.name + ".weight"] = s;
+      }
+  }
+  auto resolve = [&](const SafetensorsFile& f, const std::string& name, const std::vector<int64_t>& shape,
+                     std::vector<float>* values, std::vector<std::string>* consumed) {
+    const TensorView* t = f.find(name + ".qweight");
+    if (!t) {
+      if (wspec.count(name)) fail(wpath, "missing tensor '" + name + ".qweight' (the recipe quantizes this weight)");
+      return false;
+    }
+    auto it = wspec.find(name);
+    if (it == wspec.end()) fail(wpath, "'" + name + ".qweight' is present but the recipe does not quantize it");
+    const QuantSpec& s = it->second;
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    const int64_t want_bytes = s.bits <= 4 ? (n + 1) / 2 : n;
+    if (static_cast<int64_t>(t->nbytes) != want_bytes || (t->dtype != DType::I8 && t->dtype != DType::U8))
+      fail(wpath, "'" + name + ".qweight' holds " + std::to_string(t->nbytes) + " bytes, a " + std::to_string(s.bits) +
+                      "-bit " + std::to_string(n) + "-element weight needs " + std::to_string(want_bytes));
+    std::vector<int32_t> codes = unpack_codes(t->data, n, s.bits, s.symmetric);
+    const std::string k = "qtx." + name.substr(0, name.size() - 7) + ".weight";  // site + ".weight" slot
+    const TensorView* sc = f.find(k + ".scale");
+    const TensorView* zp = f.find(k + ".zero_point");
+    if (!sc || !zp) fail(wpath, "missing scale or zero point '" + k + ".*' for '" + name + "'");
+    std::vector<float> scale = f.to_float(*sc), zero = f.to_float(*zp);
+    const int64_t C = static_cast<int64_t>(scale.size());
+    if (C < 1 || n % C != 0 || zero.size() != scale.size())
+      fail(wpath, "'" + k + ".scale' has " + std::to_string(C) + " entries, which does not fit '" + name + "'");
+    // Channels (or groups) along axis 0 of the weight: each owns n / C consecutive elements.
+    values->resize(static_cast<size_t>(n));
+    const int64_t per = n / C;
+    for (int64_t i = 0; i < n; ++i)
+      (*values)[static_cast<size_t>(i)] = (codes[static_cast<size_t>(i)] - zero[static_cast<size_t>(i / per)]) * scale[static_cast<size_t>(i / per)];
+    *consumed = {name + ".qweight"};
+    return true;
+  };
+  auto model = load_model(dir, resolve);
+  auto qm = std::make_unique<QuantizedModel>(model, recipe);
+  auto file = SafetensorsFile::open(wpath);
+  for (auto& p : qm->points()) {
+    const std::string k = "qtx." + p.key();
+    auto get = [&](const std::string& suffix, bool required) -> at::Tensor {
+      const TensorView* t = file->find(k + suffix);
+      if (!t) {
+        if (required) fail(wpath, "missing quantizer parameter '" + k + suffix + "'");
+        return {};
+      }
+      std::vector<float> v = file->to_float(*t);
+      for (float x : v)
+        if (!std::isfinite(x)) fail(wpath, "'" + k + suffix + "' holds NaN or Inf");
+      return at::tensor(v, at::kFloat);
+    };
+    Quantizer& q = *p.quantizer;
+    q.scale = get(".scale", true);
+    q.zero_point = get(".zero_point", true);
+    if (q.spec().scheme == Scheme::Ptf) q.alpha = get(".alpha", true);
+    if (q.scale.numel() != q.zero_point.numel() || !(q.scale > 0).all().item<bool>())
+      fail(wpath, "quantizer '" + k + "' has an invalid scale or zero point");
+  }
+  qm->set_mode(QuantMode::FakeQuant);
+  return qm;
+}
+
+LoadedModel load_any_model(const std::string& dir) {
+  LoadedModel m;
+  if (QuantizedModel::is_artifact(dir)) {
+    m.quantized = QuantizedModel::load(dir);
+    m.model = m.quantized->model_ptr();
+  } else {
+    m.model = load_model(dir);
+  }
+  return m;
+}
+
+}  // namespace qtx
