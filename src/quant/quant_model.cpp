@@ -10,6 +10,7 @@
 #include "formats/error.h"
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
+#include "quant/packing.h"
 #include "tasks/labeled_data.h"
 
 namespace qtx {
@@ -189,32 +190,6 @@ namespace {
 
 constexpr const char* kFormat = "qtx-quantized/1";
 
-// Integer codes of a weight, packed two per byte (low nibble first) when bits <= 4.
-std::vector<uint8_t> pack_codes(const at::Tensor& codes, int bits) {
-  at::Tensor c = codes.to(at::kInt).flatten().contiguous();
-  const int32_t* d = c.data_ptr<int32_t>();
-  const int64_t n = c.numel();
-  if (bits > 4) {
-    std::vector<uint8_t> out(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = static_cast<uint8_t>(d[i] & 0xFF);
-    return out;
-  }
-  std::vector<uint8_t> out(static_cast<size_t>((n + 1) / 2), 0);
-  for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i / 2)] |= static_cast<uint8_t>((d[i] & 0xF) << (4 * (i % 2)));
-  return out;
-}
-
-std::vector<int32_t> unpack_codes(const uint8_t* bytes, int64_t n, int bits, bool is_signed) {
-  std::vector<int32_t> out(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    int32_t v = bits > 4 ? bytes[i] : (bytes[i / 2] >> (4 * (i % 2))) & 0xF;
-    const int width = bits > 4 ? 8 : 4;
-    if (is_signed && v >= (1 << (width - 1))) v -= 1 << width;
-    out[static_cast<size_t>(i)] = v;
-  }
-  return out;
-}
-
 void put_f32(SafetensorsWriter& w, const std::string& name, const at::Tensor& t) {
   at::Tensor c = t.detach().to(at::kCPU, at::kFloat).contiguous();
   w.add(name, DType::F32, c.sizes().vec(), c.data_ptr<float>(), static_cast<size_t>(c.numel()) * 4);
@@ -256,7 +231,9 @@ void QuantizedModel::save(const std::string& dir, const std::string& source_dir)
     const Quantizer& q = *it->second->quantizer;
     if (q.spec().granularity != Granularity::Tensor && q.spec().axis != 0)
       fail("quantize", "weight quantizer of '" + name + "' must use axis 0 (output rows) to be stored");
-    std::vector<uint8_t> bytes = pack_codes(q.quantize(param.detach().to(at::kCPU)), q.spec().bits);
+    at::Tensor codes = q.quantize(param.detach().to(at::kCPU)).to(at::kInt).flatten().contiguous();
+    std::vector<uint8_t> bytes = pack_codes(std::vector<int32_t>(codes.data_ptr<int32_t>(), codes.data_ptr<int32_t>() + codes.numel()),
+                                            q.spec().bits);
     const bool packed = q.spec().bits <= 4;
     const DType dt = packed || !q.spec().symmetric ? DType::U8 : DType::I8;
     std::vector<int64_t> shape = packed ? std::vector<int64_t>{static_cast<int64_t>(bytes.size())} : param.sizes().vec();
@@ -292,7 +269,7 @@ std::unique_ptr<QuantizedModel> QuantizedModel::load(const std::string& dir) {
     const QuantSpec& s = it->second;
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
-    const int64_t want_bytes = s.bits <= 4 ? (n + 1) / 2 : n;
+    const int64_t want_bytes = packed_bytes(n, s.bits);
     if (static_cast<int64_t>(t->nbytes) != want_bytes || (t->dtype != DType::I8 && t->dtype != DType::U8))
       fail(wpath, "'" + name + ".qweight' holds " + std::to_string(t->nbytes) + " bytes, a " + std::to_string(s.bits) +
                       "-bit " + std::to_string(n) + "-element weight needs " + std::to_string(want_bytes));

@@ -114,23 +114,29 @@ at::Tensor Quantizer::fake_quant(const at::Tensor& x) const {
   const double g = 1.0 / std::sqrt(static_cast<double>(x.numel()) * std::max(1, spec_.qmax()));
   at::Tensor s = expand(grad_scale(scale, g), x).to(x.device());
   at::Tensor z = expand(zero_point, x).to(x.device());
-  at::Tensor q = at::clamp(round_ste(x / s) + z, spec_.qmin(), spec_.qmax());
+  // Clamp before rounding, as LSQ does: values past the range get the gradient ±Q w.r.t. s.
+  at::Tensor q = round_ste(at::clamp(x / s + z, spec_.qmin(), spec_.qmax()));
   return (q - z) * s;
 }
 
-at::Tensor int_exp(const at::Tensor& q, double s) {
-  // I-BERT: x = −ln2·z + p, exp(p) ≈ a(p + b/a)² ... in integers: (p + b')·p + c' at scale a·s².
+at::Tensor int_exp(const at::Tensor& q, double s, double* out_scale) {
+  // I-BERT: x = −ln2·z + p with p ∈ (−ln2, 0], exp(p) ≈ a·(p + b/a)·p + c/a evaluated on
+  // integers, then a right shift by z. I-BERT floors ln2/s to an integer, which at coarse score
+  // scales misplaces every octave (16 % error at x = −14 for s = 0.01); qtx first refines the
+  // integer grid by 2^R (an exact left shift) so ln2/s' ≥ 2^16 — see docs/RECIPES.md.
   constexpr double kA = 0.35815147, kB = 0.96963238 / 0.35815147, kC = 1.0 / 0.35815147;
   constexpr int kN = 30;
-  at::Tensor x = q.to(at::kDouble);
-  const double x0 = std::floor(-0.6931 / s);
+  const int R = std::max(0, static_cast<int>(std::ceil(std::log2(65536.0 * s / std::log(2.0)))));
+  const double sr = s / std::pow(2.0, R);
+  at::Tensor x = q.to(at::kDouble) * std::pow(2.0, R);
+  const double x0 = std::floor(-0.6931471805599453 / sr);
   x = at::clamp_min(x, kN * x0);
   at::Tensor z = at::floor(x / x0);
   at::Tensor p = x - x0 * z;
-  const double b = std::floor(kB / s), c = std::floor(kC / (s * s));
+  const double b = std::floor(kB / sr), c = std::floor(kC / (sr * sr));
   at::Tensor e = (p + b) * p + c;
-  (void)kA;
-  return at::clamp_min(at::floor(e * at::pow(2.0, kN - z)), 0);
+  if (out_scale) *out_scale = kA * sr * sr;
+  return at::floor(e / at::pow(2.0, z));  // e >> z
 }
 
 at::Tensor log_int_softmax_codes(const at::Tensor& exp_vals, const at::Tensor& valid, int bits) {

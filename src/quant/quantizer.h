@@ -45,8 +45,9 @@ class Quantizer {
 };
 
 // I-BERT's integer exponential on integer scores q ≤ 0 at scale s: returns exp values as
-// integers (float tensor) at scale a·s² (common to a row, so it cancels in ratios).
-at::Tensor int_exp(const at::Tensor& q, double s);
+// integers (a double tensor) at the scale written to *out_scale (common to all entries, so it
+// cancels in the softmax ratios).
+at::Tensor int_exp(const at::Tensor& q, double s, double* out_scale = nullptr);
 // Log-Int-Softmax codes: q = round(log2(Σexp / exp)) over the last dim for entries where `valid`;
 // invalid (masked) entries and q ≥ 2^bits map to "zero" (returned as -1).
 at::Tensor log_int_softmax_codes(const at::Tensor& exp_vals, const at::Tensor& valid, int bits);

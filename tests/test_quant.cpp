@@ -1,0 +1,305 @@
+// Quantization core: quantizer math against hand-computed values, PTF, i-exp / LIS against
+// float references, LSQ gradients, recipes, determinism and the artifact round trip.
+#include <torch/torch.h>
+
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+#include <random>
+
+#include "data/datasets.h"
+#include "formats/safetensors.h"
+#include "quant/observer.h"
+#include "quant/packing.h"
+#include "quant/quant_model.h"
+#include "tasks/labeled_data.h"
+#include "test_util.h"
+
+using namespace qtx;
+
+namespace {
+
+QuantSpec spec(int bits, bool symmetric, Scheme scheme = Scheme::Uniform) {
+  QuantSpec s;
+  s.bits = bits;
+  s.symmetric = symmetric;
+  s.scheme = scheme;
+  return s;
+}
+
+std::vector<float> vec(const at::Tensor& t) {
+  at::Tensor c = t.to(at::kFloat).contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+}  // namespace
+
+TEST(Quantizer, SymmetricRoundsHalfAwayAndClamps) {
+  Quantizer q(spec(4, true));
+  q.set_range(at::tensor({-1.0f}), at::tensor({1.875f}));  // scale = 1.875 / 7.5 = 0.25
+  EXPECT_FLOAT_EQ(q.scale.item<float>(), 0.25f);
+  at::Tensor x = at::tensor({0.125f, -0.125f, 0.375f, 0.3125f, 3.0f, -3.0f});
+  EXPECT_EQ(vec(q.quantize(x)), (std::vector<float>{1, -1, 2, 1, 7, -8}));
+  EXPECT_EQ(vec(q.fake_quant(x)), (std::vector<float>{0.25f, -0.25f, 0.5f, 0.25f, 1.75f, -2.0f}));
+}
+
+TEST(Quantizer, AsymmetricZeroPoint) {
+  Quantizer q(spec(2, false));
+  q.set_range(at::tensor({-0.5f}), at::tensor({1.0f}));  // scale 0.5, zero point 1
+  EXPECT_FLOAT_EQ(q.scale.item<float>(), 0.5f);
+  EXPECT_FLOAT_EQ(q.zero_point.item<float>(), 1.0f);
+  at::Tensor x = at::tensor({-1.0f, -0.5f, 0.25f, 0.75f, 2.0f});
+  EXPECT_EQ(vec(q.quantize(x)), (std::vector<float>{0, 0, 2, 3, 3}));
+  EXPECT_EQ(vec(q.fake_quant(x)), (std::vector<float>{-0.5f, -0.5f, 0.5f, 1.0f, 1.0f}));
+  // A range that excludes 0 is widened to include it (zero stays exactly representable).
+  q.set_range(at::tensor({0.5f}), at::tensor({1.5f}));
+  EXPECT_FLOAT_EQ(q.zero_point.item<float>(), 0.0f);
+  EXPECT_FLOAT_EQ(q.fake_quant(at::zeros({1})).item<float>(), 0.0f);
+}
+
+TEST(Quantizer, PerChannelAndPerGroupWeights) {
+  QuantSpec s = spec(4, true);
+  s.granularity = Granularity::Channel;
+  s.axis = 0;
+  at::Tensor w = at::tensor({1.875f, -0.5f, 0.25f, 0.9375f, 0.0f, -0.3125f}).view({2, 3});
+  Quantizer q(s);
+  auto obs = make_observer(s);
+  obs->observe(w);
+  obs->calibrate(q);
+  EXPECT_EQ(vec(q.scale), (std::vector<float>{0.25f, 0.125f}));
+  EXPECT_EQ(vec(q.quantize(w)), (std::vector<float>{7, -2, 1, 7, 0, -3}));  // -0.3125/0.125 = -2.5 -> -3
+  s.granularity = Granularity::Group;
+  s.groups = 2;
+  at::Tensor w4 = at::tensor({1.5f, 0.1f, -0.75f, 0.2f, 0.3f, 0.375f, -0.1f, 0.0f}).view({4, 2});
+  Quantizer g(s);
+  auto og = make_observer(s);
+  og->observe(w4);
+  og->calibrate(g);
+  EXPECT_EQ(vec(g.scale), (std::vector<float>{0.2f, 0.05f}));  // rows 0-1 share max 1.5, rows 2-3 share 0.375
+  EXPECT_EQ(g.full_scale(w4).sizes(), (std::vector<int64_t>{4, 1}));
+  EXPECT_FLOAT_EQ(g.full_scale(w4)[1][0].item<float>(), 0.2f);
+  EXPECT_FLOAT_EQ(g.full_scale(w4)[2][0].item<float>(), 0.05f);
+}
+
+TEST(Packing, FourBitPairsLowNibbleFirst) {
+  std::vector<int32_t> codes = {-8, 7, -1, 0, 3};
+  std::vector<uint8_t> b = pack_codes(codes, 4);
+  EXPECT_EQ(b, (std::vector<uint8_t>{0x78, 0x0F, 0x03}));
+  EXPECT_EQ(unpack_codes(b.data(), 5, 4, true), codes);
+  EXPECT_EQ(unpack_codes(pack_codes({0, 15, 9}, 4).data(), 3, 4, false), (std::vector<int32_t>{0, 15, 9}));
+  EXPECT_EQ(unpack_codes(pack_codes({-128, 127, -5}, 8).data(), 3, 8, true), (std::vector<int32_t>{-128, 127, -5}));
+}
+
+TEST(Ptf, WideChannelGetsTheLargestFactor) {
+  // Channels 0-2 in ±0.1, channel 3 in ±10: one layer-wise range, per-channel power-of-two factor.
+  torch::manual_seed(0);
+  at::Tensor x = at::rand({512, 4}) * 0.2 - 0.1;
+  x.select(1, 3).mul_(100);
+  QuantSpec s = spec(8, false, Scheme::Ptf);
+  Quantizer q(s);
+  auto obs = make_observer(s);
+  obs->observe(x.view({2, 256, 4}));
+  obs->calibrate(q);
+  EXPECT_EQ(vec(q.alpha), (std::vector<float>{0, 0, 0, 3}));
+  // Narrow channels are far better off than with the plain layer-wise 8-bit scale.
+  Quantizer plain(spec(8, false));
+  plain.set_range(x.min().view({1}), x.max().view({1}));
+  auto err = [&](const Quantizer& qq) { return (qq.fake_quant(x) - x).select(1, 0).pow(2).mean().item<double>(); };
+  EXPECT_LT(err(q) * 20, err(plain));
+}
+
+TEST(IntExp, WithinPolynomialErrorOfExp) {
+  // I-BERT's second-order polynomial is within 0.002 of exp(p) (absolute) on its range
+  // p ∈ [−ln2, 0] — that is ≤ 0.33 % relative at p ≈ −0.55. Octaves are exact shifts, so the
+  // relative error stays that small over the whole clamp range.
+  for (double s : {0.002, 0.01, 0.05}) {
+    double out_scale = 0;
+    at::Tensor poly = at::arange(-static_cast<int64_t>(std::log(2.0) / s), 1, at::kDouble);
+    at::Tensor ep = int_exp(poly, s, &out_scale);
+    EXPECT_LT((ep * out_scale - at::exp(poly * s)).abs().max().item<double>(), 0.002) << "s = " << s;
+    at::Tensor q = at::arange(-static_cast<int64_t>(15.0 / s), 1, at::kDouble);  // x in [-15, 0]
+    at::Tensor e = int_exp(q, s, &out_scale);
+    at::Tensor ref = at::exp(q * s);
+    EXPECT_LT(((e * out_scale - ref).abs() / ref).max().item<double>(), 0.0035) << "s = " << s;
+  }
+}
+
+TEST(LogIntSoftmax, MatchesLog2OfFloatSoftmax) {
+  torch::manual_seed(3);
+  const double s = 0.02;
+  at::Tensor q = at::round(at::randn({64, 50}, at::kDouble) * 100);  // integer scores, ±6 in real units
+  at::Tensor valid = at::ones_like(q, at::kBool);
+  valid.narrow(1, 45, 5).fill_(false);  // masked tail
+  at::Tensor mx = std::get<0>(at::where(valid, q, at::full_like(q, -1e300)).max(-1, true));
+  at::Tensor k = log_int_softmax_codes(int_exp(at::where(valid, q - mx, at::zeros_like(q)), s), valid, 4);
+  at::Tensor p = at::softmax(at::where(valid, q * s, at::full_like(q, -1e300)), -1);
+  // Reference: FQ-ViT's rounding of 1/p (round, then log2 rounded at 1.5·2^k), 4 bits.
+  at::Tensor r = at::floor(1.0 / p + 0.5);
+  at::Tensor kr = at::floor(at::log2(r));
+  kr = at::where(r - at::pow(2.0, kr) >= at::pow(2.0, kr - 1), kr + 1, kr);
+  kr = at::where(valid & (kr < 16), kr, at::full_like(kr, -1));
+  EXPECT_TRUE((k.narrow(1, 45, 5) == -1).all().item<bool>());  // masked entries are exactly 0
+  double agree = (k == kr).to(at::kDouble).mean().item<double>();
+  EXPECT_GT(agree, 0.99);  // i-exp rarely moves a rounding boundary
+  auto level = [](const at::Tensor& t) { return at::where(t < 0, at::full_like(t, 16), t); };  // dropped = level 16
+  EXPECT_LE((level(k) - level(kr)).abs().max().item<double>(), 1.0);  // and then by one level
+}
+
+TEST(Lsq, GradientMatchesFiniteDifferencesOfTheSteSurrogate) {
+  torch::manual_seed(5);
+  at::Tensor x = at::randn({40}, at::kDouble) * 2, wgt = at::randn({40}, at::kDouble);
+  QuantSpec sp = spec(4, true);
+  Quantizer q(sp);
+  q.set_range(at::tensor({-2.0}), at::tensor({2.0}));
+  q.scale = q.scale.to(at::kDouble);
+  q.zero_point = q.zero_point.to(at::kDouble);
+  q.set_learnable(true);
+  (q.fake_quant(x) * wgt).sum().backward();
+  const double got = q.scale.grad().item<double>();
+  // Surrogate: rounding residual frozen at s0 (what straight-through rounding differentiates).
+  const double s0 = q.scale.item<double>(), g = 1.0 / std::sqrt(40.0 * 7);
+  at::Tensor v0 = at::clamp(x / s0, -8, 7);
+  at::Tensor resid = round_half_away(v0) - v0;
+  auto f = [&](double s) { return ((at::clamp(x / s, -8, 7) + resid) * s * wgt).sum().item<double>(); };
+  const double h = 1e-6, fd = (f(s0 + h) - f(s0 - h)) / (2 * h);
+  EXPECT_NEAR(got, g * fd, 1e-6 * std::max(1.0, std::fabs(got)));
+}
+
+TEST(Recipe, BuiltinsRoundTripAndBadRecipesAreRejected) {
+  for (const auto& [name, text] : builtin_recipes()) {
+    Recipe r = Recipe::load(name);
+    EXPECT_EQ(Recipe::from_json(r.to_json(), name).to_json(), r.to_json()) << name;
+  }
+  auto bad = [](const std::string& text, const std::string& needle) {
+    EXPECT_QTX_ERROR(Recipe::from_json(nlohmann::json::parse(text), "r.json"), needle);
+  };
+  bad(R"({"roles":{"linear_wieght":{"bits":8}}})", "unknown role 'linear_wieght'");
+  bad(R"({"roles":{"linear_weight":{"bits":0}}})", "bits 0 is out of range");
+  bad(R"({"roles":{"linear_weight":{"bits":33}}})", "bits 33 is out of range");
+  bad(R"({"roles":{"linear_weight":{"bitz":8}}})", "unknown field 'bitz'");
+  bad(R"({"roles":{"linear_input":{"observer":"magic"}}})", "unknown observer 'magic'");
+  bad(R"({"roles":{"softmax_output":{"scheme":"log2","symmetric":true}}})", "symmetric must be false");
+  bad(R"({"roles":{}, "overrides":[{"pattern":"x","role":"nope"}]})", "unknown role 'nope'");
+  bad(R"({"rolez":{}})", "unknown recipe field 'rolez'");
+  EXPECT_QTX_ERROR(Recipe::load("no-such-recipe"), "neither a built-in recipe");
+}
+
+namespace {
+
+ModelConfig tiny_vit() {
+  ModelConfig c;
+  c.model_type = "vit";
+  c.architecture = "ViTForImageClassification";
+  c.hidden_size = 32;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.intermediate_size = 64;
+  c.image_size = 8;
+  c.patch_size = 4;
+  c.num_channels = 1;
+  c.id2label = {"a", "b", "c"};
+  return c;
+}
+
+// A saved tiny ViT folder with random weights, and random 8x8 images to calibrate on.
+struct Fixture {
+  std::string dir;
+  std::shared_ptr<TransformerModel> model;
+  std::unique_ptr<LabeledData> data;
+  explicit Fixture(const std::string& name) {
+    dir = qtx_test::temp_dir(name) + "/fp";
+    model = create_model(tiny_vit(), {});
+    model->init_weights(1);
+    {
+      torch::NoGradGuard ng;
+      torch::manual_seed(2);
+      for (auto& [n, p] : model->hf_parameters()) p.add_(at::randn_like(p) * 0.1);
+    }
+    save_model(*model, dir);
+    ImagePreprocess pp;
+    pp.height = pp.width = 8;
+    pp.image_mean = {0.5f};
+    pp.image_std = {0.5f};
+    pp.save(dir + "/preprocessor_config.json");
+    ImageSet set;
+    std::mt19937 rng(9);
+    for (int i = 0; i < 40; ++i) {
+      Image im;
+      im.height = im.width = 8;
+      im.channels = 1;
+      for (int k = 0; k < 64; ++k) im.pixels.push_back(static_cast<uint8_t>(rng() % 256));
+      set.images.push_back(im);
+      set.labels.push_back(i % 3);
+    }
+    set.label_names = {"a", "b", "c"};
+    data = make_image_data(set, pp, 1, "random images");
+  }
+  std::vector<int> all() const {
+    std::vector<int> v(static_cast<size_t>(data->size()));
+    std::iota(v.begin(), v.end(), 0);
+    return v;
+  }
+};
+
+}  // namespace
+
+TEST(QuantizedModel, DeterministicScalesAndBitIdenticalReload) {
+  Fixture fx("qm_reload");
+  for (const char* recipe : {"fqvit-8-8-4", "w4a8", "percentile-w8a8", "omse-w8a8", "minmax-8-8-8"}) {
+    SCOPED_TRACE(recipe);
+    auto m1 = load_model(fx.dir), m2 = load_model(fx.dir);
+    QuantizedModel a(m1, Recipe::load(recipe)), b(m2, Recipe::load(recipe));
+    a.calibrate(*fx.data, fx.all(), 16);
+    b.calibrate(*fx.data, fx.all(), 16);
+    ASSERT_EQ(a.points().size(), b.points().size());
+    for (size_t i = 0; i < a.points().size(); ++i) {
+      EXPECT_TRUE(at::equal(a.points()[i].quantizer->scale, b.points()[i].quantizer->scale)) << a.points()[i].key();
+      EXPECT_TRUE(at::equal(a.points()[i].quantizer->zero_point, b.points()[i].quantizer->zero_point));
+    }
+    torch::NoGradGuard ng;
+    ModelInput in = fx.data->batch({0, 1, 2, 3, 4});
+    at::Tensor y = a.model().logits(in);
+    std::string qdir = fx.dir + "/../q-" + recipe;
+    a.save(qdir, fx.dir);
+    auto r = QuantizedModel::load(qdir);
+    EXPECT_TRUE(at::equal(r->model().logits(in), y));
+    // Quantization changed something, and float mode restores the FP model exactly.
+    a.set_mode(QuantMode::Float);
+    EXPECT_FALSE(at::equal(a.model().logits(in), y));
+    EXPECT_TRUE(at::equal(a.model().logits(in), fx.model->logits(in)));
+  }
+  // 4-bit weights are stored packed: the artifact is smaller than an int8 one.
+  EXPECT_LT(std::filesystem::file_size(fx.dir + "/../q-w4a8/model.safetensors"),
+            std::filesystem::file_size(fx.dir + "/../q-minmax-8-8-8/model.safetensors"));
+}
+
+TEST(QuantizedModel, PatternsMustMatchAndBrokenArtifactsFailClearly) {
+  Fixture fx("qm_bad");
+  auto j = Recipe::load("minmax-w8a8").to_json();
+  j["overrides"] = {{{"pattern", "encoder.layer.7.*"}, {"role", "linear_weight"}, {"bits", 4}}};
+  EXPECT_QTX_ERROR(QuantizedModel(load_model(fx.dir), Recipe::from_json(j, "r")), "matches no op site");
+  j["overrides"] = {{{"pattern", "encoder.layer.1.*"}, {"role", "linear_weight"}, {"bits", 4}}};
+  QuantizedModel qm(load_model(fx.dir), Recipe::from_json(j, "r"));
+  EXPECT_EQ(qm.find("vit.encoder.layer.1.output.dense", Slot::Weight)->quantizer->spec().bits, 4);
+  EXPECT_EQ(qm.find("vit.encoder.layer.0.output.dense", Slot::Weight)->quantizer->spec().bits, 8);
+  EXPECT_QTX_ERROR(qm.set_mode(QuantMode::FakeQuant), "before calibration");
+  qm.calibrate(*fx.data, fx.all(), 20);
+  const std::string q = fx.dir + "/../q";
+  qm.save(q, fx.dir);
+  // Drop one quantizer parameter / damage a packed weight: clear errors, no crash.
+  auto rewrite = [&](const std::function<bool(const TensorView&)>& keep, const std::string& out) {
+    std::filesystem::create_directories(out);
+    for (const char* f : {"config.json", "recipe.json", "preprocessor_config.json"})
+      std::filesystem::copy_file(q + "/" + f, out + "/" + f, std::filesystem::copy_options::overwrite_existing);
+    auto st = SafetensorsFile::open(q + "/model.safetensors");
+    SafetensorsWriter w;
+    for (const auto& t : st->tensors())
+      if (keep(t)) w.add(t.name, t.dtype, t.shape, t.data, t.nbytes);
+    w.write(out + "/model.safetensors");
+  };
+  rewrite([](const TensorView& t) { return t.name != "qtx.vit.encoder.layer.0.attention.attention.query.input0.scale"; },
+          q + "-noscale");
+  EXPECT_QTX_ERROR(QuantizedModel::load(q + "-noscale"), "missing quantizer parameter 'qtx.vit.encoder.layer.0.attention.attention.query.input0.scale'");
+  rewrite([](const TensorView& t) { return t.name != "vit.encoder.layer.1.output.dense.weight.qweight"; }, q + "-noweight");
+  EXPECT_QTX_ERROR(QuantizedModel::load(q + "-noweight"), "vit.encoder.layer.1.output.dense.weight.qweight");
+}
