@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "data/datasets.h"
+#include "eval/analyze.h"
 #include "eval/evaluate.h"
 #include "formats/error.h"
 #include "models/model.h"
@@ -85,6 +86,26 @@ int cmd_eval(const EvalArgs& a) {
   return 0;
 }
 
+struct AnalyzeArgs {
+  std::string model, data, split = "test";
+  int limit = 256, threads = 0, batch = 64;
+};
+
+int cmd_analyze(const AnalyzeArgs& a) {
+  qtx::set_threads(a.threads);
+  if (!qtx::QuantizedModel::is_artifact(a.model))
+    throw qtx::Error(a.model + ": not a quantized artifact (no recipe.json); run qtx quantize first");
+  auto qm = qtx::QuantizedModel::load(a.model);
+  const auto& cfg = qm->model().config();
+  std::string spec = a.data.empty() ? (cfg.model_type == "vit" ? "fmnist" : "austen6") : a.data;
+  auto data = qtx::open_labeled_data(spec, a.split, a.limit, a.model, cfg);
+  std::fprintf(stderr, "[analyze] %s (recipe %s) on %s\n", a.model.c_str(), qm->recipe().name.c_str(), data->describe().c_str());
+  auto rows = qtx::analyze_sites(*qm, *data, a.limit, a.batch);
+  std::printf("%-58s %-10s %9s %9s\n", "site (output)", "kind", "cosine", "SQNR dB");
+  for (const auto& r : rows) std::printf("%-58s %-10s %9.5f %9.2f\n", r.site.c_str(), r.kind.c_str(), r.cosine, r.sqnr_db);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -121,6 +142,15 @@ int main(int argc, char** argv) {
   qz->add_option("--batch", qo.batch, "Calibration batch size")->check(CLI::PositiveNumber)->capture_default_str();
   qz->add_option("--threads", qo.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
 
+  AnalyzeArgs aa;
+  auto* an = app.add_subcommand("analyze", "Per-site error of a quantized model: cosine similarity and SQNR of each op's output vs FP");
+  an->add_option("--model", aa.model, "Quantized model folder (from qtx quantize)")->required();
+  an->add_option("--data", aa.data, "As for eval; default: the model's built-in task");
+  an->add_option("--split", aa.split, "Split of a built-in data set")->check(CLI::IsMember({"train", "dev", "test"}))->capture_default_str();
+  an->add_option("--limit", aa.limit, "Examples to compare on")->check(CLI::PositiveNumber)->capture_default_str();
+  an->add_option("--batch", aa.batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
+  an->add_option("--threads", aa.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+
   qtx::TrainOptions to;
   auto* tr = app.add_subcommand("train", "Train a reference model from scratch (checkpoints every epoch, resumes)");
   tr->add_option("--task", to.task, "vit-fmnist | bert-mlm | bert-austen6")
@@ -155,6 +185,7 @@ int main(int argc, char** argv) {
   try {
     if (*info) return cmd_info(info_dir);
     if (*ev) return cmd_eval(ea);
+    if (*an) return cmd_analyze(aa);
     if (*qz) {
       auto r = qtx::quantize(qo);
       std::printf("quantizers   %d\n", r.quantizers);
