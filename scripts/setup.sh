@@ -12,6 +12,7 @@ PKGS=(
   libpng-dev zlib1g-dev                 # PNG images, gzip'd IDX files
   libicu-dev                            # Unicode case folding, NFD and categories for the BERT tokenizer
   dataset-fashion-mnist                 # /usr/share/datasets/fashion-mnist
+  bc                                    # arithmetic in scripts/results.sh
 )
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
