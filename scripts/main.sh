@@ -18,6 +18,6 @@ $Q eval --model runs/vit-fmnist-fqvit-8-8-4 --data fmnist | tee runs-q.txt
 fp=$(sed -n 's/^accuracy *\([0-9.]*\)%.*/\1/p' runs-fp.txt)
 q=$(sed -n 's/^accuracy *\([0-9.]*\)%.*/\1/p' runs-q.txt)
 rm -f runs-fp.txt runs-q.txt
-printf '\nvit-fmnist  FP32 %s%%  %s MB   |   FQ-ViT 8/8/4 %s%%  %s MB\n' "$fp" \
-  "$(du -m --apparent-size models/vit-fmnist/model.safetensors | cut -f1)" "$q" \
-  "$(du -m --apparent-size runs/vit-fmnist-fqvit-8-8-4/model.safetensors | cut -f1)"
+mb() { stat -c %s "$1" | awk '{printf "%.2f", $1 / 1e6}'; }
+printf '\nvit-fmnist   FP32 %s%% (%s MB)   ->   FQ-ViT 8/8/4 %s%% (%s MB)\n' "$fp" \
+  "$(mb models/vit-fmnist/model.safetensors)" "$q" "$(mb runs/vit-fmnist-fqvit-8-8-4/model.safetensors)"

@@ -110,6 +110,27 @@ expect_error "missing preprocessor_config.json" "preprocessor_config.json" "$QTX
 expect_error "--mlm on a ViT" "only BERT" "$QTX" eval --model "$VIT" --limit 4 --mlm
 expect_error "bad split" "split" "$QTX" eval --model "$VIT" --split validation
 
+# Quantization: recipes, artifact, analysis, and broken artifacts.
+expect_error "unknown recipe" "neither a built-in recipe" "$QTX" quantize --model "$VIT" --recipe nope --out "$T/q"
+printf '{"roles": {"linear_wieght": {"bits": 8}}}' >"$T/bad.json"
+expect_error "recipe with an unknown role" "unknown role 'linear_wieght'" "$QTX" quantize --model "$VIT" --recipe "$T/bad.json" --out "$T/q"
+printf '{"roles": {"linear_weight": {"bits": 33}}}' >"$T/bits.json"
+expect_error "recipe with bits 33" "bits 33 is out of range" "$QTX" quantize --model "$VIT" --recipe "$T/bits.json" --out "$T/q"
+printf '{"roles": {"linear_weight": {}}, "overrides": [{"pattern": "encoder.layer.42.*", "role": "linear_weight", "bits": 4}]}' >"$T/pat.json"
+expect_error "override matching no site" "matches no op site" "$QTX" quantize --model "$VIT" --recipe "$T/pat.json" --out "$T/q"
+expect_ok "quantize fqvit-8-8-4" "wrote" "$QTX" quantize --model "$VIT" --recipe fqvit-8-8-4 --calib 32 --out "$T/q" --threads 2
+expect_ok "eval a quantized artifact" "accuracy" "$QTX" eval --model "$T/q" --limit 64 --threads 2
+expect_ok "info lists quantizers" "layernorm_input" "$QTX" info "$T/q"
+expect_ok "analyze per-site error" "SQNR" "$QTX" analyze --model "$T/q" --limit 8 --threads 2
+expect_error "analyze a float model" "not a quantized artifact" "$QTX" analyze --model "$VIT"
+expect_error "quantize an artifact again" "already quantized" "$QTX" quantize --model "$T/q" --recipe w4a8 --out "$T/q2"
+cp -r "$T/q" "$T/qbad"
+head -c 300000 "$T/q/model.safetensors" >"$T/qbad/model.safetensors"
+expect_error "truncated artifact" "model.safetensors" "$QTX" eval --model "$T/qbad" --limit 4
+cp "$T/q/model.safetensors" "$T/qbad/model.safetensors"
+sed -i 's/"bits": 8/"bits": 4/' "$T/qbad/recipe.json"
+expect_error "artifact inconsistent with its recipe" "bytes" "$QTX" eval --model "$T/qbad" --limit 4
+
 if [[ $fails -ne 0 ]]; then
   echo "$fails CLI check(s) failed"
   exit 1

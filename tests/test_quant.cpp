@@ -12,6 +12,7 @@
 #include "quant/observer.h"
 #include "quant/packing.h"
 #include "quant/quant_model.h"
+#include "runtime/int_kernels.h"
 #include "tasks/labeled_data.h"
 #include "test_util.h"
 
@@ -302,4 +303,33 @@ TEST(QuantizedModel, PatternsMustMatchAndBrokenArtifactsFailClearly) {
   EXPECT_QTX_ERROR(QuantizedModel::load(q + "-noscale"), "missing quantizer parameter 'qtx.vit.encoder.layer.0.attention.attention.query.input0.scale'");
   rewrite([](const TensorView& t) { return t.name != "vit.encoder.layer.1.output.dense.weight.qweight"; }, q + "-noweight");
   EXPECT_QTX_ERROR(QuantizedModel::load(q + "-noweight"), "vit.encoder.layer.1.output.dense.weight.qweight");
+}
+
+// The integer runtime's kernels (plain C++ int64) and the fake-quant simulation (libtorch,
+// double) must agree exactly, so runtime and simulation differ only where documented.
+TEST(RuntimeParity, IntExpAndLogIntSoftmaxAreBitExact) {
+  torch::manual_seed(11);
+  for (double s : {0.004, 0.03, 0.11}) {
+    at::Tensor q = at::arange(-3000, 1, at::kDouble);
+    at::Tensor sim = int_exp(q, s);
+    rt::IntExp ie = rt::IntExp::for_scale(s);
+    for (int64_t i = 0; i < q.numel(); i += 7)
+      ASSERT_EQ(static_cast<int64_t>(sim[i].item<double>()), ie(static_cast<int64_t>(q[i].item<double>()))) << s;
+    at::Tensor scores = at::round(at::randn({32, 40}, at::kDouble) * (3.0 / s));
+    at::Tensor valid = at::rand({32, 40}) > 0.1;
+    valid.select(1, 0).fill_(true);
+    at::Tensor mx = std::get<0>(at::where(valid, scores, at::full_like(scores, -1e300)).max(-1, true));
+    at::Tensor codes = log_int_softmax_codes(int_exp(at::where(valid, scores - mx, at::zeros_like(scores)), s), valid, 4);
+    for (int64_t r = 0; r < 32; ++r) {
+      std::vector<int32_t> qi(40);
+      std::vector<uint8_t> vi(40);
+      std::vector<int8_t> out(40);
+      for (int64_t c = 0; c < 40; ++c) {
+        qi[static_cast<size_t>(c)] = static_cast<int32_t>(scores[r][c].item<double>());
+        vi[static_cast<size_t>(c)] = valid[r][c].item<bool>();
+      }
+      rt::log_int_softmax_row(qi.data(), vi.data(), 40, ie, 4, out.data());
+      for (int64_t c = 0; c < 40; ++c) ASSERT_EQ(out[static_cast<size_t>(c)], static_cast<int>(codes[r][c].item<double>())) << r << "," << c;
+    }
+  }
 }

@@ -1,0 +1,96 @@
+#include "runtime/int_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace qtx::rt {
+
+int64_t round_shift(int64_t x, int shift) {
+  if (shift <= 0) return x * (int64_t{1} << -shift);
+  if (shift >= 63) return 0;
+  const int64_t half = int64_t{1} << (shift - 1);
+  return x >= 0 ? (x + half) >> shift : -((-x + half) >> shift);
+}
+
+Requant Requant::from_real(double M) {
+  Requant r;
+  if (!(M > 0)) return r;
+  int e = 0;
+  const double f = std::frexp(M, &e);  // M = f · 2^e, f ∈ [0.5, 1)
+  int64_t m = static_cast<int64_t>(std::llround(f * (int64_t{1} << 31)));
+  if (m == (int64_t{1} << 31)) {  // f rounded up to 1.0
+    m /= 2;
+    ++e;
+  }
+  r.m = static_cast<int32_t>(m);
+  r.shift = 31 - e;
+  return r;
+}
+
+double Requant::real() const { return m * std::pow(2.0, -shift); }
+
+void gemm_u8s8_ref(const uint8_t* A, int32_t za, const int8_t* B, int32_t* C, int M, int N, int K) {
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      int32_t acc = 0;
+      for (int k = 0; k < K; ++k) acc += (static_cast<int32_t>(A[i * K + k]) - za) * B[j * K + k];
+      C[i * N + j] = acc;
+    }
+}
+
+uint64_t isqrt(uint64_t n) {
+  if (n < 2) return n;
+  // Start above the root (2^⌈bits/2⌉) and iterate x ← ⌊(x + ⌊n/x⌋)/2⌋ while it decreases.
+  int bits = 64 - __builtin_clzll(n);
+  uint64_t x = uint64_t{1} << ((bits + 1) / 2);
+  for (;;) {
+    uint64_t y = (x + n / x) / 2;
+    if (y >= x) return x;
+    x = y;
+  }
+}
+
+IntExp IntExp::for_scale(double s) {
+  constexpr double kB = 0.96963238 / 0.35815147, kC = 1.0 / 0.35815147;
+  IntExp e;
+  e.R = std::max(0, static_cast<int>(std::ceil(std::log2(65536.0 * s / std::log(2.0)))));
+  const double sr = s / std::pow(2.0, e.R);
+  e.x0 = static_cast<int64_t>(std::floor(-0.6931471805599453 / sr));
+  e.b = static_cast<int64_t>(std::floor(kB / sr));
+  e.c = static_cast<int64_t>(std::floor(kC / (sr * sr)));
+  return e;
+}
+
+int64_t IntExp::operator()(int64_t q) const {
+  int64_t x = std::max(q * (int64_t{1} << R), 30 * x0);
+  // z = ⌊x / x0⌋ with x ≤ 0, x0 < 0 (C++ division truncates toward zero; both negative → floor).
+  const int64_t z = x / x0;
+  const int64_t p = x - x0 * z;
+  const int64_t e = (p + b) * p + c;
+  return e >> z;
+}
+
+void log_int_softmax_row(const int32_t* q, const uint8_t* valid, int n, const IntExp& ie, int bits, int8_t* codes) {
+  int32_t mx = std::numeric_limits<int32_t>::min();
+  for (int i = 0; i < n; ++i)
+    if (valid[i]) mx = std::max(mx, q[i]);
+  std::vector<int64_t> e(static_cast<size_t>(n), 0);
+  int64_t sum = 0;
+  for (int i = 0; i < n; ++i)
+    if (valid[i]) sum += e[static_cast<size_t>(i)] = ie(static_cast<int64_t>(q[i]) - mx);
+  const int top = 1 << bits;
+  for (int i = 0; i < n; ++i) {
+    const int64_t ei = e[static_cast<size_t>(i)];
+    if (!valid[i] || ei <= 0) {
+      codes[i] = -1;
+      continue;
+    }
+    const int64_t r = (2 * sum + ei) / (2 * ei);  // round(sum / e), half up (both positive)
+    int k = 63 - __builtin_clzll(static_cast<uint64_t>(r));
+    if (k > 0 && r - (int64_t{1} << k) >= (int64_t{1} << (k - 1))) ++k;
+    codes[i] = static_cast<int8_t>(k >= top ? -1 : k);
+  }
+}
+
+}  // namespace qtx::rt

@@ -1,0 +1,74 @@
+// Reference integer kernels against exact (double / long double) arithmetic.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "runtime/int_kernels.h"
+
+using namespace qtx::rt;
+
+TEST(IntKernels, RoundShiftIsHalfAwayFromZero) {
+  EXPECT_EQ(round_shift(5, 1), 3);    // 2.5 -> 3
+  EXPECT_EQ(round_shift(-5, 1), -3);  // -2.5 -> -3
+  EXPECT_EQ(round_shift(7, 2), 2);    // 1.75 -> 2
+  EXPECT_EQ(round_shift(-6, 2), -2);  // -1.5 -> -2
+  EXPECT_EQ(round_shift(-5, 2), -1);  // -1.25 -> -1
+  EXPECT_EQ(round_shift(3, 0), 3);
+  EXPECT_EQ(round_shift(3, -2), 12);
+}
+
+TEST(IntKernels, RequantMatchesRealMultiplier) {
+  std::mt19937_64 rng(1);
+  std::uniform_real_distribution<double> logm(-20, 4);
+  std::uniform_int_distribution<int64_t> acc(-(1 << 24), 1 << 24);
+  for (int i = 0; i < 2000; ++i) {
+    const double M = std::pow(2.0, logm(rng));
+    Requant r = Requant::from_real(M);
+    EXPECT_NEAR(r.real() / M, 1.0, 1e-9);
+    EXPECT_GE(r.m, 1 << 30);  // a full 31-bit mantissa
+    const int64_t x = acc(rng);
+    const double want = x * r.real();
+    const int64_t got = r.apply(x);
+    // Exact rounding of x·m·2^-shift, half away from zero.
+    EXPECT_LE(std::fabs(got - want), 0.5 + 1e-9) << M << " " << x;
+  }
+}
+
+TEST(IntKernels, GemmReferenceHandCase) {
+  const uint8_t A[2 * 3] = {10, 20, 30, 0, 255, 128};
+  const int8_t B[2 * 3] = {1, -1, 2, -128, 127, 0};
+  int32_t C[4];
+  gemm_u8s8_ref(A, 128, B, C, 2, 2, 3);
+  EXPECT_EQ(C[0], (10 - 128) * 1 + (20 - 128) * -1 + (30 - 128) * 2);
+  EXPECT_EQ(C[1], (10 - 128) * -128 + (20 - 128) * 127);
+  EXPECT_EQ(C[2], (0 - 128) * 1 + (255 - 128) * -1 + 0);
+  EXPECT_EQ(C[3], (0 - 128) * -128 + (255 - 128) * 127);
+}
+
+TEST(IntKernels, IsqrtIsExactFloorSqrt) {
+  for (uint64_t n = 0; n < 200000; ++n) {
+    uint64_t r = isqrt(n);
+    ASSERT_TRUE(r * r <= n && (r + 1) * (r + 1) > n) << n;
+  }
+  std::mt19937_64 rng(2);
+  for (int i = 0; i < 20000; ++i) {
+    uint64_t n = rng() >> (rng() % 40);
+    uint64_t r = isqrt(n);
+    ASSERT_TRUE(static_cast<unsigned __int128>(r) * r <= n && static_cast<unsigned __int128>(r + 1) * (r + 1) > n) << n;
+  }
+}
+
+TEST(IntKernels, LogIntSoftmaxRowCodes) {
+  // One dominant score: code 0 (probability 1/1 after rounding) and tiny ones dropped at 4 bits.
+  IntExp ie = IntExp::for_scale(0.05);
+  const int32_t q[4] = {0, -400, -20, 5};  // real: 0, -20, -1, 0.25
+  const uint8_t valid[4] = {1, 1, 1, 0};
+  int8_t codes[4];
+  log_int_softmax_row(q, valid, 4, ie, 4, codes);
+  // p ≈ [0.731, 1.5e-9, 0.269, masked]: 1/p ≈ 1.37 -> r=1 -> k=0; 3.72 -> r=4 -> k=2; 7e8 -> k=29 ≥ 16 -> dropped.
+  EXPECT_EQ(codes[0], 0);
+  EXPECT_EQ(codes[1], -1);
+  EXPECT_EQ(codes[2], 2);
+  EXPECT_EQ(codes[3], -1);
+}
