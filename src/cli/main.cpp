@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "data/datasets.h"
+#include "eval/activation_stats.h"
 #include "eval/analyze.h"
 #include "eval/evaluate.h"
 #include "formats/error.h"
@@ -106,6 +107,29 @@ int cmd_analyze(const AnalyzeArgs& a) {
   return 0;
 }
 
+struct StatsArgs {
+  std::string model, out;
+  int calib = 256, threads = 0, batch = 64;
+  uint64_t seed = 0;
+};
+
+int cmd_stats(const StatsArgs& a) {
+  qtx::set_threads(a.threads);
+  auto model = qtx::load_model(a.model);
+  const auto& cfg = model->config();
+  auto train = qtx::open_labeled_data(cfg.model_type == "vit" ? "fmnist" : "austen6", "train", 0, a.model, cfg);
+  auto idx = qtx::sample_indices(train->size(), a.calib, a.seed);
+  auto st = qtx::collect_activation_stats(*model, *train, idx, a.batch);
+  std::string name = a.model;
+  while (!name.empty() && name.back() == '/') name.pop_back();
+  name = name.substr(name.find_last_of('/') + 1);
+  qtx::write_activation_report(st, name, a.out);
+  std::printf("%-50s %s\n", "LayerNorm input", "widest / median channel range");
+  for (const auto& l : st.layernorm_inputs) std::printf("%-50s %.1f\n", l.site.c_str(), l.spread());
+  std::printf("wrote %s/{ln_input_ranges.svg, attention_log2_hist.svg, activation_stats.md}\n", a.out.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -151,6 +175,14 @@ int main(int argc, char** argv) {
   an->add_option("--batch", aa.batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
   an->add_option("--threads", aa.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
 
+  StatsArgs sa;
+  auto* stt = app.add_subcommand("stats", "Per-channel LayerNorm-input ranges and the attention-probability histogram (SVG plots)");
+  stt->add_option("--model", sa.model, "Float model folder")->required();
+  stt->add_option("--out", sa.out, "Folder for the plots and table")->required();
+  stt->add_option("--calib", sa.calib, "Training samples to collect on")->check(CLI::PositiveNumber)->capture_default_str();
+  stt->add_option("--seed", sa.seed, "Seed of the sample")->capture_default_str();
+  stt->add_option("--threads", sa.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+
   qtx::TrainOptions to;
   auto* tr = app.add_subcommand("train", "Train a reference model from scratch (checkpoints every epoch, resumes)");
   tr->add_option("--task", to.task, "vit-fmnist | bert-mlm | bert-austen6")
@@ -186,6 +218,7 @@ int main(int argc, char** argv) {
     if (*info) return cmd_info(info_dir);
     if (*ev) return cmd_eval(ea);
     if (*an) return cmd_analyze(aa);
+    if (*stt) return cmd_stats(sa);
     if (*qz) {
       auto r = qtx::quantize(qo);
       std::printf("quantizers   %d\n", r.quantizers);
