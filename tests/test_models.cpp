@@ -12,21 +12,6 @@ namespace F = torch::nn::functional;
 
 namespace {
 
-ModelConfig tiny_vit_config() {
-  ModelConfig c;
-  c.model_type = "vit";
-  c.hidden_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 64;
-  c.image_size = 8;
-  c.patch_size = 4;
-  c.num_channels = 1;
-  c.layer_norm_eps = 1e-12;
-  c.id2label = {"a", "b", "c"};
-  return c;
-}
-
 ModelConfig tiny_bert_config() {
   ModelConfig c;
   c.model_type = "bert";
@@ -126,7 +111,7 @@ ModelInput bert_batch() {
 }  // namespace
 
 TEST(Vit, ForwardMatchesTransformersFormulas) {
-  auto m = random_model(tiny_vit_config());
+  auto m = random_model(qtx_test::tiny_vit_config());
   torch::NoGradGuard ng;
   torch::manual_seed(1);
   ModelInput in;
@@ -137,7 +122,7 @@ TEST(Vit, ForwardMatchesTransformersFormulas) {
 }
 
 TEST(Vit, WrongImageShapeIsAClearError) {
-  auto m = random_model(tiny_vit_config());
+  auto m = random_model(qtx_test::tiny_vit_config());
   ModelInput in;
   in.pixel_values = torch::randn({1, 3, 8, 8});
   EXPECT_QTX_ERROR(m->logits(in), "pixel_values must be [B, 1, 8, 8]");
@@ -186,7 +171,7 @@ TEST(Bert, TooLongOrOutOfVocabInputIsAClearError) {
 }
 
 TEST(Sites, NamesFollowTransformersModulePaths) {
-  auto vit = random_model(tiny_vit_config());
+  auto vit = random_model(qtx_test::tiny_vit_config());
   const SiteTable& s = vit->sites();
   EXPECT_EQ(s.sites().size(), 2u + 14u * 2u + 2u);
   for (const char* n : {"vit.embeddings.patch_embeddings.projection", "vit.encoder.layer.1.layernorm_before",
@@ -226,7 +211,7 @@ struct Probe : SiteHook {
 }  // namespace
 
 TEST(Sites, HooksSeeAndTransformWithoutModelEdits) {
-  auto m = random_model(tiny_vit_config());
+  auto m = random_model(qtx_test::tiny_vit_config());
   torch::NoGradGuard ng;
   ModelInput in;
   in.pixel_values = torch::randn({2, 1, 8, 8});

@@ -187,21 +187,6 @@ TEST(Recipe, BuiltinsRoundTripAndBadRecipesAreRejected) {
 
 namespace {
 
-ModelConfig tiny_vit() {
-  ModelConfig c;
-  c.model_type = "vit";
-  c.architecture = "ViTForImageClassification";
-  c.hidden_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 64;
-  c.image_size = 8;
-  c.patch_size = 4;
-  c.num_channels = 1;
-  c.id2label = {"a", "b", "c"};
-  return c;
-}
-
 // A saved tiny ViT folder with random weights, and random 8x8 images to calibrate on.
 struct Fixture {
   std::string dir;
@@ -209,7 +194,7 @@ struct Fixture {
   std::unique_ptr<LabeledData> data;
   explicit Fixture(const std::string& name) {
     dir = qtx_test::temp_dir(name) + "/fp";
-    model = create_model(tiny_vit(), {});
+    model = create_model(qtx_test::tiny_vit_config(), {});
     model->init_weights(1);
     {
       torch::NoGradGuard ng;

@@ -24,4 +24,20 @@ std::string read_bytes(const std::string& path) {
   return ss.str();
 }
 
+qtx::ModelConfig tiny_vit_config() {
+  qtx::ModelConfig c;
+  c.model_type = "vit";
+  c.architecture = "ViTForImageClassification";
+  c.hidden_size = 32;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.intermediate_size = 64;
+  c.image_size = 8;
+  c.patch_size = 4;
+  c.num_channels = 1;
+  c.layer_norm_eps = 1e-12;
+  c.id2label = {"a", "b", "c"};
+  return c;
+}
+
 }  // namespace qtx_test

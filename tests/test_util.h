@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "formats/error.h"
+#include "formats/hf_config.h"
 
 namespace qtx_test {
 
@@ -15,6 +16,8 @@ namespace qtx_test {
 std::string temp_dir(const std::string& name);
 void write_bytes(const std::string& path, const std::string& bytes);
 std::string read_bytes(const std::string& path);
+// A 2-layer ViT for 8x8 grayscale images, 3 labels (hidden 32, 2 heads, MLP 64, patch 4).
+qtx::ModelConfig tiny_vit_config();
 
 }  // namespace qtx_test
 

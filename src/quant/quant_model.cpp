@@ -4,7 +4,9 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "formats/error.h"
@@ -112,6 +114,13 @@ QuantizedModel::QuantizedModel(std::shared_ptr<TransformerModel> model, Recipe r
     if (table.match(o.pattern).empty()) fail("recipe " + recipe_.name, "override pattern '" + o.pattern + "' matches no op site");
   for (const auto& e : recipe_.exclude)
     if (table.match(e).empty()) fail("recipe " + recipe_.name, "exclude pattern '" + e + "' matches no op site");
+  build();
+}
+
+void QuantizedModel::build() {
+  SiteTable& table = model_->sites();
+  table.detach_all();
+  points_.clear();
   // Create all points first (the vector must not reallocate once hooks hold pointers).
   for (const auto& site : table.sites())
     for (auto [slot, role] : site_roles(site)) {
@@ -179,6 +188,22 @@ void QuantizedModel::calibrate(const LabeledData& data, const std::vector<int>& 
     std::vector<int> idx(indices.begin() + start, indices.begin() + std::min(n, start + batch_size));
     model_->logits(data.batch(idx));
     if (progress) progress(std::min(n, start + batch_size), n);
+  }
+  // Sites the task's forward never reaches (BERT's MLM head when calibrating the classifier)
+  // cannot be calibrated: they are excluded by name in the stored recipe, so reloading agrees.
+  std::set<std::string> unreached;
+  for (const auto& p : points_)
+    if (p.observer->seen() == 0) unreached.insert(p.site_name);
+  if (!unreached.empty()) {
+    std::string names;
+    for (const auto& n : unreached) names += (names.empty() ? "" : ", ") + n;
+    std::fprintf(stderr, "[quantize] %zu op sites are not used by this task's forward pass and stay in float: %s\n",
+                 unreached.size(), names.c_str());
+    std::map<std::string, std::unique_ptr<Observer>> observers;
+    for (auto& p : points_) observers[p.key()] = std::move(p.observer);
+    recipe_.exclude.insert(recipe_.exclude.end(), unreached.begin(), unreached.end());
+    build();
+    for (auto& p : points_) p.observer = std::move(observers.at(p.key()));
   }
   for (auto& p : points_) p.observer->calibrate(*p.quantizer);
   set_mode(QuantMode::FakeQuant);

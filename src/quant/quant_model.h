@@ -66,6 +66,7 @@ class QuantizedModel {
   struct State;  // the mode, shared with the hooks
 
  private:
+  void build();  // points and hooks from recipe_ (replacing any attached before)
   std::shared_ptr<TransformerModel> model_;
   Recipe recipe_;
   std::vector<QuantPoint> points_;
