@@ -202,6 +202,8 @@ int main(int argc, char** argv) {
   tr->add_option("--threads", to.threads, "Threads (0 = all cores)");
   tr->add_option("--limit", to.limit, "Use the first N training examples only (smoke tests)");
   tr->add_flag("!--no-augment", to.augment, "vit-fmnist: no random shifts/flips");
+  tr->add_option("--shift", to.shift, "vit-fmnist: largest random shift in pixels (0: flips only)")
+      ->check(CLI::Range(0, 8))->capture_default_str();
   tr->add_option("--hidden", to.hidden)->capture_default_str();
   tr->add_option("--layers", to.layers)->capture_default_str();
   tr->add_option("--heads", to.heads)->capture_default_str();
@@ -209,6 +211,18 @@ int main(int argc, char** argv) {
   tr->add_option("--patch", to.patch, "ViT patch size")->capture_default_str();
   tr->add_option("--vocab-size", to.vocab_size, "bert-mlm: WordPiece vocabulary size")->capture_default_str();
 
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const auto* sc : app.get_subcommands([](CLI::App*) { return true; })) {
+      known = known || sc->get_name() == argv[1];
+      names += (names.empty() ? "" : " | ") + sc->get_name();
+    }
+    if (!known) {
+      std::fprintf(stderr, "error: unknown command '%s' (%s; see qtx --help)\n", argv[1], names.c_str());
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -103,14 +103,15 @@ bool try_resume(std::shared_ptr<TransformerModel>* m, torch::optim::AdamW* opt, 
   return true;
 }
 
-// Random ±2 px translation (background-filled) and horizontal flip, per sample.
-at::Tensor augment_images(const at::Tensor& x, std::mt19937_64& rng, float background) {
-  const int64_t B = x.size(0), H = x.size(2), W = x.size(3), P = 2;
+// Random ±P px translation (background-filled) and horizontal flip, per sample.
+at::Tensor augment_images(const at::Tensor& x, std::mt19937_64& rng, float background, int64_t P) {
+  const int64_t B = x.size(0), H = x.size(2), W = x.size(3);
   at::Tensor padded = at::constant_pad_nd(x, {P, P, P, P}, background);
   std::vector<at::Tensor> out;
   out.reserve(static_cast<size_t>(B));
   for (int64_t b = 0; b < B; ++b) {
-    int64_t dy = static_cast<int64_t>(rng() % 5), dx = static_cast<int64_t>(rng() % 5);
+    int64_t dy = static_cast<int64_t>(rng() % static_cast<uint64_t>(2 * P + 1));
+    int64_t dx = static_cast<int64_t>(rng() % static_cast<uint64_t>(2 * P + 1));
     at::Tensor s = padded[b].narrow(1, dy, H).narrow(2, dx, W);
     if (rng() & 1) s = s.flip({2});
     out.push_back(s);
@@ -257,7 +258,7 @@ void train_vit(const TrainOptions& o, const at::Device& dev) {
   auto step = [&](const std::vector<int>& idx, std::mt19937_64& rng) {
     at::Tensor ix = at::tensor(std::vector<int64_t>(idx.begin(), idx.end())).to(dev);
     at::Tensor x = X.index_select(0, ix), y = Y.index_select(0, ix);
-    if (o.augment) x = augment_images(x, rng, background);
+    if (o.augment) x = augment_images(x, rng, background, o.shift);
     ModelInput in;
     in.pixel_values = x;
     at::Tensor loss = cross_entropy(model->logits(in), y, o.label_smoothing);

@@ -23,7 +23,8 @@ struct TrainOptions {
   uint64_t seed = 0;
   int threads = 0;
   int limit = 0;               // > 0: train on the first N examples only (smoke tests)
-  bool augment = true;         // vit-fmnist: random ±2 px shifts and horizontal flips
+  bool augment = true;         // vit-fmnist: random shifts (±shift px) and horizontal flips
+  int shift = 2;
   // Architecture for models trained from scratch.
   int hidden = 192, layers = 12, heads = 3, intermediate = 768, patch = 4;
   int vocab_size = 8000, max_len = 128;
