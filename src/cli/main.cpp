@@ -2,6 +2,8 @@
 #include <CLI/CLI.hpp>
 #include <ATen/Parallel.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <iostream>
 
@@ -67,9 +69,10 @@ int cmd_eval(const EvalArgs& a) {
   std::fprintf(stderr, "[eval] %s%s on %s, %d threads\n", a.model.c_str(),
                loaded.quantized ? (" (fake-quant, recipe " + loaded.quantized->recipe().name + ")").c_str() : "",
                data->describe().c_str(), at::get_num_threads());
-  auto r = qtx::evaluate(*model, *data, a.batch, [](int done, int total) {
-    std::fprintf(stderr, "\r[eval] %d/%d", done, total);
-    if (done == total) std::fprintf(stderr, "\n");
+  const bool tty = isatty(fileno(stderr));  // redraw a progress line on terminals only
+  auto r = qtx::evaluate(*model, *data, a.batch, [tty](int done, int total) {
+    if (tty) std::fprintf(stderr, "\r[eval] %d/%d", done, total);
+    if (done == total) std::fprintf(stderr, "%s[eval] %d/%d done\n", tty ? "\r" : "", done, total);
   });
   std::printf("accuracy   %.2f%% (%d/%d)\n", r.accuracy(), r.correct, r.samples);
   std::printf("speed      %.1f samples/s (batch %d, %d threads)\n", r.samples_per_second(), a.batch, at::get_num_threads());

@@ -1,6 +1,7 @@
 #include "tasks/quantize_task.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -32,9 +33,10 @@ QuantizeReport quantize(const QuantizeOptions& o) {
                o.model.c_str(), recipe.name.c_str(), qm.points().size(), idx.size(),
                cfg.model_type == "vit" ? "fmnist" : "austen6", static_cast<unsigned long long>(o.seed));
   auto t0 = std::chrono::steady_clock::now();
-  qm.calibrate(*train, idx, o.batch, [](int done, int total) {
-    std::fprintf(stderr, "\r[quantize] calibration %d/%d", done, total);
-    if (done == total) std::fprintf(stderr, "\n");
+  const bool tty = isatty(fileno(stderr));  // redraw a progress line on terminals only
+  qm.calibrate(*train, idx, o.batch, [tty](int done, int total) {
+    if (tty) std::fprintf(stderr, "\r[quantize] calibration %d/%d", done, total);
+    if (done == total) std::fprintf(stderr, "%s[quantize] calibration %d/%d done\n", tty ? "\r" : "", done, total);
   });
   QuantizeReport r;
   r.calib_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
