@@ -72,3 +72,30 @@ TEST(IntKernels, LogIntSoftmaxRowCodes) {
   EXPECT_EQ(codes[2], 2);
   EXPECT_EQ(codes[3], -1);
 }
+
+TEST(IntKernels, GeluTableMatchesFloatGeluThenQuantize) {
+  QParams in{0.05, 130, 0, 255}, out{0.03, 10, 0, 255};
+  std::vector<uint8_t> t = gelu_table_u8(in, out);
+  for (int c = 0; c < 256; ++c) {
+    const double x = (c - 130) * 0.05;
+    const double y = 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
+    const double want = std::min(255.0, std::max(0.0, std::round(y / 0.03) + 10));
+    EXPECT_EQ(t[static_cast<size_t>(c)], want) << c;  // std::round also rounds half away from zero
+  }
+  EXPECT_EQ(t[130], 10);  // gelu(0) = 0 -> the output zero point
+}
+
+TEST(IntKernels, RequantAddWithinHalfAStepOfExact) {
+  QParams a{0.021, 120, 0, 255}, b{0.0073, 131, 0, 255}, o{0.03, 128, 0, 255};
+  RequantAdd add = RequantAdd::make(a, b, o);
+  int worst = 0;
+  for (int qa = 0; qa < 256; qa += 3)
+    for (int qb = 0; qb < 256; qb += 5) {
+      const double real = (qa - 120) * 0.021 + (qb - 131) * 0.0073;
+      const double exact = std::min(255.0, std::max(0.0, real / 0.03 + 128));
+      const int got = add(qa, qb);
+      EXPECT_LE(std::fabs(got - exact), 0.5 + 1e-6) << qa << " " << qb;
+      worst = std::max(worst, std::abs(got - static_cast<int>(std::lround(exact))));
+    }
+  EXPECT_LE(worst, 1);
+}

@@ -93,4 +93,41 @@ void log_int_softmax_row(const int32_t* q, const uint8_t* valid, int n, const In
   }
 }
 
+std::vector<uint8_t> gelu_table_u8(const QParams& in, const QParams& out) {
+  std::vector<uint8_t> t(256);
+  for (int c = 0; c < 256; ++c) {
+    const int32_t q = in.qmin < 0 ? c - 128 : c;
+    const double x = (q - in.zero) * in.scale;
+    const double y = 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
+    double r = y / out.scale;
+    r = r >= 0 ? std::floor(r + 0.5) : -std::floor(-r + 0.5);  // half away from zero
+    const int64_t qo = std::min<int64_t>(out.qmax, std::max<int64_t>(out.qmin, static_cast<int64_t>(r) + out.zero));
+    t[static_cast<size_t>(c)] = static_cast<uint8_t>(qo & 0xFF);
+  }
+  return t;
+}
+
+RequantAdd RequantAdd::make(const QParams& a, const QParams& b, const QParams& out) {
+  RequantAdd r;
+  // Common shift: 30 bits of headroom for the larger of the two multipliers.
+  const double big = std::max(a.scale, b.scale) / out.scale;
+  int e = 0;
+  std::frexp(big, &e);
+  r.shift = 30 - e;
+  r.ma = std::llround(a.scale / out.scale * std::ldexp(1.0, r.shift));
+  r.mb = std::llround(b.scale / out.scale * std::ldexp(1.0, r.shift));
+  r.za = a.zero;
+  r.zb = b.zero;
+  r.zo = out.zero;
+  r.qmin = out.qmin;
+  r.qmax = out.qmax;
+  return r;
+}
+
+int32_t RequantAdd::operator()(int32_t qa, int32_t qb) const {
+  const int64_t acc = (static_cast<int64_t>(qa) - za) * ma + (static_cast<int64_t>(qb) - zb) * mb;
+  const int64_t q = round_shift(acc, shift) + zo;
+  return static_cast<int32_t>(std::min<int64_t>(qmax, std::max<int64_t>(qmin, q)));
+}
+
 }  // namespace qtx::rt

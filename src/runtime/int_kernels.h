@@ -38,4 +38,26 @@ struct IntExp {
 // entries with valid[i] != 0. FQ-ViT's rounding: r = round(Σexp / exp), k = round-at-1.5 log2 r.
 void log_int_softmax_row(const int32_t* q, const uint8_t* valid, int n, const IntExp& ie, int bits, int8_t* codes);
 
+// A uniform quantizer's integer view: real = (q − zero) · scale.
+struct QParams {
+  double scale = 1;
+  int32_t zero = 0;
+  int32_t qmin = 0, qmax = 255;
+};
+
+// GELU on 8-bit codes as an exact 256-entry table: entry c holds the output code of
+// quantize_out(gelu(dequantize_in(c − 128 + (in.qmin < 0 ? 0 : 128)))) — the fake-quant model's
+// computation done once per possible input code, so the runtime matches it exactly.
+std::vector<uint8_t> gelu_table_u8(const QParams& in, const QParams& out);
+
+// Residual add of two quantized tensors into a third quantization: both operands are brought
+// to the output scale by dyadic multipliers with a common shift, summed, rounded once.
+struct RequantAdd {
+  int64_t ma = 0, mb = 0;
+  int shift = 0;
+  int32_t za = 0, zb = 0, zo = 0, qmin = 0, qmax = 255;
+  static RequantAdd make(const QParams& a, const QParams& b, const QParams& out);
+  int32_t operator()(int32_t qa, int32_t qb) const;
+};
+
 }  // namespace qtx::rt
