@@ -99,3 +99,45 @@ TEST(IntKernels, RequantAddWithinHalfAStepOfExact) {
     }
   EXPECT_LE(worst, 1);
 }
+
+TEST(IntKernels, IntegerLayerNormOnPtfShiftedCodesMatchesFloat) {
+  // 192 channels, a few of them 8x wider (α = 3) as PTF would mark them.
+  std::mt19937 rng(4);
+  const int C = 192;
+  const double s = 0.01;  // PTF base scale
+  const int32_t z = 120;
+  std::vector<int> alpha(C, 0);
+  for (int c = 0; c < C; c += 17) alpha[static_cast<size_t>(c)] = 3;
+  std::vector<float> gamma(C), beta(C);
+  std::normal_distribution<float> g(1.0f, 0.3f), b(0.0f, 0.2f);
+  for (int c = 0; c < C; ++c) {
+    gamma[static_cast<size_t>(c)] = g(rng);
+    beta[static_cast<size_t>(c)] = b(rng);
+  }
+  gamma[5] = -0.7f;
+  QParams out{0.04, 128, 0, 255};
+  IntLayerNorm ln = IntLayerNorm::make(z, alpha, gamma, beta, out);
+  int exact = 0, total = 0;
+  for (int r = 0; r < 200; ++r) {
+    std::vector<uint8_t> q(C), o(C);
+    std::normal_distribution<double> xs(0, 1 + r % 5);
+    for (int c = 0; c < C; ++c)
+      q[static_cast<size_t>(c)] = static_cast<uint8_t>(std::min(255.0, std::max(0.0, std::round(z + xs(rng) * 20))));
+    ln.row(q.data(), o.data());
+    std::vector<double> x(C);
+    double mean = 0, var = 0;
+    for (int c = 0; c < C; ++c) mean += x[static_cast<size_t>(c)] = (q[static_cast<size_t>(c)] - z) * s * (1 << alpha[static_cast<size_t>(c)]);
+    mean /= C;
+    for (double v : x) var += (v - mean) * (v - mean);
+    var /= C;
+    for (int c = 0; c < C; ++c) {
+      const double y = (x[static_cast<size_t>(c)] - mean) / std::sqrt(var) * gamma[static_cast<size_t>(c)] + beta[static_cast<size_t>(c)];
+      const double want = std::min(255.0, std::max(0.0, std::round(y / out.scale) + out.zero));
+      const int got = o[static_cast<size_t>(c)];
+      ASSERT_LE(std::fabs(got - want), 1.0) << r << "," << c;
+      exact += got == static_cast<int>(want);
+      ++total;
+    }
+  }
+  EXPECT_GT(exact, total * 99 / 100);  // off by one step only at rounding ties of the float result
+}

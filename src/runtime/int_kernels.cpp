@@ -130,4 +130,54 @@ int32_t RequantAdd::operator()(int32_t qa, int32_t qb) const {
   return static_cast<int32_t>(std::min<int64_t>(qmax, std::max<int64_t>(qmin, q)));
 }
 
+IntLayerNorm IntLayerNorm::make(int32_t z, const std::vector<int>& alpha, const std::vector<float>& gamma,
+                                const std::vector<float>& beta, const QParams& out) {
+  IntLayerNorm n;
+  n.C = static_cast<int>(gamma.size());
+  n.z = z;
+  n.alpha = alpha.empty() ? std::vector<int>(gamma.size(), 0) : alpha;
+  for (size_t c = 0; c < gamma.size(); ++c) {
+    // A negative γ keeps its sign in the mantissa.
+    Requant g = Requant::from_real(std::fabs(gamma[c]) / out.scale);
+    if (gamma[c] < 0) g.m = -g.m;
+    n.gain.push_back(g);
+    n.bias.push_back(std::llround(beta[c] / out.scale * 65536.0));
+  }
+  n.zo = out.zero;
+  n.qmin = out.qmin;
+  n.qmax = out.qmax;
+  return n;
+}
+
+void IntLayerNorm::row(const uint8_t* q, uint8_t* out) const {
+  std::vector<int64_t> x(static_cast<size_t>(C));
+  int64_t sum = 0;
+  for (int c = 0; c < C; ++c) sum += x[static_cast<size_t>(c)] = (static_cast<int64_t>(q[c]) - z) << alpha[static_cast<size_t>(c)];
+  // d_c = C·(x_c − μ) stays integral; Σd² = C³·var.
+  uint64_t v = 0;
+  for (int c = 0; c < C; ++c) {
+    const int64_t d = C * x[static_cast<size_t>(c)] - sum;
+    v += static_cast<uint64_t>(d * d);
+  }
+  const uint64_t vc = v / static_cast<uint64_t>(C);  // C²·var
+  // sd = C·σ·2^k with k chosen so sd has ~24 significant bits.
+  int k = 0;
+  if (vc > 0) {
+    const int bits = 64 - __builtin_clzll(vc);
+    k = std::max(0, (48 - bits) / 2);
+  }
+  const int64_t sd = static_cast<int64_t>(isqrt(vc << (2 * k)));
+  for (int c = 0; c < C; ++c) {
+    const size_t i = static_cast<size_t>(c);
+    int64_t t = 0;  // normalised value · 2^16
+    if (sd > 0) {
+      const int64_t num = (C * x[i] - sum) * (int64_t{1} << (k + 16));
+      t = num >= 0 ? (num + sd / 2) / sd : -((-num + sd / 2) / sd);
+    }
+    const int64_t y16 = round_shift(t * gain[i].m, gain[i].shift) + bias[i];  // y / s_out · 2^16
+    const int64_t qo = round_shift(y16, 16) + zo;
+    out[c] = static_cast<uint8_t>(std::min<int64_t>(qmax, std::max<int64_t>(qmin, qo)));
+  }
+}
+
 }  // namespace qtx::rt

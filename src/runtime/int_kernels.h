@@ -60,4 +60,20 @@ struct RequantAdd {
   int32_t operator()(int32_t qa, int32_t qb) const;
 };
 
+// LayerNorm on PTF-shifted integers (FQ-ViT) with an integer square root: x_c = (q_c − z) << α_c
+// share one scale, so mean and variance need no float; 1/σ is a fixed-point reciprocal and
+// γ_c / s_out a dyadic multiplier per channel. LayerNorm's ε (≤ 1e-5 of the variance in practice)
+// is left out. Output codes are within one step of float LayerNorm on the dequantized input.
+struct IntLayerNorm {
+  int C = 0;
+  int32_t z = 0;
+  std::vector<int> alpha;     // per channel, 0 when the input is plain layer-wise uniform
+  std::vector<Requant> gain;  // γ_c / s_out
+  std::vector<int64_t> bias;  // round(β_c / s_out · 2^16)
+  int32_t zo = 0, qmin = 0, qmax = 255;
+  static IntLayerNorm make(int32_t z, const std::vector<int>& alpha, const std::vector<float>& gamma,
+                           const std::vector<float>& beta, const QParams& out);
+  void row(const uint8_t* q, uint8_t* out) const;
+};
+
 }  // namespace qtx::rt
