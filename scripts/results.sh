@@ -54,10 +54,15 @@ JSON
   echo "calibration on the default sample of the training split (1000 images / 512 passages, seed 0)."
   echo "Model bytes = size of model.safetensors."
   for model in models/vit-fmnist models/bert-austen; do
+    $Q stats --model $model --out docs/plots/$(basename $model) --calib 256 --threads "$T" >/dev/null
     fp=$(eval_acc $model)
     fpb=$(stat -c %s $model/model.safetensors)
     echo
     echo "## $(basename $model)"
+    echo
+    echo "What PTF and LIS fight here: [per-channel LayerNorm-input ranges](plots/$(basename $model)/ln_input_ranges.svg),"
+    echo "[attention probabilities by log2 bin](plots/$(basename $model)/attention_log2_hist.svg),"
+    echo "[table per LayerNorm](plots/$(basename $model)/activation_stats.md)."
     echo
     echo "| recipe | accuracy % | drop vs FP | MB | calibration s |"
     echo "| --- | --- | --- | --- | --- |"
