@@ -33,4 +33,8 @@ bool site_pattern_matches(const std::string& pattern, const std::string& name) {
   return false;
 }
 
+bool name_ends_with(const std::string& name, const std::string& suffix) {
+  return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 }  // namespace qtx

@@ -9,4 +9,7 @@ namespace qtx {
 // matches "vit.encoder.layer.3.layernorm_before".
 bool site_pattern_matches(const std::string& pattern, const std::string& name);
 
+// True when a dotted name ends with `suffix` (".weight", "matmul_qk", ...).
+bool name_ends_with(const std::string& name, const std::string& suffix);
+
 }  // namespace qtx

@@ -18,11 +18,6 @@ struct BertLayer {
   int q, k, v, qk, softmax, av, o, res1, ln1, fc1, act, fc2, res2, ln2;
 };
 
-bool ends_with(const std::string& s, const char* suf) {
-  size_t n = std::char_traits<char>::length(suf);
-  return s.size() >= n && s.compare(s.size() - n, n, suf) == 0;
-}
-
 class Bert : public TransformerModel {
  public:
   Bert(const ModelConfig& c, const ModelHeads& heads) : TransformerModel(c), heads_(heads) {
@@ -170,8 +165,8 @@ class Bert : public TransformerModel {
     const double std = cfg_.initializer_range;
     for (auto& [name, p] : hf_parameters()) {
       if (name.find("LayerNorm") != std::string::npos) {
-        p.fill_(ends_with(name, ".weight") ? 1.0 : 0.0);
-      } else if (ends_with(name, ".bias")) {
+        p.fill_(name_ends_with(name, ".weight") ? 1.0 : 0.0);
+      } else if (name_ends_with(name, ".bias")) {
         p.zero_();
       } else {
         p.normal_(0, std);

@@ -117,8 +117,8 @@ class Vit : public TransformerModel {
     };
     for (auto& [name, p] : hf_parameters()) {
       if (name.find("layernorm") != std::string::npos) {
-        p.fill_(name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 ? 1.0 : 0.0);
-      } else if (name.compare(name.size() - 5, 5, ".bias") == 0) {
+        p.fill_(name_ends_with(name, ".weight") ? 1.0 : 0.0);
+      } else if (name_ends_with(name, ".bias")) {
         p.zero_();
       } else {
         trunc(p);

@@ -12,6 +12,7 @@
 #include "formats/error.h"
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
+#include "formats/site_pattern.h"
 #include "quant/packing.h"
 #include "tasks/labeled_data.h"
 
@@ -27,17 +28,11 @@ const char* slot_name(Slot s) {
   return "?";
 }
 
-namespace {
-bool ends_with(const std::string& s, const std::string& t) {
-  return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
-}
-}  // namespace
-
 std::vector<std::pair<Slot, Role>> site_roles(const OpSite& site) {
   switch (site.kind) {
     case SiteKind::Linear: return {{Slot::Weight, Role::LinearWeight}, {Slot::Input0, Role::LinearInput}};
     case SiteKind::MatMul:
-      if (ends_with(site.name, "matmul_qk"))
+      if (name_ends_with(site.name, "matmul_qk"))
         return {{Slot::Input0, Role::QkInput}, {Slot::Input1, Role::QkInput}, {Slot::Output, Role::AttnScores}};
       return {{Slot::Input1, Role::AvInput}};  // its left operand is the softmax output
     case SiteKind::Softmax: return {{Slot::Output, Role::SoftmaxOutput}};
