@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: install, build, evaluate the shipped reference models (FP32),
 # then quantize the default model (vit-fmnist) with FQ-ViT 8/8/4 on its calibration sample and
-# show FP32 next to the quantized model (fake-quant) with sizes.
+# show FP32 next to the quantized model (fake-quant) with sizes; finally run the quantized model in
+# the integer-only runtime (accuracy, agreement with fake-quant, speed next to libtorch FP32).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -21,3 +22,8 @@ rm -f runs-fp.txt runs-q.txt
 mb() { stat -c %s "$1" | awk '{printf "%.2f", $1 / 1e6}'; }
 printf '\nvit-fmnist   FP32 %s%% (%s MB)   ->   FQ-ViT 8/8/4 %s%% (%s MB)\n' "$fp" \
   "$(mb models/vit-fmnist/model.safetensors)" "$q" "$(mb runs/vit-fmnist-fqvit-8-8-4/model.safetensors)"
+echo "== vit-fmnist FQ-ViT 8/8/4 in the integer-only runtime (oneDNN int8 GEMMs, no libtorch) =="
+$Q eval --model runs/vit-fmnist-fqvit-8-8-4 --data fmnist --engine int
+$Q parity --model runs/vit-fmnist-fqvit-8-8-4 --data fmnist
+echo "== speed: integer runtime vs libtorch FP32, same inputs and threads (median of 10) =="
+$Q bench --model runs/vit-fmnist-fqvit-8-8-4 --float-model models/vit-fmnist

@@ -16,9 +16,20 @@
 #include "tasks/labeled_data.h"
 #include "quant/quant_model.h"
 #include "tasks/quantize_task.h"
+#include "tasks/runtime_task.h"
+#include "runtime/int_model.h"
 #include "train/train.h"
 
 namespace {
+
+// A progress callback redrawing one line on terminals, printing only the end otherwise.
+qtx::ProgressFn progress_line(const std::string& tag) {
+  const bool tty = isatty(fileno(stderr));
+  return [tty, tag](int done, int total) {
+    if (tty) std::fprintf(stderr, "\r[%s] %d/%d", tag.c_str(), done, total);
+    if (done == total) std::fprintf(stderr, "%s[%s] %d/%d done\n", tty ? "\r" : "", tag.c_str(), done, total);
+  };
+}
 
 int cmd_info(const std::string& dir) {
   auto loaded = qtx::load_any_model(dir);
@@ -57,6 +68,8 @@ struct EvalArgs {
   int limit = 0, threads = 0, batch = 64;
   bool mlm = false;
   uint64_t seed = 1234;
+  std::string engine = "torch";
+  bool float64 = false;
 };
 
 int cmd_eval(const EvalArgs& a) {
@@ -69,11 +82,18 @@ int cmd_eval(const EvalArgs& a) {
   std::fprintf(stderr, "[eval] %s%s on %s, %d threads\n", a.model.c_str(),
                loaded.quantized ? (" (fake-quant, recipe " + loaded.quantized->recipe().name + ")").c_str() : "",
                data->describe().c_str(), at::get_num_threads());
-  const bool tty = isatty(fileno(stderr));  // redraw a progress line on terminals only
-  auto r = qtx::evaluate(*model, *data, a.batch, [tty](int done, int total) {
-    if (tty) std::fprintf(stderr, "\r[eval] %d/%d", done, total);
-    if (done == total) std::fprintf(stderr, "%s[eval] %d/%d done\n", tty ? "\r" : "", done, total);
-  });
+  qtx::EvalResult r;
+  if (a.engine == "int") {
+    if (!loaded.quantized) throw qtx::Error(a.model + ": --engine int runs quantized folders (make one with `qtx quantize`)");
+    if (a.mlm) throw qtx::Error("--mlm: the integer runtime runs the classifier only");
+    loaded = {};
+    qtx::rt::set_threads(a.threads > 0 ? a.threads : qtx::default_threads());
+    auto im = qtx::rt::load_int_model(a.model);
+    std::fprintf(stderr, "[eval] integer runtime (oneDNN int8 GEMMs)\n");
+    r = qtx::evaluate_int(*im, *data, a.batch, progress_line("eval"));
+  } else {
+    r = qtx::evaluate(*model, *data, a.batch, progress_line("eval"));
+  }
   std::printf("accuracy   %.2f%% (%d/%d)\n", r.accuracy(), r.correct, r.samples);
   std::printf("speed      %.1f samples/s (batch %d, %d threads)\n", r.samples_per_second(), a.batch, at::get_num_threads());
   if (a.mlm) {
@@ -87,6 +107,39 @@ int cmd_eval(const EvalArgs& a) {
                 static_cast<long long>(m.masked), static_cast<unsigned long long>(a.seed));
   }
   std::printf("peak RSS   %.1f MiB\n", qtx::peak_rss_mib());
+  return 0;
+}
+
+int cmd_parity(const EvalArgs& a) {
+  qtx::set_threads(a.threads);
+  qtx::rt::set_threads(a.threads > 0 ? a.threads : qtx::default_threads());
+  if (!qtx::QuantizedModel::is_artifact(a.model)) throw qtx::Error(a.model + ": parity compares a quantized folder's two engines");
+  const auto cfg = qtx::ModelConfig::load(a.model + "/config.json");
+  std::string spec = a.data.empty() ? (cfg.model_type == "vit" ? "fmnist" : "austen6") : a.data;
+  auto data = qtx::open_labeled_data(spec, a.split, a.limit, a.model, cfg);
+  std::fprintf(stderr, "[parity] %s on %s: libtorch fake-quant (%s) vs integer runtime\n", a.model.c_str(), data->describe().c_str(), a.float64 ? "float64" : "float32");
+  auto p = qtx::parity(a.model, *data, a.batch, a.float64, progress_line("parity"));
+  std::printf("fake-quant  %.2f%% (%d/%d)  %.1f samples/s\n", p.fake.accuracy(), p.fake.correct, p.fake.samples, p.fake.samples_per_second());
+  std::printf("integer     %.2f%% (%d/%d)  %.1f samples/s\n", p.integer.accuracy(), p.integer.correct, p.integer.samples, p.integer.samples_per_second());
+  std::printf("agreement   %.2f%% top-1 (%d/%d), accuracy difference %+.2f points\n", p.agreement(), p.agree, p.fake.samples,
+              p.integer.accuracy() - p.fake.accuracy());
+  return 0;
+}
+
+struct BenchArgs {
+  std::string model, float_model;
+  std::vector<int> batches{1, 64}, threads{1, 2};
+  int repeats = 10;
+};
+
+int cmd_bench(const BenchArgs& a) {
+  std::fprintf(stderr, "[bench] libtorch FP32 (%s) vs integer runtime (%s), %d repeats each\n", a.float_model.c_str(), a.model.c_str(), a.repeats);
+  auto rows = qtx::bench(a.float_model, a.model, a.batches, a.threads, a.repeats);
+  std::printf("| batch | threads | libtorch FP32 ms | FP32 samples/s | integer ms | integer samples/s | speed-up |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (const auto& r : rows)
+    std::printf("| %d | %d | %.2f | %.0f | %.2f | %.0f | %.2fx |\n", r.batch, r.threads, r.fp32_ms, r.batch * 1000.0 / r.fp32_ms,
+                r.int_ms, r.batch * 1000.0 / r.int_ms, r.speedup());
   return 0;
 }
 
@@ -157,6 +210,19 @@ int main(int argc, char** argv) {
   ev->add_option("--batch", ea.batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
   ev->add_flag("--mlm", ea.mlm, "BERT: also report masked-token accuracy on held-out austen6 text");
   ev->add_option("--seed", ea.seed, "Seed of the MLM masking")->capture_default_str();
+  ev->add_option("--engine", ea.engine,
+                 "torch: libtorch (float, or fake-quant for a quantized folder) | int: the integer-only runtime (quantized folders)")
+      ->check(CLI::IsMember({"torch", "int"}))->capture_default_str();
+
+  EvalArgs pa;
+  auto* par = app.add_subcommand("parity", "Top-1 agreement of a quantized folder's integer runtime with its libtorch fake-quant simulation");
+  par->add_option("--model", pa.model, "Quantized model folder (from qtx quantize)")->required();
+  par->add_option("--data", pa.data, "As for eval; default: the model's built-in task");
+  par->add_option("--split", pa.split, "Split of a built-in data set")->check(CLI::IsMember({"train", "dev", "test"}))->capture_default_str();
+  par->add_option("--limit", pa.limit, "First N examples only (0 = all)")->check(CLI::NonNegativeNumber);
+  par->add_option("--threads", pa.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  par->add_option("--batch", pa.batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
+  par->add_flag("--float64", pa.float64, "Run the fake-quant simulation in float64 (float32 rounding in its GEMMs is then out of the comparison)");
 
   qtx::QuantizeOptions qo;
   auto* qz = app.add_subcommand("quantize", "Calibrate a model with a recipe and write a quantized artifact (docs/FORMAT.md)");
@@ -168,6 +234,14 @@ int main(int argc, char** argv) {
   qz->add_option("--seed", qo.seed, "Seed of the calibration sample")->capture_default_str();
   qz->add_option("--batch", qo.batch, "Calibration batch size")->check(CLI::PositiveNumber)->capture_default_str();
   qz->add_option("--threads", qo.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+
+  BenchArgs ba;
+  auto* bn = app.add_subcommand("bench", "Speed of the integer runtime next to libtorch FP32 on the same inputs and threads (medians)");
+  bn->add_option("--model", ba.model, "Quantized model folder (from qtx quantize)")->required();
+  bn->add_option("--float-model", ba.float_model, "The float model it was made from (the FP32 baseline)")->required();
+  bn->add_option("--batch", ba.batches, "Batch sizes (repeat the option)")->capture_default_str();
+  bn->add_option("--threads", ba.threads, "Thread counts")->capture_default_str();
+  bn->add_option("--repeats", ba.repeats, "Timed forwards per engine and setting")->check(CLI::PositiveNumber)->capture_default_str();
 
   AnalyzeArgs aa;
   auto* an = app.add_subcommand("analyze", "Per-site error of a quantized model: cosine similarity and SQNR of each op's output vs FP");
@@ -191,7 +265,7 @@ int main(int argc, char** argv) {
   tr->add_option("--task", to.task, "vit-fmnist | bert-mlm | bert-austen6")
       ->required()->check(CLI::IsMember({"vit-fmnist", "bert-mlm", "bert-austen6"}));
   tr->add_option("--out", to.out, "Output model folder")->required();
-  tr->add_option("--init", to.init, "bert-austen6: MLM-pretrained model folder to fine-tune");
+  tr->add_option("--init", to.init, "bert-austen6: MLM-pretrained model to fine-tune; vit-fmnist: trained model to continue from");
   tr->add_option("--device", to.device, "cpu | cuda")->capture_default_str();
   tr->add_option("--epochs", to.epochs)->capture_default_str();
   tr->add_option("--batch", to.batch)->capture_default_str();
@@ -234,6 +308,8 @@ int main(int argc, char** argv) {
   try {
     if (*info) return cmd_info(info_dir);
     if (*ev) return cmd_eval(ea);
+    if (*par) return cmd_parity(pa);
+    if (*bn) return cmd_bench(ba);
     if (*an) return cmd_analyze(aa);
     if (*stt) return cmd_stats(sa);
     if (*qz) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 
 namespace qtx::rt {
 
@@ -75,7 +76,8 @@ void log_int_softmax_row(const int32_t* q, const uint8_t* valid, int n, const In
   int32_t mx = std::numeric_limits<int32_t>::min();
   for (int i = 0; i < n; ++i)
     if (valid[i]) mx = std::max(mx, q[i]);
-  std::vector<int64_t> e(static_cast<size_t>(n), 0);
+  thread_local std::vector<int64_t> e;
+  e.assign(static_cast<size_t>(n), 0);
   int64_t sum = 0;
   for (int i = 0; i < n; ++i)
     if (valid[i]) sum += e[static_cast<size_t>(i)] = ie(static_cast<int64_t>(q[i]) - mx);
@@ -133,15 +135,18 @@ int32_t RequantAdd::operator()(int32_t qa, int32_t qb) const {
 IntLayerNorm IntLayerNorm::make(int32_t z, const std::vector<int>& alpha, const std::vector<float>& gamma,
                                 const std::vector<float>& beta, const QParams& out) {
   IntLayerNorm n;
+  if (gamma.size() > 4096) throw std::invalid_argument("IntLayerNorm: more than 4096 channels");
   n.C = static_cast<int>(gamma.size());
   n.z = z;
   n.alpha = alpha.empty() ? std::vector<int>(gamma.size(), 0) : alpha;
+  double mx = 1e-30;
+  for (float g : gamma) mx = std::max(mx, std::fabs(g) / out.scale);
+  int e = 0;
+  std::frexp(mx, &e);
+  n.shift = 30 - e;  // |gain| < 2^30; with |t| < 2^29 the products stay below 2^59
   for (size_t c = 0; c < gamma.size(); ++c) {
-    // A negative γ keeps its sign in the mantissa.
-    Requant g = Requant::from_real(std::fabs(gamma[c]) / out.scale);
-    if (gamma[c] < 0) g.m = -g.m;
-    n.gain.push_back(g);
-    n.bias.push_back(std::llround(beta[c] / out.scale * 65536.0));
+    n.gain.push_back(std::llround(gamma[c] / out.scale * std::ldexp(1.0, n.shift)));
+    n.bias.push_back(std::llround((beta[c] / out.scale + 0.5) * std::ldexp(1.0, n.shift + 24)));  // + ½: round half up
   }
   n.zo = out.zero;
   n.qmin = out.qmin;
@@ -150,14 +155,14 @@ IntLayerNorm IntLayerNorm::make(int32_t z, const std::vector<int>& alpha, const 
 }
 
 void IntLayerNorm::row(const uint8_t* q, uint8_t* out) const {
-  std::vector<int64_t> x(static_cast<size_t>(C));
+  int64_t x[4096];
   int64_t sum = 0;
-  for (int c = 0; c < C; ++c) sum += x[static_cast<size_t>(c)] = (static_cast<int64_t>(q[c]) - z) << alpha[static_cast<size_t>(c)];
+  for (int c = 0; c < C; ++c) sum += x[c] = (static_cast<int64_t>(q[c]) - z) << alpha[static_cast<size_t>(c)];
   // d_c = C·(x_c − μ) stays integral; Σd² = C³·var.
   uint64_t v = 0;
   for (int c = 0; c < C; ++c) {
-    const int64_t d = C * x[static_cast<size_t>(c)] - sum;
-    v += static_cast<uint64_t>(d * d);
+    x[c] = C * x[c] - sum;
+    v += static_cast<uint64_t>(x[c] * x[c]);
   }
   const uint64_t vc = v / static_cast<uint64_t>(C);  // C²·var
   // sd = C·σ·2^k with k chosen so sd has ~24 significant bits.
@@ -167,16 +172,152 @@ void IntLayerNorm::row(const uint8_t* q, uint8_t* out) const {
     k = std::max(0, (48 - bits) / 2);
   }
   const int64_t sd = static_cast<int64_t>(isqrt(vc << (2 * k)));
+  // t = d · 2^(k+24) / sd as d · R / 2^32 with R = 2^(k+56) / sd, one division per row:
+  // |d|·2^k ≤ √C·sd, so |d·R| < 2^(33+log2 √C) stays far inside int64.
+  const int64_t R = sd > 0 ? static_cast<int64_t>((static_cast<unsigned __int128>(1) << (k + 56)) / static_cast<uint64_t>(sd)) : 0;
+  const int64_t* g = gain.data();
+  const int64_t* b = bias.data();
+  const int s = shift + 24;
   for (int c = 0; c < C; ++c) {
-    const size_t i = static_cast<size_t>(c);
-    int64_t t = 0;  // normalised value · 2^16
-    if (sd > 0) {
-      const int64_t num = (C * x[i] - sum) * (int64_t{1} << (k + 16));
-      t = num >= 0 ? (num + sd / 2) / sd : -((-num + sd / 2) / sd);
+    const int64_t t = (x[c] * R + (int64_t{1} << 31)) >> 32;  // normalised value · 2^24
+    const int64_t qo = ((t * g[c] + b[c]) >> s) + zo;           // round(γ·t/s_out + β/s_out) + zo
+    out[c] = static_cast<uint8_t>(qo < qmin ? qmin : (qo > qmax ? qmax : qo));
+  }
+}
+
+}  // namespace qtx::rt
+
+namespace qtx::rt {
+
+namespace {
+// One shift for a set of multipliers: the largest gets 30 significant bits.
+int common_shift(double max_multiplier) {
+  int e = 0;
+  std::frexp(max_multiplier, &e);
+  return 30 - e;
+}
+// Round half up: a tie (exactly .5 after a 30-bit multiplier) is the only case where this
+// differs from half-away-from-zero, and a floor shift vectorises.
+int64_t round_div_shift(int64_t v, int shift, int64_t half) { return (v + half) >> shift; }
+int32_t clamp32(int64_t v, int32_t lo, int32_t hi) { return static_cast<int32_t>(v < lo ? lo : (v > hi ? hi : v)); }
+}  // namespace
+
+ChannelRequant ChannelRequant::make(const std::vector<double>& acc_scale, const std::vector<double>& bias_real,
+                                    int bias_rows, double out_scale, int32_t zo, int32_t qmin, int32_t qmax) {
+  ChannelRequant r;
+  r.N = static_cast<int>(acc_scale.size());
+  r.bias_rows = bias_rows;
+  double mx = 0;
+  for (double s : acc_scale) mx = std::max(mx, s / out_scale);
+  r.shift = common_shift(mx);
+  for (double s : acc_scale) r.m.push_back(static_cast<int32_t>(std::llround(s / out_scale * std::ldexp(1.0, r.shift))));
+  r.bias.resize(static_cast<size_t>(bias_rows) * r.N, 0);
+  for (size_t i = 0; i < bias_real.size() && i < r.bias.size(); ++i)
+    r.bias[i] = std::llround(bias_real[i] / out_scale * std::ldexp(1.0, r.shift));
+  r.zo = zo;
+  r.qmin = qmin;
+  r.qmax = qmax;
+  return r;
+}
+
+void ChannelRequant::rows(const int32_t* acc, int M, uint8_t* out) const {
+  const int64_t half = shift > 0 ? int64_t{1} << (shift - 1) : 0;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < M; ++i) {
+    const int32_t* a = acc + static_cast<size_t>(i) * N;
+    const int64_t* b = bias.data() + static_cast<size_t>(i % bias_rows) * N;
+    uint8_t* o = out + static_cast<size_t>(i) * N;
+    for (int c = 0; c < N; ++c)
+      o[c] = static_cast<uint8_t>(clamp32(round_div_shift(static_cast<int64_t>(a[c]) * m[c] + b[c], shift, half) + zo, qmin, qmax));
+  }
+}
+
+void ChannelRequant::rows32(const int32_t* acc, int M, int32_t* out) const {
+  const int64_t half = shift > 0 ? int64_t{1} << (shift - 1) : 0;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < M; ++i) {
+    const int32_t* a = acc + static_cast<size_t>(i) * N;
+    const int64_t* b = bias.data() + static_cast<size_t>(i % bias_rows) * N;
+    int32_t* o = out + static_cast<size_t>(i) * N;
+    for (int c = 0; c < N; ++c)
+      o[c] = static_cast<int32_t>(clamp32(round_div_shift(static_cast<int64_t>(a[c]) * m[c] + b[c], shift, half) + zo, qmin, qmax));
+  }
+}
+
+ResidualRequant ResidualRequant::make(const std::vector<double>& acc_scale, const std::vector<double>& bias_real,
+                                      const QParams& h, const QParams& out) {
+  ResidualRequant r;
+  r.N = static_cast<int>(acc_scale.size());
+  double mx = h.scale / out.scale;
+  for (double s : acc_scale) mx = std::max(mx, s / out.scale);
+  r.shift = common_shift(mx);
+  for (size_t c = 0; c < acc_scale.size(); ++c) {
+    r.ma.push_back(static_cast<int32_t>(std::llround(acc_scale[c] / out.scale * std::ldexp(1.0, r.shift))));
+    r.bias.push_back(std::llround(bias_real[c] / out.scale * std::ldexp(1.0, r.shift)));
+  }
+  r.mb = std::llround(h.scale / out.scale * std::ldexp(1.0, r.shift));
+  r.zh = h.zero;
+  r.zo = out.zero;
+  r.qmin = out.qmin;
+  r.qmax = out.qmax;
+  return r;
+}
+
+void ResidualRequant::rows(const int32_t* acc, const uint8_t* h, int M, uint8_t* out) const {
+  const int64_t half = shift > 0 ? int64_t{1} << (shift - 1) : 0;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < M; ++i) {
+    const size_t off = static_cast<size_t>(i) * N;
+    for (int c = 0; c < N; ++c) {
+      const int64_t v = static_cast<int64_t>(acc[off + c]) * ma[c] + bias[c] + (static_cast<int64_t>(h[off + c]) - zh) * mb;
+      out[off + c] = static_cast<uint8_t>(clamp32(round_div_shift(v, shift, half) + zo, qmin, qmax));
     }
-    const int64_t y16 = round_shift(t * gain[i].m, gain[i].shift) + bias[i];  // y / s_out · 2^16
-    const int64_t qo = round_shift(y16, 16) + zo;
-    out[c] = static_cast<uint8_t>(std::min<int64_t>(qmax, std::max<int64_t>(qmin, qo)));
+  }
+}
+
+std::vector<uint8_t> requant_table(const QParams& from, double out_scale, int32_t zo, int32_t qmin, int32_t qmax) {
+  std::vector<uint8_t> t(256, 0);
+  for (int q = 0; q < 256; ++q) {
+    const double x = (q - from.zero) * from.scale / out_scale;
+    const double r = x >= 0 ? std::floor(x + 0.5) : -std::floor(-x + 0.5);
+    t[static_cast<size_t>(q)] = static_cast<uint8_t>(clamp32(static_cast<int64_t>(r) + zo, qmin, qmax));
+  }
+  return t;
+}
+
+void qk_scores(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int T, int dh, int ld, int32_t* S) {
+  thread_local std::vector<int16_t> kc, qc;
+  kc.resize(static_cast<size_t>(T) * dh);
+  qc.resize(static_cast<size_t>(dh));
+  for (int j = 0; j < T; ++j)
+    for (int d = 0; d < dh; ++d) kc[static_cast<size_t>(j) * dh + d] = static_cast<int16_t>(k[static_cast<size_t>(j) * ld + d] - zk);
+  for (int t = 0; t < T; ++t) {
+    for (int d = 0; d < dh; ++d) qc[static_cast<size_t>(d)] = static_cast<int16_t>(q[static_cast<size_t>(t) * ld + d] - zq);
+    for (int j = 0; j < T; ++j) {
+      const int16_t* kr = kc.data() + static_cast<size_t>(j) * dh;
+      int32_t s = 0;
+      for (int d = 0; d < dh; ++d) s += static_cast<int32_t>(qc[static_cast<size_t>(d)]) * kr[d];
+      S[static_cast<size_t>(t) * T + j] = s;
+    }
+  }
+}
+
+void av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc) {
+  thread_local std::vector<int32_t> vc;
+  vc.resize(static_cast<size_t>(T) * dh);
+  for (int j = 0; j < T; ++j)
+    for (int d = 0; d < dh; ++d) vc[static_cast<size_t>(j) * dh + d] = static_cast<int32_t>(v[static_cast<size_t>(j) * ld + d]) - zv;
+  for (int t = 0; t < T; ++t) {
+    int32_t* o = ctx + static_cast<size_t>(t) * ldc;
+    for (int d = 0; d < dh; ++d) o[d] = 0;
+    for (int j = 0; j < T; ++j) {
+      const int c = codes[static_cast<size_t>(t) * T + j];
+      if (c < 0 || c > kmax) continue;
+      const int sh = kmax - c;
+      const int32_t* vr = vc.data() + static_cast<size_t>(j) * dh;
+      const int32_t f = int32_t{1} << sh;
+      for (int d = 0; d < dh; ++d) o[d] += vr[d] * f;
+    }
   }
 }
 

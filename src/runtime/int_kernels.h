@@ -61,19 +61,61 @@ struct RequantAdd {
 };
 
 // LayerNorm on PTF-shifted integers (FQ-ViT) with an integer square root: x_c = (q_c − z) << α_c
-// share one scale, so mean and variance need no float; 1/σ is a fixed-point reciprocal and
-// γ_c / s_out a dyadic multiplier per channel. LayerNorm's ε (≤ 1e-5 of the variance in practice)
-// is left out. Output codes are within one step of float LayerNorm on the dequantized input.
+// share one scale, so mean and variance need no float; 1/σ is one fixed-point reciprocal per row
+// and γ_c / s_out a multiplier per channel on a common shift. LayerNorm's ε (≤ 1e-5 of the
+// variance in practice) is left out. Output codes are within one step of float LayerNorm on the
+// dequantized input (in practice equal but for values within ~2^-20 of a rounding boundary).
 struct IntLayerNorm {
-  int C = 0;
+  int C = 0, shift = 0;
   int32_t z = 0;
   std::vector<int> alpha;     // per channel, 0 when the input is plain layer-wise uniform
-  std::vector<Requant> gain;  // γ_c / s_out
-  std::vector<int64_t> bias;  // round(β_c / s_out · 2^16)
+  std::vector<int64_t> gain;  // round(γ_c / s_out · 2^shift)
+  std::vector<int64_t> bias;  // round((β_c / s_out + ½) · 2^(shift+24))
   int32_t zo = 0, qmin = 0, qmax = 255;
   static IntLayerNorm make(int32_t z, const std::vector<int>& alpha, const std::vector<float>& gamma,
                            const std::vector<float>& beta, const QParams& out);
   void row(const uint8_t* q, uint8_t* out) const;
 };
+
+// Per-channel requantization of int32 accumulators to 8-bit codes with one shift for all
+// channels (so the loop vectorises): out = clamp(round((acc · m_c + bias_c) / 2^shift) + zo).
+// bias_c is the layer's float bias in the shifted output domain (bias / out_scale · 2^shift, so
+// it adds no rounding of its own); `bias_rows` > 1 holds one bias row per row index modulo
+// bias_rows (ViT folds its position embeddings in that way).
+struct ChannelRequant {
+  int N = 0, bias_rows = 1, shift = 0;
+  std::vector<int32_t> m;  // ≤ 2^30: int32 × int32 products vectorise
+  std::vector<int64_t> bias;  // [bias_rows, N]
+  int32_t zo = 0, qmin = 0, qmax = 255;
+  // acc_scale[c]: real value of one accumulator step in channel c; out_scale: of one output step.
+  static ChannelRequant make(const std::vector<double>& acc_scale, const std::vector<double>& bias_real, int bias_rows,
+                             double out_scale, int32_t zo, int32_t qmin, int32_t qmax);
+  void rows(const int32_t* acc, int M, uint8_t* out) const;        // out codes [M, N]
+  void rows32(const int32_t* acc, int M, int32_t* out) const;      // same into int32 (grid indices)
+};
+
+// Residual add of a linear layer's accumulators (per-channel scale, bias folded) and 8-bit
+// codes of the residual stream into the add's output quantization, one rounding:
+// out = clamp(round((acc · ma_c + bias_c + (h − zh) · mb) / 2^shift) + zo).
+struct ResidualRequant {
+  int N = 0, shift = 0;
+  std::vector<int32_t> ma;
+  std::vector<int64_t> bias;
+  int64_t mb = 0;
+  int32_t zh = 0, zo = 0, qmin = 0, qmax = 255;
+  static ResidualRequant make(const std::vector<double>& acc_scale, const std::vector<double>& bias_real,
+                              const QParams& h, const QParams& out);
+  void rows(const int32_t* acc, const uint8_t* h, int M, uint8_t* out) const;
+};
+
+// Any per-tensor map of an 8-bit code to an 8-bit code (requantization from one scale to
+// another, PTF's per-α rescaling) is a 256-entry table computed once at load.
+std::vector<uint8_t> requant_table(const QParams& from, double out_scale, int32_t zo, int32_t qmin, int32_t qmax);
+
+// Scores of one attention head: S[t, j] = Σ_d (q[t,d] − zq)(k[j,d] − zk), q/k rows `ld` apart.
+void qk_scores(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int T, int dh, int ld, int32_t* S);
+// A·V with Log-Int-Softmax codes: ctx[t, d] = Σ_j (v[j,d] − zv) · 2^(kmax − code[t,j]) for codes
+// in [0, kmax] (smaller probabilities than 2^-kmax are dropped); result at scale s_v · 2^-kmax.
+void av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc);
 
 }  // namespace qtx::rt

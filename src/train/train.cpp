@@ -253,6 +253,16 @@ void train_vit(const TrainOptions& o, const at::Device& dev) {
 
   auto model = create_model(c, ModelHeads{});
   model->init_weights(o.seed);
+  if (!o.init.empty()) {
+    // Continue from a trained model (a second cosine cycle): its shape wins over the options.
+    auto pre = load_model(o.init);
+    if (pre->config().model_type != "vit") fail("train", o.init + ": --init for vit-fmnist needs a ViT model");
+    model = create_model(pre->config(), ModelHeads{});
+    torch::NoGradGuard ng;
+    for (auto& [name, p] : model->hf_parameters())
+      for (auto& [pn, pp] : pre->hf_parameters())
+        if (pn == name) p.copy_(pp);
+  }
   model->to(dev);
   auto opt = make_optimizer(*model, o);
   auto step = [&](const std::vector<int>& idx, std::mt19937_64& rng) {

@@ -1,0 +1,88 @@
+#include "runtime/gemm.h"
+
+#include <omp.h>
+
+#include <dnnl.hpp>
+#include <mutex>
+
+#include "formats/error.h"
+#include "runtime/int_kernels.h"
+
+namespace qtx::rt {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+struct Int8Gemm::Dnnl {
+  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  // One primitive per row count M (shapes are fixed per model and batch size), each with the
+  // weight in the layout that primitive wants; most M share one layout, reordered once.
+  struct Plan {
+    dnnl::matmul prim;
+    memory::desc src, dst;
+    std::shared_ptr<memory> w;
+  };
+  std::map<int, Plan> plans;
+  std::vector<std::pair<memory::desc, std::shared_ptr<memory>>> packed;
+  std::mutex mu;
+};
+
+Int8Gemm::Int8Gemm(const int8_t* w, int N, int K, Kernels kernels)
+    : N_(N), K_(K), kernels_(kernels), w_(w, w + static_cast<size_t>(N) * K), wsum_(static_cast<size_t>(N), 0) {
+  for (int n = 0; n < N; ++n)
+    for (int k = 0; k < K; ++k) wsum_[static_cast<size_t>(n)] += w[static_cast<size_t>(n) * K + k];
+  if (kernels_ == Kernels::Fast) dnnl_ = std::make_unique<Dnnl>();
+}
+
+Int8Gemm::~Int8Gemm() = default;
+
+void Int8Gemm::run(const uint8_t* A, int M, int32_t za, int32_t* C) const {
+  if (kernels_ == Kernels::Reference) {
+    gemm_u8s8_ref(A, za, w_.data(), C, M, N_, K_);
+    return;
+  }
+  Dnnl& d = *dnnl_;
+  Dnnl::Plan* plan;
+  {
+    std::lock_guard<std::mutex> lock(d.mu);
+    auto it = d.plans.find(M);
+    if (it == d.plans.end()) {
+      memory::desc src({M, K_}, dt::u8, tag::ab), dst({M, N_}, dt::s32, tag::ab);
+      memory::desc wany({K_, N_}, dt::s8, tag::any);
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, wany, dst), d.eng);
+      Dnnl::Plan p{dnnl::matmul(pd), src, dst, nullptr};
+      for (auto& [md, mem] : d.packed)
+        if (md == pd.weights_desc()) p.w = mem;
+      if (!p.w) {  // reorder the [N, K] row-major weight (= [K, N] in layout "ba") once
+        dnnl::stream s(d.eng);
+        memory user({{K_, N_}, dt::s8, tag::ba}, d.eng, const_cast<int8_t*>(w_.data()));
+        p.w = std::make_shared<memory>(pd.weights_desc(), d.eng);
+        dnnl::reorder(user, *p.w).execute(s, user, *p.w);
+        s.wait();
+        d.packed.emplace_back(pd.weights_desc(), p.w);
+      }
+      it = d.plans.emplace(M, std::move(p)).first;
+    }
+    plan = &it->second;
+  }
+  dnnl::stream s(d.eng);
+  memory src(plan->src, d.eng, const_cast<uint8_t*>(A)), dst(plan->dst, d.eng, C);
+  plan->prim.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, *plan->w}, {DNNL_ARG_DST, dst}});
+  s.wait();
+  if (za != 0) {
+#pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; ++m) {
+      int32_t* c = C + static_cast<size_t>(m) * N_;
+      for (int n = 0; n < N_; ++n) c[n] -= za * wsum_[static_cast<size_t>(n)];
+    }
+  }
+}
+
+void set_threads(int n) {
+  if (n > 0) omp_set_num_threads(n);
+}
+
+int threads() { return omp_get_max_threads(); }
+
+}  // namespace qtx::rt

@@ -1,0 +1,38 @@
+// int8 GEMM of the integer runtime: C[M,N] (s32) = Σ_k (A[m,k] − za) · W[n,k], A u8, W s8.
+// The fast path is oneDNN's matmul with the weight reordered into its blocked layout once, at
+// load; the activation zero point is folded as −za · Σ_k W[n,k] (precomputed), so the primitive
+// is a plain u8·s8→s32 product. The reference path is gemm_u8s8_ref (int_kernels.h).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+namespace qtx::rt {
+
+enum class Kernels { Fast, Reference };
+
+class Int8Gemm {
+ public:
+  Int8Gemm(const int8_t* w, int N, int K, Kernels kernels);  // w row-major [N, K]
+  ~Int8Gemm();
+  Int8Gemm(const Int8Gemm&) = delete;
+  Int8Gemm& operator=(const Int8Gemm&) = delete;
+  int N() const { return N_; }
+  int K() const { return K_; }
+  void run(const uint8_t* A, int M, int32_t za, int32_t* C) const;
+
+ private:
+  int N_, K_;
+  Kernels kernels_;
+  std::vector<int8_t> w_;       // reference path (and the source of reorders)
+  std::vector<int32_t> wsum_;   // Σ_k W[n,k]
+  struct Dnnl;
+  std::unique_ptr<Dnnl> dnnl_;
+};
+
+// Threads of the runtime (OpenMP, shared with oneDNN).
+void set_threads(int n);
+int threads();
+
+}  // namespace qtx::rt

@@ -1,0 +1,171 @@
+#include "runtime/int_blocks.h"
+
+#include <cmath>
+
+#include "formats/error.h"
+
+namespace qtx::rt {
+
+QParams per_tensor(const StoredQuant& q, const std::string& what) {
+  if (q.scale.size() != 1) fail(what, "the integer runtime needs a per-tensor activation quantizer here");
+  if (q.spec.bits > 8) fail(what, std::to_string(q.spec.bits) + "-bit activations: the integer runtime runs 2–8 bits");
+  QParams p;
+  p.scale = q.scale[0];
+  p.zero = static_cast<int32_t>(q.zero[0]);
+  p.qmin = q.spec.qmin();
+  p.qmax = q.spec.qmax();
+  if (p.qmin < 0) fail(what, "signed activation codes: the integer runtime expects unsigned (asymmetric) activations");
+  return p;
+}
+
+IntLinear IntLinear::load(const Artifact& a, const std::string& site, int N, int K, bool has_bias, Kernels kernels) {
+  IntLinear l;
+  l.N = N;
+  l.K = K;
+  l.in = per_tensor(a.need_quant(site, "input0", Role::LinearInput), site + " input");
+  StoredWeight w = a.need_weight(site, N, K);
+  l.gemm = std::make_unique<Int8Gemm>(w.codes.data(), N, K, kernels);
+  for (int c = 0; c < N; ++c) l.acc_scale.push_back(l.in.scale * w.scale[static_cast<size_t>(c)]);
+  l.bias.assign(static_cast<size_t>(N), 0.0);
+  if (has_bias) {
+    std::vector<float> b = a.param(site + ".bias", N);
+    for (int c = 0; c < N; ++c) l.bias[static_cast<size_t>(c)] = b[static_cast<size_t>(c)];
+  }
+  return l;
+}
+
+IntLayerNormSite IntLayerNormSite::load(const Artifact& a, const std::string& site, const std::string& param_prefix,
+                                        int C, const QParams& residual, const QParams& out) {
+  IntLayerNormSite s;
+  s.C = C;
+  StoredQuant q = a.need_quant(site, "input0", Role::LayerNormInput);
+  if (q.scale.size() != 1) fail(site, "the integer runtime needs a layer-wise (PTF or per-tensor) LayerNorm input quantizer");
+  const int32_t z = static_cast<int32_t>(q.zero[0]);
+  int K = 0;
+  s.alpha.assign(static_cast<size_t>(C), 0);
+  if (q.spec.scheme == Scheme::Ptf) {
+    if (static_cast<int>(q.alpha.size()) != C) fail(a.weights_path(), "'qtx." + site + ".input0.alpha' has " + std::to_string(q.alpha.size()) + " entries for " + std::to_string(C) + " channels");
+    K = q.spec.ptf_k;
+    for (int c = 0; c < C; ++c) s.alpha[static_cast<size_t>(c)] = static_cast<int>(q.alpha[static_cast<size_t>(c)]);
+  }
+  for (int k = 0; k <= K; ++k) s.to_input.push_back(requant_table(residual, q.scale[0] * std::ldexp(1.0, k), z, q.spec.qmin(), q.spec.qmax()));
+  std::vector<float> gamma = a.param(param_prefix + ".weight", C), beta = a.param(param_prefix + ".bias", C);
+  s.norm = IntLayerNorm::make(z, s.alpha, gamma, beta, out);
+  return s;
+}
+
+void IntLayerNormSite::rows(const uint8_t* h, int M, uint8_t* out) const {
+#pragma omp parallel
+  {
+    std::vector<uint8_t> in(static_cast<size_t>(C));
+#pragma omp for schedule(static)
+    for (int i = 0; i < M; ++i) {
+      const uint8_t* r = h + static_cast<size_t>(i) * C;
+      for (int c = 0; c < C; ++c) in[static_cast<size_t>(c)] = to_input[static_cast<size_t>(alpha[static_cast<size_t>(c)])][r[c]];
+      norm.row(in.data(), out + static_cast<size_t>(i) * C);
+    }
+  }
+}
+
+double IntAttention::ctx_scale() const { return v.scale * std::ldexp(1.0, -kmax); }
+
+IntAttention IntAttention::load(const Artifact& a, const std::string& prefix, int heads, int dh) {
+  IntAttention t;
+  const std::string qk = prefix + "matmul_qk", av = prefix + "matmul_av", sm = prefix + "softmax";
+  t.heads = heads;
+  t.dh = dh;
+  t.q = per_tensor(a.need_quant(qk, "input0", Role::QkInput), qk + " input0");
+  t.k = per_tensor(a.need_quant(qk, "input1", Role::QkInput), qk + " input1");
+  t.scores = per_tensor(a.need_quant(qk, "output", Role::AttnScores), qk + " output");
+  t.v = per_tensor(a.need_quant(av, "input1", Role::AvInput), av + " input1");
+  StoredQuant p = a.need_quant(sm, "output", Role::SoftmaxOutput);
+  if (p.spec.scheme != Scheme::Log2 || !p.spec.int_exp)
+    fail(a.dir(), "recipe '" + a.recipe().name + "' quantizes the attention probabilities of '" + sm +
+                      "' uniformly; the integer runtime executes Log-Int-Softmax only (recipes fqvit-8-8-8, fqvit-8-8-4, lis-8-8-4)");
+  t.bits = p.spec.bits;
+  // Probabilities below 2^-20 are dropped: 255 · Σ 2^-k · 2^20 stays inside int32.
+  t.kmax = std::min((1 << t.bits) - 1, 20);
+  t.score_requant = Requant::from_real(t.q.scale * t.k.scale / std::sqrt(static_cast<double>(dh)) / t.scores.scale);
+  t.iexp = IntExp::for_scale(t.scores.scale);
+  return t;
+}
+
+void IntAttention::run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, const int32_t* valid, int B, int T,
+                       int32_t* ctx) const {
+  const int D = heads * dh;
+#pragma omp parallel
+  {
+    std::vector<int32_t> S(static_cast<size_t>(T) * T);
+    std::vector<int8_t> codes(static_cast<size_t>(T) * T);
+    std::vector<uint8_t> ok(static_cast<size_t>(T), 1);
+#pragma omp for schedule(static) collapse(2)
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < heads; ++h) {
+        const size_t base = static_cast<size_t>(b) * T * D + static_cast<size_t>(h) * dh;
+        if (valid)
+          for (int j = 0; j < T; ++j) ok[static_cast<size_t>(j)] = valid[static_cast<size_t>(b) * T + j] != 0;
+        qk_scores(qc + base, q.zero, kc + base, k.zero, T, dh, D, S.data());
+        for (auto& s : S) {
+          const int64_t c = std::min<int64_t>(scores.qmax, std::max<int64_t>(scores.qmin, score_requant.apply(s) + scores.zero));
+          s = static_cast<int32_t>(c - scores.zero);
+        }
+        for (int t = 0; t < T; ++t)
+          log_int_softmax_row(S.data() + static_cast<size_t>(t) * T, ok.data(), T, iexp, bits, codes.data() + static_cast<size_t>(t) * T);
+        av_log2(codes.data(), vc + base, v.zero, T, dh, D, kmax, ctx + base, D);
+      }
+  }
+}
+
+IntElementwise IntElementwise::make(const IntLinear& producer, const std::function<double(double)>& f, const QParams& out,
+                                    double lo, double hi) {
+  constexpr int kCellBits = 14, kCells = 1 << 16;
+  constexpr int32_t kSteps = int32_t{1} << 30;
+  IntElementwise e;
+  const double g = (hi - lo) / (kSteps - 1);
+  const int32_t z = static_cast<int32_t>(std::llround(-lo / g));
+  e.to_grid = ChannelRequant::make(producer.acc_scale, producer.bias, 1, g, z, 0, kSteps - 1);
+  auto code = [&](int64_t i) {
+    const double y = f(static_cast<double>(i - z) * g) / out.scale;
+    const double r = y >= 0 ? std::floor(y + 0.5) : -std::floor(-y + 0.5);
+    return static_cast<uint8_t>(std::min<double>(out.qmax, std::max<double>(out.qmin, r + out.zero)));
+  };
+  e.cells.resize(kCells);
+  for (int c = 0; c < kCells; ++c) {
+    const int64_t first = static_cast<int64_t>(c) << kCellBits, last = first + (1 << kCellBits) - 1;
+    Cell& cell = e.cells[static_cast<size_t>(c)];
+    cell.before = code(first);
+    cell.after = code(last);
+    if (cell.before == cell.after) {
+      cell.boundary = 1 << kCellBits;
+      continue;
+    }
+    int64_t a = first, b = last;  // code(a) == before, code(b) == after
+    while (b - a > 1) {
+      const int64_t m = (a + b) / 2;
+      (code(m) == cell.before ? a : b) = m;
+    }
+    cell.boundary = static_cast<uint16_t>(b - first);
+  }
+  return e;
+}
+
+void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out, int32_t* scratch) const {
+  to_grid.rows32(acc, M, scratch);
+  const size_t n = static_cast<size_t>(M) * to_grid.N;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; ++i) {
+    const Cell c = cells[static_cast<size_t>(scratch[i] >> 14)];
+    out[i] = (scratch[i] & 16383) < c.boundary ? c.before : c.after;
+  }
+}
+
+std::function<double(double)> activation_fn(const std::string& act) {
+  if (act == "gelu") return [](double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); };
+  if (act == "gelu_new" || act == "gelu_pytorch_tanh")
+    return [](double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); };
+  if (act == "relu") return [](double x) { return x > 0 ? x : 0.0; };
+  if (act == "tanh") return [](double x) { return std::tanh(x); };
+  fail("config.json", "hidden_act '" + act + "' has no integer-runtime table");
+}
+
+}  // namespace qtx::rt

@@ -1,0 +1,75 @@
+// Building blocks shared by the integer models: a linear layer (int8 GEMM + the real scale of
+// its accumulators), a LayerNorm on 8-bit codes (PTF or layer-wise input), Log-Int-Softmax
+// attention, and elementwise functions by table. Each is assembled from an Artifact at load.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/artifact.h"
+#include "runtime/gemm.h"
+#include "runtime/int_kernels.h"
+
+namespace qtx::rt {
+
+// A per-tensor activation quantizer as integers (fails if the stored one is not per tensor).
+QParams per_tensor(const StoredQuant& q, const std::string& what);
+
+struct IntLinear {
+  std::unique_ptr<Int8Gemm> gemm;
+  QParams in;                      // its input quantizer
+  std::vector<double> acc_scale;   // s_in · s_w[c]
+  std::vector<double> bias;        // float bias (0 when absent)
+  int N = 0, K = 0;
+  // Reads weight, scales, input quantizer and bias of `site` (weight [N, K]).
+  static IntLinear load(const Artifact& a, const std::string& site, int N, int K, bool has_bias, Kernels kernels);
+  void run(const uint8_t* x, int M, int32_t* acc) const { gemm->run(x, M, in.zero, acc); }
+};
+
+// LayerNorm whose input quantizer (PTF or uniform) re-quantizes 8-bit residual codes: a table
+// per PTF exponent maps residual codes to the LayerNorm's input codes, then IntLayerNorm.
+struct IntLayerNormSite {
+  std::vector<std::vector<uint8_t>> to_input;  // [K + 1][256]
+  std::vector<int> alpha;                      // per channel
+  IntLayerNorm norm;
+  int C = 0;
+  static IntLayerNormSite load(const Artifact& a, const std::string& site, const std::string& param_prefix, int C,
+                               const QParams& residual, const QParams& out);
+  void rows(const uint8_t* h, int M, uint8_t* out) const;
+};
+
+// Q·Kᵀ → score codes → Log-Int-Softmax → A·V by shifts, for all heads of a batch.
+struct IntAttention {
+  QParams q, k, v, scores;
+  Requant score_requant;  // S · s_q·s_k/√dh / s_scores
+  IntExp iexp;
+  int bits = 4, kmax = 15, heads = 1, dh = 0;
+  // Real value of one step of the context accumulators (s_v · 2^-kmax).
+  double ctx_scale() const;
+  static IntAttention load(const Artifact& a, const std::string& prefix, int heads, int dh);
+  // q/k/v codes [B·T, heads·dh]; valid [B, T] (nullptr: all); ctx int32 [B·T, heads·dh].
+  void run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, const int32_t* valid, int B, int T, int32_t* ctx) const;
+};
+
+// f applied to a linear layer's output, quantized by `out`, with integers only at run time.
+// The accumulator is requantized to a fine grid of 2^30 steps over the input range that
+// matters; the grid is cut into 2^16 cells, and each cell stores the out-code at its start, the
+// code after the one boundary it may contain, and that boundary's offset (found by bisection at
+// load). So the result is exact up to the 2^-30 input grid — far finer than any output step.
+struct IntElementwise {
+  struct Cell {
+    uint16_t boundary;  // offset (0..16383) of the first fine step with code `after`; 16384: none
+    uint8_t before, after;
+  };
+  ChannelRequant to_grid;
+  std::vector<Cell> cells;
+  static IntElementwise make(const IntLinear& producer, const std::function<double(double)>& f, const QParams& out,
+                             double lo, double hi);
+  void rows(const int32_t* acc, int M, uint8_t* out, int32_t* scratch) const;
+};
+
+// Elementwise function by name (config hidden_act), in double for the tables.
+std::function<double(double)> activation_fn(const std::string& hidden_act);
+
+}  // namespace qtx::rt

@@ -1,0 +1,36 @@
+#include "runtime/int_model.h"
+
+#include <functional>
+#include <map>
+
+#include "formats/error.h"
+#include "runtime/artifact.h"
+
+namespace qtx::rt {
+
+std::unique_ptr<IntModel> make_int_vit(const Artifact& a, Kernels kernels);
+
+std::vector<float> IntModel::classify_images(const float*, int) {
+  fail(config().model_type, "this model does not take images");
+}
+std::vector<float> IntModel::classify_tokens(const int32_t*, const int32_t*, int, int) {
+  fail(config().model_type, "this model does not take text");
+}
+
+namespace {
+using Factory = std::function<std::unique_ptr<IntModel>(const Artifact&, Kernels)>;
+const std::map<std::string, Factory>& registry() {
+  static const std::map<std::string, Factory> r = {{"vit", make_int_vit}};
+  return r;
+}
+}  // namespace
+
+std::unique_ptr<IntModel> load_int_model(const std::string& dir, Kernels kernels) {
+  auto a = Artifact::load(dir);
+  auto it = registry().find(a->config().model_type);
+  if (it == registry().end())
+    fail(dir, "the integer runtime has no '" + a->config().model_type + "' model yet");
+  return it->second(*a, kernels);
+}
+
+}  // namespace qtx::rt

@@ -1,0 +1,43 @@
+// The integer-only runtime's models: a quantized artifact executed with integer arithmetic end
+// to end (docs/RUNTIME.md lists every op, its integer form and the two places float appears).
+// No libtorch. One registry row per architecture (model_type).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "formats/hf_config.h"
+#include "runtime/gemm.h"
+
+namespace qtx::rt {
+
+class IntModel {
+ public:
+  virtual ~IntModel() = default;
+  virtual const ModelConfig& config() const = 0;
+  // Images preprocessed as the preprocessor_config says, [B, C, H, W] floats → logits [B, L].
+  virtual std::vector<float> classify_images(const float* pixels, int B);
+  // Token ids and attention mask, [B, T] each → logits [B, L].
+  virtual std::vector<float> classify_tokens(const int32_t* ids, const int32_t* mask, int B, int T);
+  // Bytes of the runtime's weights in memory (packed integer weights + constants).
+  virtual size_t weight_bytes() const = 0;
+
+  // Debugging and parity tests: called with the 8-bit codes the runtime produced at a site
+  // (key "<site>.<slot>", as in the artifact) during the next forward passes.
+  using Tap = std::function<void(const std::string& key, const uint8_t* codes, size_t n)>;
+  void set_tap(Tap tap) { tap_ = std::move(tap); }
+
+ protected:
+  void tap(const std::string& key, const uint8_t* codes, size_t n) const {
+    if (tap_) tap_(key, codes, n);
+  }
+  Tap tap_;
+};
+
+// Loads a folder written by `qtx quantize`; throws qtx::Error naming the file and what is wrong
+// or unsupported. Kernels::Reference runs the plain C++ GEMM instead of oneDNN.
+std::unique_ptr<IntModel> load_int_model(const std::string& dir, Kernels kernels = Kernels::Fast);
+
+}  // namespace qtx::rt

@@ -1,0 +1,219 @@
+// transformers' ViT (pre-norm) on integers. Per layer: LayerNorm on PTF codes → q/k/v int8 GEMMs
+// → Log-Int-Softmax attention → output GEMM + residual requant → LayerNorm → fc1 GEMM → GELU by
+// table → fc2 GEMM + residual requant. Float only at the two ends: quantizing the input pixels
+// and dequantizing the logits.
+#include <cmath>
+
+#include "formats/error.h"
+#include "runtime/int_blocks.h"
+#include "runtime/int_model.h"
+
+namespace qtx::rt {
+namespace {
+
+struct VitBlock {
+  IntLayerNormSite ln1, ln2;
+  IntLinear q, k, v, o, fc1, fc2;
+  ChannelRequant q_out, k_out, v_out;  // accumulators → matmul input codes
+  IntAttention attn;
+  Requant ctx_to_o;                    // context accumulators → o's input codes
+  std::vector<uint8_t> k_in, v_in;     // LayerNorm codes (q's input grid) → k's / v's input grid
+  ResidualRequant res1, res2;
+  IntElementwise act;
+  std::vector<uint8_t> act_to_fc2;     // GELU output codes → fc2's input grid
+};
+
+bool same(const QParams& a, const QParams& b) { return a.scale == b.scale && a.zero == b.zero && a.qmin == b.qmin && a.qmax == b.qmax; }
+std::vector<uint8_t> table_between(const QParams& from, const QParams& to) {
+  return same(from, to) ? std::vector<uint8_t>() : requant_table(from, to.scale, to.zero, to.qmin, to.qmax);
+}
+void apply_table(const std::vector<uint8_t>& t, const uint8_t* in, size_t n, uint8_t* out) {
+  if (t.empty()) {
+    if (in != out) std::copy(in, in + n, out);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; ++i) out[i] = t[in[i]];
+}
+ChannelRequant to_codes(const IntLinear& l, const QParams& out) {
+  return ChannelRequant::make(l.acc_scale, l.bias, 1, out.scale, out.zero, out.qmin, out.qmax);
+}
+
+class IntVit : public IntModel {
+ public:
+  IntVit(const Artifact& a, Kernels kernels) : cfg_(a.config()) {
+    const ModelConfig& c = cfg_;
+    D_ = c.hidden_size;
+    F_ = c.intermediate_size;
+    P_ = c.patch_size;
+    Ci_ = c.num_channels;
+    G_ = c.image_size / P_;
+    T_ = G_ * G_ + 1;
+    H_ = c.num_attention_heads;
+    L_ = c.num_labels();
+    const int dh = D_ / H_;
+    const std::string emb = "vit.embeddings.";
+    proj_ = IntLinear::load(a, emb + "patch_embeddings.projection", D_, Ci_ * P_ * P_, true, kernels);
+    residual0_ = per_tensor(a.need_quant(emb + "position_add", "output", Role::Residual), emb + "position_add");
+    // Patch rows: bias + position embedding folded into the accumulator offset per (token, channel).
+    std::vector<float> pos = a.param(emb + "position_embeddings", static_cast<int64_t>(T_) * D_);
+    std::vector<float> cls = a.param(emb + "cls_token", D_);
+    std::vector<double> off(static_cast<size_t>(T_ - 1) * D_);
+    for (int t = 1; t < T_; ++t)
+      for (int d = 0; d < D_; ++d) off[static_cast<size_t>(t - 1) * D_ + d] = proj_.bias[static_cast<size_t>(d)] + pos[static_cast<size_t>(t) * D_ + d];
+    embed_ = ChannelRequant::make(proj_.acc_scale, off, T_ - 1, residual0_.scale, residual0_.zero, residual0_.qmin, residual0_.qmax);
+    for (int d = 0; d < D_; ++d) {  // CLS row: a constant, quantized once
+      const double r = (cls[static_cast<size_t>(d)] + pos[static_cast<size_t>(d)]) / residual0_.scale;
+      const double q = (r >= 0 ? std::floor(r + 0.5) : -std::floor(-r + 0.5)) + residual0_.zero;
+      cls_codes_.push_back(static_cast<uint8_t>(std::min<double>(residual0_.qmax, std::max<double>(residual0_.qmin, q))));
+    }
+    auto act = activation_fn(c.hidden_act);
+    QParams h = residual0_;
+    for (int i = 0; i < c.num_hidden_layers; ++i) {
+      const std::string p = "vit.encoder.layer." + std::to_string(i) + ".", at = p + "attention.attention.";
+      VitBlock b;
+      b.q = IntLinear::load(a, at + "query", D_, D_, c.qkv_bias, kernels);
+      b.k = IntLinear::load(a, at + "key", D_, D_, c.qkv_bias, kernels);
+      b.v = IntLinear::load(a, at + "value", D_, D_, c.qkv_bias, kernels);
+      b.o = IntLinear::load(a, p + "attention.output.dense", D_, D_, true, kernels);
+      b.fc1 = IntLinear::load(a, p + "intermediate.dense", F_, D_, true, kernels);
+      b.fc2 = IntLinear::load(a, p + "output.dense", D_, F_, true, kernels);
+      b.ln1 = IntLayerNormSite::load(a, p + "layernorm_before", p + "layernorm_before", D_, h, b.q.in);
+      b.k_in = table_between(b.q.in, b.k.in);
+      b.v_in = table_between(b.q.in, b.v.in);
+      b.attn = IntAttention::load(a, at, H_, dh);
+      b.q_out = to_codes(b.q, b.attn.q);
+      b.k_out = to_codes(b.k, b.attn.k);
+      b.v_out = to_codes(b.v, b.attn.v);
+      b.ctx_to_o = Requant::from_real(b.attn.ctx_scale() / b.o.in.scale);
+      QParams r1 = per_tensor(a.need_quant(p + "residual_attention", "output", Role::Residual), p + "residual_attention");
+      b.res1 = ResidualRequant::make(b.o.acc_scale, b.o.bias, h, r1);
+      b.ln2 = IntLayerNormSite::load(a, p + "layernorm_after", p + "layernorm_after", D_, r1, b.fc1.in);
+      QParams ao = per_tensor(a.need_quant(p + "intermediate.intermediate_act_fn", "output", Role::ActOutput), p + "intermediate.intermediate_act_fn");
+      b.act = IntElementwise::make(b.fc1, act, ao, -8.0, std::max(1.0, (ao.qmax - ao.zero + 1) * ao.scale));
+      b.act_to_fc2 = table_between(ao, b.fc2.in);
+      QParams r2 = per_tensor(a.need_quant(p + "residual_mlp", "output", Role::Residual), p + "residual_mlp");
+      b.res2 = ResidualRequant::make(b.fc2.acc_scale, b.fc2.bias, r1, r2);
+      h = r2;
+      blocks_.push_back(std::move(b));
+    }
+    head_ = IntLinear::load(a, "classifier", L_, D_, true, kernels);
+    lnf_ = IntLayerNormSite::load(a, "vit.layernorm", "vit.layernorm", D_, h, head_.in);
+    bytes_ = 0;
+    bytes_ += blocks_.size() * static_cast<size_t>(4 * D_ * D_ + 2 * D_ * F_);
+    bytes_ += static_cast<size_t>(D_) * (Ci_ * P_ * P_ + L_) + static_cast<size_t>(blocks_.size()) * (65536 * 4 + 4 * 256);
+  }
+
+  const ModelConfig& config() const override { return cfg_; }
+  size_t weight_bytes() const override { return bytes_; }
+
+  std::vector<float> classify_images(const float* px, int B) override {
+    const int NP = G_ * G_, KP = Ci_ * P_ * P_, M = B * T_;
+    // Quantize the pixels (float → codes: the input boundary) straight into patch rows.
+    patches_.resize(static_cast<size_t>(B) * NP * KP);
+    const QParams& qi = proj_.in;
+    const int S = cfg_.image_size;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; ++b)
+      for (int gy = 0; gy < G_; ++gy)
+        for (int gx = 0; gx < G_; ++gx) {
+          uint8_t* row = patches_.data() + (static_cast<size_t>(b) * NP + gy * G_ + gx) * KP;
+          for (int ch = 0; ch < Ci_; ++ch)
+            for (int y = 0; y < P_; ++y)
+              for (int x = 0; x < P_; ++x) {
+                const double v = px[((static_cast<size_t>(b) * Ci_ + ch) * S + gy * P_ + y) * S + gx * P_ + x] / qi.scale;
+                const double r = (v >= 0 ? std::floor(v + 0.5) : -std::floor(-v + 0.5)) + qi.zero;
+                row[(ch * P_ + y) * P_ + x] = static_cast<uint8_t>(std::min<double>(qi.qmax, std::max<double>(qi.qmin, r)));
+              }
+        }
+    acc_.resize(static_cast<size_t>(M) * std::max(D_, F_));
+    h_.resize(static_cast<size_t>(M) * D_);
+    proj_.run(patches_.data(), B * NP, acc_.data());
+    codes_.resize(static_cast<size_t>(B) * NP * D_);
+    embed_.rows(acc_.data(), B * NP, codes_.data());
+    for (int b = 0; b < B; ++b) {
+      std::copy(cls_codes_.begin(), cls_codes_.end(), h_.begin() + static_cast<size_t>(b) * T_ * D_);
+      std::copy(codes_.begin() + static_cast<size_t>(b) * NP * D_, codes_.begin() + static_cast<size_t>(b + 1) * NP * D_,
+                h_.begin() + (static_cast<size_t>(b) * T_ + 1) * D_);
+    }
+    tap("vit.embeddings.position_add.output", h_.data(), h_.size());
+    x_.resize(static_cast<size_t>(M) * std::max(D_, F_));
+    y_.resize(x_.size());
+    qc_.resize(static_cast<size_t>(M) * D_);
+    kc_.resize(qc_.size());
+    vc_.resize(qc_.size());
+    ctx_.resize(qc_.size());
+    idx_.resize(static_cast<size_t>(M) * F_);
+    h2_.resize(h_.size());
+    for (size_t li = 0; li < blocks_.size(); ++li) {
+      const VitBlock& blk = blocks_[li];
+      const std::string p = "vit.encoder.layer." + std::to_string(li) + ".";
+      const size_t MD = static_cast<size_t>(M) * D_;
+      blk.ln1.rows(h_.data(), M, x_.data());
+      tap(p + "attention.attention.query.input0", x_.data(), MD);
+      blk.q.run(x_.data(), M, acc_.data());
+      blk.q_out.rows(acc_.data(), M, qc_.data());
+      apply_table(blk.k_in, x_.data(), MD, y_.data());
+      blk.k.run(blk.k_in.empty() ? x_.data() : y_.data(), M, acc_.data());
+      blk.k_out.rows(acc_.data(), M, kc_.data());
+      apply_table(blk.v_in, x_.data(), MD, y_.data());
+      blk.v.run(blk.v_in.empty() ? x_.data() : y_.data(), M, acc_.data());
+      blk.v_out.rows(acc_.data(), M, vc_.data());
+      tap(p + "attention.attention.matmul_qk.input0", qc_.data(), MD);
+      tap(p + "attention.attention.matmul_av.input1", vc_.data(), MD);
+      blk.attn.run(qc_.data(), kc_.data(), vc_.data(), nullptr, B, T_, ctx_.data());
+      const QParams& oi = blk.o.in;
+#pragma omp parallel for schedule(static)
+      for (size_t i = 0; i < MD; ++i)
+        x_[i] = static_cast<uint8_t>(std::min<int64_t>(oi.qmax, std::max<int64_t>(oi.qmin, blk.ctx_to_o.apply(ctx_[i]) + oi.zero)));
+      tap(p + "attention.output.dense.input0", x_.data(), MD);
+      blk.o.run(x_.data(), M, acc_.data());
+      blk.res1.rows(acc_.data(), h_.data(), M, h2_.data());
+      tap(p + "residual_attention.output", h2_.data(), MD);
+      blk.ln2.rows(h2_.data(), M, x_.data());
+      blk.fc1.run(x_.data(), M, acc_.data());
+      blk.act.rows(acc_.data(), M, y_.data(), idx_.data());
+      tap(p + "intermediate.intermediate_act_fn.output", y_.data(), static_cast<size_t>(M) * F_);
+      apply_table(blk.act_to_fc2, y_.data(), static_cast<size_t>(M) * F_, y_.data());
+      blk.fc2.run(y_.data(), M, acc_.data());
+      blk.res2.rows(acc_.data(), h2_.data(), M, h_.data());
+      tap(p + "residual_mlp.output", h_.data(), MD);
+    }
+    // Final LayerNorm and classifier on the CLS rows only; logits dequantized (the output boundary).
+    std::vector<uint8_t> cls(static_cast<size_t>(B) * D_), ln(static_cast<size_t>(B) * D_);
+    for (int b = 0; b < B; ++b)
+      std::copy(h_.begin() + static_cast<size_t>(b) * T_ * D_, h_.begin() + (static_cast<size_t>(b) * T_ + 1) * D_,
+                cls.begin() + static_cast<size_t>(b) * D_);
+    lnf_.rows(cls.data(), B, ln.data());
+    std::vector<int32_t> acc(static_cast<size_t>(B) * L_);
+    head_.run(ln.data(), B, acc.data());
+    std::vector<float> logits(acc.size());
+    for (int b = 0; b < B; ++b)
+      for (int l = 0; l < L_; ++l) {
+        const size_t i = static_cast<size_t>(b) * L_ + l;
+        logits[i] = static_cast<float>(acc[i] * head_.acc_scale[static_cast<size_t>(l)] + head_.bias[static_cast<size_t>(l)]);
+      }
+    return logits;
+  }
+
+ private:
+  ModelConfig cfg_;
+  int D_, F_, P_, Ci_, G_, T_, H_, L_;
+  IntLinear proj_, head_;
+  QParams residual0_;
+  ChannelRequant embed_;
+  std::vector<uint8_t> cls_codes_;
+  std::vector<VitBlock> blocks_;
+  IntLayerNormSite lnf_;
+  size_t bytes_ = 0;
+  // Scratch reused across calls (one forward at a time per model).
+  std::vector<uint8_t> patches_, codes_, h_, h2_, x_, y_, qc_, kc_, vc_;
+  std::vector<int32_t> acc_, ctx_;
+  std::vector<int32_t> idx_;
+};
+
+}  // namespace
+
+std::unique_ptr<IntModel> make_int_vit(const Artifact& a, Kernels kernels) { return std::make_unique<IntVit>(a, kernels); }
+
+}  // namespace qtx::rt

@@ -1,0 +1,124 @@
+#include "tasks/runtime_task.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include <torch/torch.h>
+
+#include "formats/error.h"
+#include "quant/quant_model.h"
+#include "tasks/labeled_data.h"
+
+namespace qtx {
+
+std::vector<float> int_logits(rt::IntModel& model, const ModelInput& in) {
+  if (in.pixel_values.defined()) {
+    at::Tensor x = in.pixel_values.to(at::kFloat).contiguous();
+    return model.classify_images(x.data_ptr<float>(), static_cast<int>(x.size(0)));
+  }
+  at::Tensor ids = in.input_ids.to(at::kInt).contiguous();
+  at::Tensor mask = in.attention_mask.defined() ? in.attention_mask.to(at::kInt).contiguous() : at::ones_like(ids);
+  return model.classify_tokens(ids.data_ptr<int32_t>(), mask.data_ptr<int32_t>(), static_cast<int>(ids.size(0)),
+                               static_cast<int>(ids.size(1)));
+}
+
+EvalResult evaluate_int(rt::IntModel& model, const LabeledData& data, int batch_size, const ProgressFn& progress) {
+  EvalResult r;
+  const int n = data.size(), L = model.config().num_labels();
+  double secs = 0;
+  for (int s = 0; s < n; s += batch_size) {
+    std::vector<int> idx;
+    for (int i = s; i < std::min(n, s + batch_size); ++i) idx.push_back(i);
+    ModelInput in = data.batch(idx);
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<float> logits = int_logits(model, in);
+    secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (size_t b = 0; b < idx.size(); ++b) {
+      const float* row = logits.data() + b * static_cast<size_t>(L);
+      const int pred = static_cast<int>(std::max_element(row, row + L) - row);
+      r.predictions.push_back(pred);
+      r.correct += pred == data.label(idx[b]);
+      ++r.samples;
+    }
+    if (progress) progress(std::min(n, s + batch_size), n);
+  }
+  r.seconds = secs;
+  return r;
+}
+
+namespace {
+// The same examples with float64 pixels, for a float64 simulation.
+class Float64Data : public LabeledData {
+ public:
+  explicit Float64Data(const LabeledData& d) : d_(d) {}
+  int size() const override { return d_.size(); }
+  int label(int i) const override { return d_.label(i); }
+  ModelInput batch(const std::vector<int>& idx) const override {
+    ModelInput in = d_.batch(idx);
+    if (in.pixel_values.defined()) in.pixel_values = in.pixel_values.to(at::kDouble);
+    return in;
+  }
+  std::string describe() const override { return d_.describe(); }
+
+ private:
+  const LabeledData& d_;
+};
+}  // namespace
+
+ParityResult parity(const std::string& qdir, const LabeledData& data, int batch_size, bool float64,
+                    const ProgressFn& progress) {
+  ParityResult p;
+  {
+    auto fake = QuantizedModel::load(qdir);
+    if (float64) {
+      fake->model().to(at::kDouble);
+      p.fake = evaluate(fake->model(), Float64Data(data), batch_size, progress);
+    } else {
+      p.fake = evaluate(fake->model(), data, batch_size, progress);
+    }
+  }
+  auto model = rt::load_int_model(qdir);
+  p.integer = evaluate_int(*model, data, batch_size, progress);
+  for (size_t i = 0; i < p.fake.predictions.size(); ++i) p.agree += p.fake.predictions[i] == p.integer.predictions[i];
+  return p;
+}
+
+std::vector<BenchRow> bench(const std::string& float_dir, const std::string& qdir, const std::vector<int>& batches,
+                            const std::vector<int>& threads, int repeats) {
+  auto fp = load_model(float_dir);
+  fp->eval();
+  auto im = rt::load_int_model(qdir);
+  const ModelConfig& cfg = im->config();
+  auto data = open_labeled_data(cfg.model_type == "vit" ? "fmnist" : "austen6", "test", 0, qdir, cfg);
+  torch::NoGradGuard ng;
+  std::vector<BenchRow> rows;
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  for (int t : threads)
+    for (int b : batches) {
+      set_threads(t);
+      rt::set_threads(t);
+      std::vector<int> idx;
+      for (int i = 0; i < b; ++i) idx.push_back(i % data->size());
+      ModelInput in = data->batch(idx);
+      std::vector<double> tf, ti;
+      for (int r = -2; r < repeats; ++r) {  // two warm-up rounds
+        auto t0 = std::chrono::steady_clock::now();
+        fp->logits(in);
+        auto t1 = std::chrono::steady_clock::now();
+        int_logits(*im, in);
+        auto t2 = std::chrono::steady_clock::now();
+        if (r < 0) continue;
+        tf.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        ti.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
+      }
+      rows.push_back({b, t, median(tf), median(ti)});
+    }
+  return rows;
+}
+
+}  // namespace qtx

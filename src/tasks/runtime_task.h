@@ -1,0 +1,39 @@
+// The integer runtime driven over labelled data: evaluation, parity with the fake-quant
+// simulation of the same artifact, and the side-by-side speed benchmark against libtorch FP32.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "eval/evaluate.h"
+#include "runtime/int_model.h"
+
+namespace qtx {
+
+// Logits of the integer model for a batch built by LabeledData (images or tokens).
+std::vector<float> int_logits(rt::IntModel& model, const ModelInput& in);
+
+EvalResult evaluate_int(rt::IntModel& model, const LabeledData& data, int batch_size, const ProgressFn& progress = {});
+
+struct ParityResult {
+  EvalResult fake, integer;
+  int agree = 0;
+  double agreement() const { return fake.samples ? 100.0 * agree / fake.samples : 0.0; }
+};
+// float64: run the fake-quant simulation in double precision. In float32 its GEMMs' rounding
+// (≈1e-6 relative) moves values across quantization boundaries the integer runtime computes
+// exactly; float64 shows the integer arithmetic itself (docs/RUNTIME.md).
+ParityResult parity(const std::string& qdir, const LabeledData& data, int batch_size, bool float64,
+                    const ProgressFn& progress = {});
+
+// Side-by-side speed of libtorch FP32 (the float model) and the integer runtime (the quantized
+// folder) on the same inputs and thread count: medians of `repeats` timed forwards each, the
+// two engines alternating so machine noise hits both.
+struct BenchRow {
+  int batch = 0, threads = 0;
+  double fp32_ms = 0, int_ms = 0;  // median latency of one forward of the whole batch
+  double speedup() const { return int_ms > 0 ? fp32_ms / int_ms : 0; }
+};
+std::vector<BenchRow> bench(const std::string& float_dir, const std::string& qdir, const std::vector<int>& batches,
+                            const std::vector<int>& threads, int repeats);
+
+}  // namespace qtx
