@@ -28,5 +28,11 @@ rss() { sed -n 's/^peak RSS *\([0-9.]*\) MiB.*/\1/p'; }
   echo "libtorch FP32 $($Q eval --model models/vit-fmnist --threads 1 2>/dev/null | rss) MiB,"
   echo "integer runtime $($Q eval --model $QD --engine int --threads 1 2>/dev/null | rss) MiB"
   echo "(the integer figure includes the libtorch libraries the \`qtx\` binary links for data loading)."
+  echo
+  echo "## Parity: integer runtime vs libtorch fake-quant of the same artifact (full test split, 2 threads)"
+  echo
+  echo '```'
+  $Q parity --model "$QD" --threads 2 2>/dev/null
+  echo '```'
 } > "$out"
 echo "wrote $out"

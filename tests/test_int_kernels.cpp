@@ -1,9 +1,13 @@
-// Reference integer kernels against exact (double / long double) arithmetic.
+// Integer kernels against exact (double / long double) arithmetic, and oneDNN's GEMM against
+// the reference GEMM.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
+#include <stdexcept>
 #include <random>
 
+#include "runtime/gemm.h"
 #include "runtime/int_kernels.h"
 
 using namespace qtx::rt;
@@ -73,31 +77,89 @@ TEST(IntKernels, LogIntSoftmaxRowCodes) {
   EXPECT_EQ(codes[3], -1);
 }
 
-TEST(IntKernels, GeluTableMatchesFloatGeluThenQuantize) {
-  QParams in{0.05, 130, 0, 255}, out{0.03, 10, 0, 255};
-  std::vector<uint8_t> t = gelu_table_u8(in, out);
-  for (int c = 0; c < 256; ++c) {
-    const double x = (c - 130) * 0.05;
-    const double y = 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
-    const double want = std::min(255.0, std::max(0.0, std::round(y / 0.03) + 10));
-    EXPECT_EQ(t[static_cast<size_t>(c)], want) << c;  // std::round also rounds half away from zero
+TEST(IntKernels, OneDnnGemmMatchesReferenceBitExactly) {
+  std::mt19937 rng(3);
+  for (auto [M, N, K, za] : std::vector<std::array<int, 4>>{{1, 7, 5, 0}, {17, 192, 49, 131}, {64, 33, 768, 255}, {5, 10, 192, 1}}) {
+    std::vector<uint8_t> A(static_cast<size_t>(M) * K);
+    std::vector<int8_t> W(static_cast<size_t>(N) * K);
+    for (auto& a : A) a = static_cast<uint8_t>(rng());
+    for (auto& w : W) w = static_cast<int8_t>(rng());
+    Int8Gemm fast(W.data(), N, K, Kernels::Fast), ref(W.data(), N, K, Kernels::Reference);
+    std::vector<int32_t> c1(static_cast<size_t>(M) * N), c2(c1.size()), c3(c1.size());
+    fast.run(A.data(), M, za, c1.data());
+    ref.run(A.data(), M, za, c2.data());
+    EXPECT_EQ(c1, c2) << M << "x" << N << "x" << K;
+    fast.run(A.data(), M, za, c3.data());  // the cached plan gives the same result
+    EXPECT_EQ(c1, c3);
   }
-  EXPECT_EQ(t[130], 10);  // gelu(0) = 0 -> the output zero point
 }
 
-TEST(IntKernels, RequantAddWithinHalfAStepOfExact) {
-  QParams a{0.021, 120, 0, 255}, b{0.0073, 131, 0, 255}, o{0.03, 128, 0, 255};
-  RequantAdd add = RequantAdd::make(a, b, o);
-  int worst = 0;
-  for (int qa = 0; qa < 256; qa += 3)
-    for (int qb = 0; qb < 256; qb += 5) {
-      const double real = (qa - 120) * 0.021 + (qb - 131) * 0.0073;
-      const double exact = std::min(255.0, std::max(0.0, real / 0.03 + 128));
-      const int got = add(qa, qb);
-      EXPECT_LE(std::fabs(got - exact), 0.5 + 1e-6) << qa << " " << qb;
-      worst = std::max(worst, std::abs(got - static_cast<int>(std::lround(exact))));
+TEST(IntKernels, ChannelRequantWithinHalfAStepOfExact) {
+  const std::vector<double> acc_scale = {1.3e-4, 2.9e-5, 7.7e-4}, bias = {0.31, -1.7, 0.05};
+  ChannelRequant r = ChannelRequant::make(acc_scale, bias, 1, 0.04, 100, 0, 255);
+  std::vector<int32_t> acc;
+  for (int i = -3000; i <= 3000; i += 7)
+    for (size_t c = 0; c < 3; ++c) acc.push_back(i * 37 + static_cast<int32_t>(c));
+  const int M = static_cast<int>(acc.size() / 3);
+  std::vector<uint8_t> out(acc.size());
+  r.rows(acc.data(), M, out.data());
+  for (size_t i = 0; i < acc.size(); ++i) {
+    const double exact = std::min(255.0, std::max(0.0, (acc[i] * acc_scale[i % 3] + bias[i % 3]) / 0.04 + 100));
+    EXPECT_LE(std::fabs(out[i] - exact), 0.5 + 1e-6) << i;
+  }
+  // Scales a corrupt artifact could hold are refused instead of shifting out of range.
+  EXPECT_THROW(ChannelRequant::make({1e12}, {0.0}, 1, 1e-6, 0, 0, 255), std::invalid_argument);
+}
+
+TEST(IntKernels, ResidualRequantWithinHalfAStepOfExact) {
+  const std::vector<double> acc_scale = {2.1e-4, 5.3e-5}, bias = {0.2, -0.4};
+  QParams h{0.021, 120, 0, 255}, o{0.03, 128, 0, 255};
+  ResidualRequant r = ResidualRequant::make(acc_scale, bias, h, o);
+  std::vector<int32_t> acc;
+  std::vector<uint8_t> hc;
+  for (int a = -900; a <= 900; a += 13)
+    for (int q = 0; q < 256; q += 17)
+      for (int c = 0; c < 2; ++c) {
+        acc.push_back(a * 11);
+        hc.push_back(static_cast<uint8_t>(q));
+      }
+  std::vector<uint8_t> out(acc.size());
+  r.rows(acc.data(), hc.data(), static_cast<int>(acc.size() / 2), out.data());
+  for (size_t i = 0; i < acc.size(); ++i) {
+    const double real = acc[i] * acc_scale[i % 2] + bias[i % 2] + (hc[i] - 120) * 0.021;
+    const double exact = std::min(255.0, std::max(0.0, real / 0.03 + 128));
+    EXPECT_LE(std::fabs(out[i] - exact), 0.5 + 1e-6) << i;
+  }
+}
+
+TEST(IntKernels, AttentionScoresAndLog2AvMatchPlainLoops) {
+  std::mt19937 rng(5);
+  const int T = 9, dh = 8, ld = 24, kmax = 15;
+  std::vector<uint8_t> q(static_cast<size_t>(T) * ld), k(q.size()), v(q.size());
+  for (auto* t : {&q, &k, &v})
+    for (auto& x : *t) x = static_cast<uint8_t>(rng());
+  std::vector<int32_t> S(static_cast<size_t>(T) * T);
+  qk_scores(q.data(), 128, k.data(), 120, T, dh, ld, S.data());
+  std::vector<int8_t> codes(S.size());
+  for (auto& c : codes) c = static_cast<int8_t>(static_cast<int>(rng() % 18) - 1);  // -1 (zero) .. 16 (dropped)
+  std::vector<int32_t> ctx(static_cast<size_t>(T) * ld, 7);
+  av_log2(codes.data(), v.data(), 131, T, dh, ld, kmax, ctx.data(), ld);
+  for (int t = 0; t < T; ++t) {
+    for (int j = 0; j < T; ++j) {
+      int32_t s = 0;
+      for (int d = 0; d < dh; ++d) s += (q[static_cast<size_t>(t) * ld + d] - 128) * (k[static_cast<size_t>(j) * ld + d] - 120);
+      EXPECT_EQ(S[static_cast<size_t>(t) * T + j], s);
     }
-  EXPECT_LE(worst, 1);
+    for (int d = 0; d < dh; ++d) {
+      int64_t want = 0;
+      for (int j = 0; j < T; ++j) {
+        const int c = codes[static_cast<size_t>(t) * T + j];
+        if (c >= 0 && c <= kmax) want += static_cast<int64_t>(v[static_cast<size_t>(j) * ld + d] - 131) << (kmax - c);
+      }
+      EXPECT_EQ(ctx[static_cast<size_t>(t) * ld + d], want);
+    }
+    EXPECT_EQ(ctx[static_cast<size_t>(t) * ld + dh], 7);  // columns outside the head untouched
+  }
 }
 
 TEST(IntKernels, IntegerLayerNormOnPtfShiftedCodesMatchesFloat) {

@@ -134,7 +134,7 @@ TEST(IntRuntime, Top1AgreesWithFakeQuantOnHeldOutImages) {
   auto data = fmnist_test(dir, 300);
   ParityResult p = parity(dir, *data, 100, /*float64=*/false);
   std::printf("  agreement %.2f%%, fake %.2f%%, integer %.2f%%\n", p.agreement(), p.fake.accuracy(), p.integer.accuracy());
-  EXPECT_GE(p.agreement(), 99.0);  // full-test-split figure (≥ 99.5 %) is in docs/RESULTS.md via qtx parity
+  EXPECT_GE(p.agreement(), 99.0);  // the full test split (≥ 99.5 %): `qtx parity`, docs/BENCHMARKS.md
   EXPECT_LE(std::fabs(p.fake.accuracy() - p.integer.accuracy()), 1.0);
 }
 

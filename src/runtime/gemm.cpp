@@ -5,7 +5,6 @@
 #include <dnnl.hpp>
 #include <mutex>
 
-#include "formats/error.h"
 #include "runtime/int_kernels.h"
 
 namespace qtx::rt {
@@ -82,7 +81,5 @@ void Int8Gemm::run(const uint8_t* A, int M, int32_t za, int32_t* C) const {
 void set_threads(int n) {
   if (n > 0) omp_set_num_threads(n);
 }
-
-int threads() { return omp_get_max_threads(); }
 
 }  // namespace qtx::rt

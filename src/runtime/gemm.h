@@ -31,8 +31,7 @@ class Int8Gemm {
   std::unique_ptr<Dnnl> dnnl_;
 };
 
-// Threads of the runtime (OpenMP, shared with oneDNN).
+// Threads of the runtime (OpenMP, shared with oneDNN); n <= 0 leaves the default.
 void set_threads(int n);
-int threads();
 
 }  // namespace qtx::rt

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <string>
 
 namespace qtx::rt {
 
@@ -95,43 +96,6 @@ void log_int_softmax_row(const int32_t* q, const uint8_t* valid, int n, const In
   }
 }
 
-std::vector<uint8_t> gelu_table_u8(const QParams& in, const QParams& out) {
-  std::vector<uint8_t> t(256);
-  for (int c = 0; c < 256; ++c) {
-    const int32_t q = in.qmin < 0 ? c - 128 : c;
-    const double x = (q - in.zero) * in.scale;
-    const double y = 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
-    double r = y / out.scale;
-    r = r >= 0 ? std::floor(r + 0.5) : -std::floor(-r + 0.5);  // half away from zero
-    const int64_t qo = std::min<int64_t>(out.qmax, std::max<int64_t>(out.qmin, static_cast<int64_t>(r) + out.zero));
-    t[static_cast<size_t>(c)] = static_cast<uint8_t>(qo & 0xFF);
-  }
-  return t;
-}
-
-RequantAdd RequantAdd::make(const QParams& a, const QParams& b, const QParams& out) {
-  RequantAdd r;
-  // Common shift: 30 bits of headroom for the larger of the two multipliers.
-  const double big = std::max(a.scale, b.scale) / out.scale;
-  int e = 0;
-  std::frexp(big, &e);
-  r.shift = 30 - e;
-  r.ma = std::llround(a.scale / out.scale * std::ldexp(1.0, r.shift));
-  r.mb = std::llround(b.scale / out.scale * std::ldexp(1.0, r.shift));
-  r.za = a.zero;
-  r.zb = b.zero;
-  r.zo = out.zero;
-  r.qmin = out.qmin;
-  r.qmax = out.qmax;
-  return r;
-}
-
-int32_t RequantAdd::operator()(int32_t qa, int32_t qb) const {
-  const int64_t acc = (static_cast<int64_t>(qa) - za) * ma + (static_cast<int64_t>(qb) - zb) * mb;
-  const int64_t q = round_shift(acc, shift) + zo;
-  return static_cast<int32_t>(std::min<int64_t>(qmax, std::max<int64_t>(qmin, q)));
-}
-
 IntLayerNorm IntLayerNorm::make(int32_t z, const std::vector<int>& alpha, const std::vector<float>& gamma,
                                 const std::vector<float>& beta, const QParams& out) {
   IntLayerNorm n;
@@ -144,6 +108,7 @@ IntLayerNorm IntLayerNorm::make(int32_t z, const std::vector<int>& alpha, const 
   int e = 0;
   std::frexp(mx, &e);
   n.shift = 30 - e;  // |gain| < 2^30; with |t| < 2^29 the products stay below 2^59
+  if (n.shift < 1 || n.shift + 24 > 62) throw std::invalid_argument("LayerNorm gain γ/s_out out of range");
   for (size_t c = 0; c < gamma.size(); ++c) {
     n.gain.push_back(std::llround(gamma[c] / out.scale * std::ldexp(1.0, n.shift)));
     n.bias.push_back(std::llround((beta[c] / out.scale + 0.5) * std::ldexp(1.0, n.shift + 24)));  // + ½: round half up
@@ -194,7 +159,11 @@ namespace {
 int common_shift(double max_multiplier) {
   int e = 0;
   std::frexp(max_multiplier, &e);
-  return 30 - e;
+  const int shift = 30 - e;
+  // Scales this far apart (a ratio above 2^29 or below 2^-32) only come from a corrupt artifact.
+  if (!(max_multiplier > 0) || shift < 1 || shift > 62)
+    throw std::invalid_argument("requantization multiplier " + std::to_string(max_multiplier) + " is out of range");
+  return shift;
 }
 // Round half up: a tie (exactly .5 after a 30-bit multiplier) is the only case where this
 // differs from half-away-from-zero, and a floor shift vectorises.
@@ -220,29 +189,21 @@ ChannelRequant ChannelRequant::make(const std::vector<double>& acc_scale, const 
   return r;
 }
 
-void ChannelRequant::rows(const int32_t* acc, int M, uint8_t* out) const {
+template <typename Out>
+void ChannelRequant::apply(const int32_t* acc, int M, Out* out) const {
   const int64_t half = shift > 0 ? int64_t{1} << (shift - 1) : 0;
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < M; ++i) {
     const int32_t* a = acc + static_cast<size_t>(i) * N;
     const int64_t* b = bias.data() + static_cast<size_t>(i % bias_rows) * N;
-    uint8_t* o = out + static_cast<size_t>(i) * N;
+    Out* o = out + static_cast<size_t>(i) * N;
     for (int c = 0; c < N; ++c)
-      o[c] = static_cast<uint8_t>(clamp32(round_div_shift(static_cast<int64_t>(a[c]) * m[c] + b[c], shift, half) + zo, qmin, qmax));
+      o[c] = static_cast<Out>(clamp32(round_div_shift(static_cast<int64_t>(a[c]) * m[c] + b[c], shift, half) + zo, qmin, qmax));
   }
 }
 
-void ChannelRequant::rows32(const int32_t* acc, int M, int32_t* out) const {
-  const int64_t half = shift > 0 ? int64_t{1} << (shift - 1) : 0;
-#pragma omp parallel for schedule(static)
-  for (int i = 0; i < M; ++i) {
-    const int32_t* a = acc + static_cast<size_t>(i) * N;
-    const int64_t* b = bias.data() + static_cast<size_t>(i % bias_rows) * N;
-    int32_t* o = out + static_cast<size_t>(i) * N;
-    for (int c = 0; c < N; ++c)
-      o[c] = static_cast<int32_t>(clamp32(round_div_shift(static_cast<int64_t>(a[c]) * m[c] + b[c], shift, half) + zo, qmin, qmax));
-  }
-}
+void ChannelRequant::rows(const int32_t* acc, int M, uint8_t* out) const { apply(acc, M, out); }
+void ChannelRequant::rows32(const int32_t* acc, int M, int32_t* out) const { apply(acc, M, out); }
 
 ResidualRequant ResidualRequant::make(const std::vector<double>& acc_scale, const std::vector<double>& bias_real,
                                       const QParams& h, const QParams& out) {

@@ -45,21 +45,6 @@ struct QParams {
   int32_t qmin = 0, qmax = 255;
 };
 
-// GELU on 8-bit codes as an exact 256-entry table: entry c holds the output code of
-// quantize_out(gelu(dequantize_in(c − 128 + (in.qmin < 0 ? 0 : 128)))) — the fake-quant model's
-// computation done once per possible input code, so the runtime matches it exactly.
-std::vector<uint8_t> gelu_table_u8(const QParams& in, const QParams& out);
-
-// Residual add of two quantized tensors into a third quantization: both operands are brought
-// to the output scale by dyadic multipliers with a common shift, summed, rounded once.
-struct RequantAdd {
-  int64_t ma = 0, mb = 0;
-  int shift = 0;
-  int32_t za = 0, zb = 0, zo = 0, qmin = 0, qmax = 255;
-  static RequantAdd make(const QParams& a, const QParams& b, const QParams& out);
-  int32_t operator()(int32_t qa, int32_t qb) const;
-};
-
 // LayerNorm on PTF-shifted integers (FQ-ViT) with an integer square root: x_c = (q_c − z) << α_c
 // share one scale, so mean and variance need no float; 1/σ is one fixed-point reciprocal per row
 // and γ_c / s_out a multiplier per channel on a common shift. LayerNorm's ε (≤ 1e-5 of the
@@ -92,6 +77,11 @@ struct ChannelRequant {
                              double out_scale, int32_t zo, int32_t qmin, int32_t qmax);
   void rows(const int32_t* acc, int M, uint8_t* out) const;        // out codes [M, N]
   void rows32(const int32_t* acc, int M, int32_t* out) const;      // same into int32 (grid indices)
+  // make() throws std::invalid_argument when the scales need a shift outside [1, 62].
+
+ private:
+  template <typename Out>
+  void apply(const int32_t* acc, int M, Out* out) const;
 };
 
 // Residual add of a linear layer's accumulators (per-channel scale, bias folded) and 8-bit

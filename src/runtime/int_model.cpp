@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <map>
+#include <stdexcept>
 
 #include "formats/error.h"
 #include "runtime/artifact.h"
@@ -30,7 +31,11 @@ std::unique_ptr<IntModel> load_int_model(const std::string& dir, Kernels kernels
   auto it = registry().find(a->config().model_type);
   if (it == registry().end())
     fail(dir, "the integer runtime has no '" + a->config().model_type + "' model yet");
-  return it->second(*a, kernels);
+  try {
+    return it->second(*a, kernels);
+  } catch (const std::invalid_argument& e) {  // a kernel's constants cannot be built from these scales
+    fail(a->weights_path(), e.what());
+  }
 }
 
 }  // namespace qtx::rt

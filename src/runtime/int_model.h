@@ -21,8 +21,6 @@ class IntModel {
   virtual std::vector<float> classify_images(const float* pixels, int B);
   // Token ids and attention mask, [B, T] each → logits [B, L].
   virtual std::vector<float> classify_tokens(const int32_t* ids, const int32_t* mask, int B, int T);
-  // Bytes of the runtime's weights in memory (packed integer weights + constants).
-  virtual size_t weight_bytes() const = 0;
 
   // Debugging and parity tests: called with the 8-bit codes the runtime produced at a site
   // (key "<site>.<slot>", as in the artifact) during the next forward passes.

@@ -4,7 +4,6 @@
 // and dequantizing the logits.
 #include <cmath>
 
-#include "formats/error.h"
 #include "runtime/int_blocks.h"
 #include "runtime/int_model.h"
 
@@ -99,13 +98,9 @@ class IntVit : public IntModel {
     }
     head_ = IntLinear::load(a, "classifier", L_, D_, true, kernels);
     lnf_ = IntLayerNormSite::load(a, "vit.layernorm", "vit.layernorm", D_, h, head_.in);
-    bytes_ = 0;
-    bytes_ += blocks_.size() * static_cast<size_t>(4 * D_ * D_ + 2 * D_ * F_);
-    bytes_ += static_cast<size_t>(D_) * (Ci_ * P_ * P_ + L_) + static_cast<size_t>(blocks_.size()) * (65536 * 4 + 4 * 256);
   }
 
   const ModelConfig& config() const override { return cfg_; }
-  size_t weight_bytes() const override { return bytes_; }
 
   std::vector<float> classify_images(const float* px, int B) override {
     const int NP = G_ * G_, KP = Ci_ * P_ * P_, M = B * T_;
@@ -205,7 +200,6 @@ class IntVit : public IntModel {
   std::vector<uint8_t> cls_codes_;
   std::vector<VitBlock> blocks_;
   IntLayerNormSite lnf_;
-  size_t bytes_ = 0;
   // Scratch reused across calls (one forward at a time per model).
   std::vector<uint8_t> patches_, codes_, h_, h2_, x_, y_, qc_, kc_, vc_;
   std::vector<int32_t> acc_, ctx_;

@@ -7,7 +7,6 @@
 
 #include <torch/torch.h>
 
-#include "formats/error.h"
 #include "quant/quant_model.h"
 #include "tasks/labeled_data.h"
 

@@ -251,17 +251,15 @@ void train_vit(const TrainOptions& o, const at::Device& dev) {
   at::Tensor Y = at::tensor(std::vector<int64_t>(tr.labels.begin(), tr.labels.end())).to(dev);
   const float background = (0.f - kFmnistMean) / kFmnistStd;
 
-  auto model = create_model(c, ModelHeads{});
-  model->init_weights(o.seed);
-  if (!o.init.empty()) {
-    // Continue from a trained model (a second cosine cycle): its shape wins over the options.
-    auto pre = load_model(o.init);
-    if (pre->config().model_type != "vit") fail("train", o.init + ": --init for vit-fmnist needs a ViT model");
-    model = create_model(pre->config(), ModelHeads{});
-    torch::NoGradGuard ng;
-    for (auto& [name, p] : model->hf_parameters())
-      for (auto& [pn, pp] : pre->hf_parameters())
-        if (pn == name) p.copy_(pp);
+  // --init continues from a trained model (a second cosine cycle): its config (shape, dropout)
+  // wins over the options.
+  std::shared_ptr<TransformerModel> model;
+  if (o.init.empty()) {
+    model = create_model(c, ModelHeads{});
+    model->init_weights(o.seed);
+  } else {
+    model = load_model(o.init);
+    if (model->config().model_type != "vit") fail("train", o.init + ": --init for vit-fmnist needs a ViT model");
   }
   model->to(dev);
   auto opt = make_optimizer(*model, o);
