@@ -11,6 +11,8 @@
 #include <map>
 #include <random>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "quant/quant_model.h"
@@ -53,8 +55,11 @@ class Capture : public SiteHook {
   std::map<std::string, std::vector<int32_t>>* out_;
 };
 
+// ctest runs each test in its own process, two at a time: one folder per process.
+std::string scratch() { return "/tmp/qtx_test_runtime/" + std::to_string(getpid()); }
+
 struct VitArtifact {
-  std::string dir = "/tmp/qtx_test_runtime/vit-fqvit-8-8-4";
+  std::string dir = scratch() + "/vit-fqvit-8-8-4";
   VitArtifact() {
     QuantizeOptions o;
     o.model = std::string(QTX_SOURCE_DIR) + "/models/vit-fmnist";
@@ -141,7 +146,7 @@ TEST(IntRuntime, Top1AgreesWithFakeQuantOnHeldOutImages) {
 TEST(IntRuntime, CorruptArtifactsFailWithOneClearError) {
   const std::string dir = vit_artifact().dir;
   namespace fs = std::filesystem;
-  const std::string bad = "/tmp/qtx_test_runtime/bad";
+  const std::string bad = scratch() + "/bad";
   auto fresh = [&]() {
     fs::remove_all(bad);
     fs::create_directories(bad);
@@ -209,3 +214,10 @@ TEST(IntRuntime, CorruptArtifactsFailWithOneClearError) {
   }
   EXPECT_GT(errors, 20);
 }
+
+// Leaves /tmp clean: the scratch folder of this process goes when the tests are done.
+namespace {
+struct RemoveScratch {
+  ~RemoveScratch() { std::filesystem::remove_all(scratch()); }
+} remove_scratch;
+}  // namespace
