@@ -23,10 +23,63 @@ quant_row() {
   local log=$W/$name.log
   $Q quantize --model "$model" --recipe "$recipe" --out "$W/$name" --threads "$T" >"$log" 2>&1
   local secs bytes a
-  secs=$(sed -n 's/^calibration *[0-9]* samples, \([0-9.]*\) s/\1/p' "$log")
+  secs=$(sed -n 's/^calibration *[0-9]* samples, \([0-9.]*\) s.*/\1/p' "$log")
   bytes=$(stat -c %s "$W/$name/model.safetensors")
   a=$(eval_acc "$W/$name")
   printf '| %s | %.2f | %+.2f | %.2f | %.1f |\n' "$label" "$a" "$(echo "$a - $fp" | bc -l)" "$(echo "$bytes / 1000000" | bc -l)" "$secs"
+}
+
+# method_row LABEL MODEL RECIPE FP TAG QUANTIZE_ARGS... -> one row of the Liu et al. table
+method_row() {
+  local label=$1 model=$2 recipe=$3 fp=$4 tag=$5
+  shift 5
+  local name=$(basename "$model")-$recipe-$tag
+  local log=$W/$name.log
+  $Q quantize --model "$model" --recipe "$recipe" --out "$W/$name" --threads "$T" "$@" >"$log" 2>&1
+  local secs rss bytes a
+  secs=$(sed -n 's/^calibration *[0-9]* samples, \([0-9.]*\) s.*/\1/p' "$log")
+  rss=$(sed -n 's/^calibration .*peak RSS \([0-9]*\) MB.*/\1/p' "$log")
+  bytes=$(stat -c %s "$W/$name/model.safetensors")
+  a=$(eval_acc "$W/$name")
+  printf '| %s | %s | %.2f | %+.2f | %.2f | %.1f | %s |\n' "$recipe" "$label" "$a" "$(echo "$a - $fp" | bc -l)" \
+    "$(echo "$bytes / 1000000" | bc -l)" "$secs" "$rss"
+}
+
+# Liu et al. vs MinMax, Percentile and EasyQuant on the same quantizers (sym-* recipes), the
+# ablation, and mixed precision at the size of uniform W4 and W6.
+liu_section() {
+  local model=$1 fp=$2
+  echo
+  echo "### Liu et al. (docs/CALIBRATION.md): interval search vs MinMax, Percentile, EasyQuant"
+  echo
+  echo "Same quantizers in every row (per-tensor signed symmetric weights and inputs; LayerNorm and Softmax"
+  echo "in float); rows differ only in how the intervals were chosen. Peak RSS of the whole \\`qtx quantize\\` process."
+  echo
+  echo "| recipe | method | accuracy % | drop vs FP | MB | calibration s | peak RSS MB |"
+  echo "| --- | --- | --- | --- | --- | --- | --- |"
+  for r in sym-w8a8 sym-w6a6 sym-w4a8 sym-w4a4 sym-w3a4; do
+    method_row "MinMax" $model $r "$fp" minmax --method observer
+    method_row "Percentile" $model $r "$fp" pct --method observer --observer percentile
+    method_row "EasyQuant (cosine search)" $model $r "$fp" easyquant --method easyquant
+    case $r in sym-w4a4|sym-w3a4)
+      method_row "Liu: Pearson only" $model $r "$fp" liu-pearson --method liu --no-ranking --no-bias-correction
+      method_row "Liu: Pearson + ranking" $model $r "$fp" liu-rank --method liu --no-bias-correction ;;
+    esac
+    method_row "Liu: Pearson + ranking + bias correction" $model $r "$fp" liu --method liu
+  done
+  method_row "Liu, mixed precision at W4 size (bits 3,4,5,6,8)" $model sym-w4a4 "$fp" liu-mp4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8
+  method_row "Liu, mixed precision at W6 size (bits 4..8)" $model sym-w6a6 "$fp" liu-mp6 --method liu --avg-bits 6
+  local m=$(basename $model)
+  mkdir -p docs/plots/$m
+  cp $W/$m-sym-w4a4-liu-mp4/mixed_precision.svg docs/plots/$m/pareto_w4.svg
+  cp $W/$m-sym-w6a6-liu-mp6/mixed_precision.svg docs/plots/$m/pareto_w6.svg
+  echo
+  echo "Mixed precision: Pareto frontiers [at W4 size](plots/$m/pareto_w4.svg), [at W6 size](plots/$m/pareto_w6.svg);"
+  echo "chosen bits per module:"
+  echo
+  echo '```'
+  cat $W/$m-sym-w4a4-liu-mp4/mixed_precision.txt
+  echo '```'
 }
 
 # A fully quantized recipe with LayerNorm-input bits, attention bits, PTF and LIS switches.
@@ -88,6 +141,7 @@ JSON
       done
       echo "$row"
     done
+    liu_section $model "$fp"
   done
 } >$OUT.tmp
 mv $OUT.tmp $OUT

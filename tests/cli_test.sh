@@ -123,6 +123,15 @@ expect_ok "eval a quantized artifact" "accuracy" "$QTX" eval --model "$T/q" --li
 expect_ok "info lists quantizers" "layernorm_input" "$QTX" info "$T/q"
 expect_ok "analyze per-site error" "SQNR" "$QTX" analyze --model "$T/q" --limit 8 --threads 2
 expect_error "analyze a float model" "not a quantized artifact" "$QTX" analyze --model "$VIT"
+expect_error "unknown calibration method" "unknown calibration method 'nope'" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method nope --out "$T/q3"
+expect_error "mixed precision without liu" "needs --method liu" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --avg-bits 4 --calib 8 --out "$T/q3"
+expect_error "mixed precision bits out of range" "outside 2..8" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 1,4 --calib 8 --out "$T/q3"
+expect_error "unknown observer override" "unknown observer 'nope'" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --observer nope --out "$T/q3"
+expect_ok "liu search with mixed precision" "method liu" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method liu --avg-bits 5 --mp-bits 4,8 --calib 8 --batch 8 --candidates 5 --mp-samples 8 --out "$T/liu" --threads 2
+for f in mixed_precision.txt mixed_precision.json mixed_precision.svg; do
+  if [[ -s "$T/liu/$f" ]]; then echo "ok:   liu wrote $f"; else echo "FAIL: liu did not write $f"; fails=$((fails + 1)); fi
+done
+expect_ok "eval a liu artifact" "accuracy" "$QTX" eval --model "$T/liu" --limit 64 --threads 2
 expect_error "quantize an artifact again" "already quantized" "$QTX" quantize --model "$T/q" --recipe w4a8 --out "$T/q2"
 cp -r "$T/q" "$T/qbad"
 head -c 300000 "$T/q/model.safetensors" >"$T/qbad/model.safetensors"

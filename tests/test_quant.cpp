@@ -15,6 +15,7 @@
 #include "runtime/int_kernels.h"
 #include "tasks/labeled_data.h"
 #include "test_util.h"
+#include "tiny_vit_fixture.h"
 
 using namespace qtx;
 
@@ -185,52 +186,9 @@ TEST(Recipe, BuiltinsRoundTripAndBadRecipesAreRejected) {
   EXPECT_QTX_ERROR(Recipe::load("no-such-recipe"), "neither a built-in recipe");
 }
 
-namespace {
-
-// A saved tiny ViT folder with random weights, and random 8x8 images to calibrate on.
-struct Fixture {
-  std::string dir;
-  std::shared_ptr<TransformerModel> model;
-  std::unique_ptr<LabeledData> data;
-  explicit Fixture(const std::string& name) {
-    dir = qtx_test::temp_dir(name) + "/fp";
-    model = create_model(qtx_test::tiny_vit_config(), {});
-    model->init_weights(1);
-    {
-      torch::NoGradGuard ng;
-      torch::manual_seed(2);
-      for (auto& [n, p] : model->hf_parameters()) p.add_(at::randn_like(p) * 0.1);
-    }
-    save_model(*model, dir);
-    ImagePreprocess pp;
-    pp.height = pp.width = 8;
-    pp.image_mean = {0.5f};
-    pp.image_std = {0.5f};
-    pp.save(dir + "/preprocessor_config.json");
-    ImageSet set;
-    std::mt19937 rng(9);
-    for (int i = 0; i < 40; ++i) {
-      Image im;
-      im.height = im.width = 8;
-      im.channels = 1;
-      for (int k = 0; k < 64; ++k) im.pixels.push_back(static_cast<uint8_t>(rng() % 256));
-      set.images.push_back(im);
-      set.labels.push_back(i % 3);
-    }
-    set.label_names = {"a", "b", "c"};
-    data = make_image_data(set, pp, 1, "random images");
-  }
-  std::vector<int> all() const {
-    std::vector<int> v(static_cast<size_t>(data->size()));
-    std::iota(v.begin(), v.end(), 0);
-    return v;
-  }
-};
-
-}  // namespace
 
 TEST(QuantizedModel, DeterministicScalesAndBitIdenticalReload) {
-  Fixture fx("qm_reload");
+  qtx_test::TinyVitFixture fx("qm_reload");
   for (const char* recipe : {"fqvit-8-8-4", "w4a8", "percentile-w8a8", "omse-w8a8", "minmax-8-8-8"}) {
     SCOPED_TRACE(recipe);
     auto m1 = load_model(fx.dir), m2 = load_model(fx.dir);
@@ -260,7 +218,7 @@ TEST(QuantizedModel, DeterministicScalesAndBitIdenticalReload) {
 }
 
 TEST(QuantizedModel, PatternsMustMatchAndBrokenArtifactsFailClearly) {
-  Fixture fx("qm_bad");
+  qtx_test::TinyVitFixture fx("qm_bad");
   auto j = Recipe::load("minmax-w8a8").to_json();
   j["overrides"] = {{{"pattern", "encoder.layer.7.*"}, {"role", "linear_weight"}, {"bits", 4}}};
   EXPECT_QTX_ERROR(QuantizedModel(load_model(fx.dir), Recipe::from_json(j, "r")), "matches no op site");

@@ -33,6 +33,20 @@ json full(const std::string& name, const std::string& desc, bool ptf, bool lis, 
   return j;
 }
 
+// Liu et al.'s setting: one signed symmetric interval per layer for weights and one for inputs
+// (every linear layer incl. the patch projection, both attention matmuls); LayerNorm and Softmax
+// in float. MinMax gives Δ_init; `--method liu` searches the intervals.
+json sym(int wbits, int abits) {
+  json w = {{"bits", wbits}, {"symmetric", true}, {"granularity", "tensor"}, {"observer", "minmax"}};
+  json a = {{"bits", abits}, {"symmetric", true}, {"observer", "minmax"}};
+  const std::string name = "sym-w" + std::to_string(wbits) + "a" + std::to_string(abits);
+  return {{"name", name},
+          {"description", "W" + std::to_string(wbits) + "A" + std::to_string(abits) +
+                              " as Liu et al.: per-tensor signed symmetric weights and inputs of every linear layer and "
+                              "both attention matmuls; LayerNorm and Softmax in float"},
+          {"roles", {{"linear_weight", w}, {"linear_input", a}, {"qk_input", a}, {"softmax_output", a}, {"av_input", a}}}};
+}
+
 std::vector<std::pair<std::string, std::string>> make() {
   std::vector<json> r = {
       wa("minmax-w8a8", "W8A8, MinMax: per-channel int8 weights, per-tensor uint8 inputs of linear layers and matmuls; "
@@ -48,6 +62,7 @@ std::vector<std::pair<std::string, std::string>> make() {
       full("fqvit-8-8-4", "FQ-ViT: PTF LayerNorm input (K=3), Log-Int-Softmax 4-bit", true, true, 4),
       full("ptf-8-8-4", "Ablation: PTF LayerNorm input, uniform 4-bit attention", true, false, 4),
       full("lis-8-8-4", "Ablation: uniform LayerNorm input, Log-Int-Softmax 4-bit", false, true, 4),
+      sym(8, 8), sym(6, 6), sym(4, 8), sym(4, 4), sym(3, 4),
   };
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& j : r) out.emplace_back(j["name"].get<std::string>(), j.dump(2));

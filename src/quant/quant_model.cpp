@@ -68,13 +68,13 @@ class QuantHook : public SiteHook {
     return apply(w, x);
   }
   at::Tensor output(const OpSite&, const at::Tensor& y) override {
-    if (out && scores && st_->mode == QuantMode::FakeQuant) return log_int_softmax(y);
+    if (out && out->enabled && scores && scores->enabled && st_->mode == QuantMode::FakeQuant) return log_int_softmax(y);
     return apply(out, y);
   }
 
  private:
   at::Tensor apply(QuantPoint* p, const at::Tensor& x) {
-    if (!p) return x;
+    if (!p || !p->enabled) return x;
     switch (st_->mode) {
       case QuantMode::Float: return x;
       case QuantMode::Observe: p->observer->observe(x); return x;
@@ -176,14 +176,34 @@ void QuantizedModel::calibrate(const LabeledData& data, const std::vector<int>& 
   if (indices.empty()) fail("calibration", "no calibration samples");
   torch::NoGradGuard ng;
   model_->eval();
-  for (auto& p : points_) p.observer = make_observer(p.quantizer->spec());
-  set_mode(QuantMode::Observe);
+  begin_observe();
   const int n = static_cast<int>(indices.size());
   for (int start = 0; start < n; start += batch_size) {
     std::vector<int> idx(indices.begin() + start, indices.begin() + std::min(n, start + batch_size));
     model_->logits(data.batch(idx));
     if (progress) progress(std::min(n, start + batch_size), n);
   }
+  finish_observe();
+}
+
+void QuantizedModel::calibrate(const std::vector<ModelInput>& batches) {
+  if (batches.empty()) fail("calibration", "no calibration samples");
+  torch::NoGradGuard ng;
+  model_->eval();
+  begin_observe();
+  for (const auto& b : batches) model_->logits(b);
+  finish_observe();
+}
+
+void QuantizedModel::begin_observe() {
+  for (auto& p : points_) {
+    p.observer = make_observer(p.quantizer->spec());
+    p.enabled = true;
+  }
+  set_mode(QuantMode::Observe);
+}
+
+void QuantizedModel::finish_observe() {
   // Sites the task's forward never reaches (BERT's MLM head when calibrating the classifier)
   // cannot be calibrated: they are excluded by name in the stored recipe, so reloading agrees.
   std::set<std::string> unreached;

@@ -29,6 +29,9 @@ struct QuantPoint {
   Slot slot;
   std::unique_ptr<Quantizer> quantizer;
   std::unique_ptr<Observer> observer;
+  // A disabled point passes its tensor through in every mode: sequential calibration methods
+  // (Liu's interval search) switch points on one layer at a time.
+  bool enabled = true;
   std::string key() const { return site_name + "." + slot_name(slot); }
 };
 
@@ -57,6 +60,7 @@ class QuantizedModel {
   // its observer and the model switches to fake-quant.
   void calibrate(const LabeledData& data, const std::vector<int>& indices, int batch_size,
                  const std::function<void(int, int)>& progress = {});
+  void calibrate(const std::vector<ModelInput>& batches);  // the same over prepared batches
 
   // The artifact (docs/FORMAT.md): source files of `source_dir` + recipe.json + model.safetensors.
   void save(const std::string& dir, const std::string& source_dir) const;
@@ -67,6 +71,8 @@ class QuantizedModel {
 
  private:
   void build();  // points and hooks from recipe_ (replacing any attached before)
+  void begin_observe();
+  void finish_observe();  // unreached sites excluded, quantizers set, fake-quant mode
   std::shared_ptr<TransformerModel> model_;
   Recipe recipe_;
   std::vector<QuantPoint> points_;

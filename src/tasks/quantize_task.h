@@ -4,10 +4,15 @@
 #include <cstdint>
 #include <string>
 
+#include "calib/method.h"
+
 namespace qtx {
 
 struct QuantizeOptions {
   std::string model, recipe, out;
+  std::string method = "observer";  // calibration method (calib/method.h)
+  std::string observer;             // replaces the observer of every activation role
+  CalibrationOptions calib_options;
   int calib = 0;  // 0: 1000 images (ViT) / 512 passages (BERT)
   uint64_t seed = 0;
   int batch = 100;
@@ -19,6 +24,8 @@ struct QuantizeReport {
   double calib_seconds = 0;
   int64_t fp_bytes = 0, quantized_bytes = 0;  // model.safetensors sizes
   int quantizers = 0;
+  int64_t peak_rss_bytes = 0;  // of the whole process, at the end
+  std::string recipe_name;
 };
 
 QuantizeReport quantize(const QuantizeOptions& o);

@@ -1,0 +1,308 @@
+// Calibration methods: Liu et al.'s objectives against hand-computed values, the interval
+// search on constructed layers with a known optimum, bias correction, the knapsack against
+// brute force, the nuclear norm against an SVD, and determinism of the whole method.
+#include <torch/torch.h>
+
+#include <cmath>
+#include <random>
+
+#include "calib/interval_search.h"
+#include "calib/knapsack.h"
+#include "calib/method.h"
+#include "calib/mixed_precision.h"
+#include "calib/similarity.h"
+#include "quant/quant_model.h"
+#include "test_util.h"
+#include "tiny_vit_fixture.h"
+
+using namespace qtx;
+
+namespace {
+
+at::Tensor row(std::vector<float> v) { return at::tensor(v, at::kFloat).unsqueeze(0); }
+
+QuantPoint sym_point(int bits, const at::Tensor& x) {
+  QuantSpec s;
+  s.bits = bits;
+  s.symmetric = true;
+  QuantPoint p;
+  p.quantizer = std::make_unique<Quantizer>(s);
+  p.quantizer->set_range(x.min().reshape({1}), x.max().reshape({1}));
+  return p;
+}
+
+}  // namespace
+
+TEST(Similarity, PearsonAndCosineHandValues) {
+  at::Tensor ref = row({1, 2, 3, 4});
+  at::Tensor cand = at::stack({row({2, 4, 6, 8}), row({4, 3, 2, 1}), row({1, 3, 2, 4})});  // [3, 1, 4]
+  at::Tensor g = pearson_per_sample(ref, cand, {});
+  EXPECT_NEAR(g[0][0].item<double>(), 1.0, 1e-12);
+  EXPECT_NEAR(g[1][0].item<double>(), -1.0, 1e-12);
+  EXPECT_NEAR(g[2][0].item<double>(), 0.8, 1e-12);  // cov 4 / var 5
+  // Cosine of (1,2,3,4) and (4,3,2,1): 20 / 30.
+  EXPECT_NEAR(cosine_per_sample(ref, cand, {})[1][0].item<double>(), 20.0 / 30.0, 1e-12);
+  // Masked entries do not count: the outlier at position 3 is padding.
+  at::Tensor m = row({1, 1, 1, 0});
+  EXPECT_NEAR(pearson_per_sample(row({1, 2, 3, 100}), row({1, 2, 3, -5}).unsqueeze(0), m)[0][0].item<double>(), 1.0, 1e-12);
+  // All-equal rows: both constant -> 1, one constant -> 0.
+  EXPECT_EQ(pearson_per_sample(row({2, 2, 2}), row({5, 5, 5}).unsqueeze(0), {})[0][0].item<double>(), 1.0);
+  EXPECT_EQ(pearson_per_sample(row({2, 2, 2}), row({1, 2, 3}).unsqueeze(0), {})[0][0].item<double>(), 0.0);
+  EXPECT_EQ(cosine_per_sample(row({0, 0}), row({0, 0}).unsqueeze(0), {})[0][0].item<double>(), 1.0);
+}
+
+TEST(Similarity, RankingHingeHandValues) {
+  // One row of scores A = (3, 1, 2); candidate Â = (1, 2, 3). Pairs (0,1): A says 0 > 1, Â has
+  // them 1 apart the wrong way -> 1; (0,2): wrong by 2 -> 2; (1,2): right way -> 0.
+  at::Tensor ref = at::tensor({3.f, 1.f, 2.f}).view({1, 1, 1, 3});
+  at::Tensor cand = at::tensor({1.f, 2.f, 3.f}).view({1, 1, 1, 1, 3});
+  at::Tensor pairs = key_pairs(3, 100, 0);
+  ASSERT_EQ(pairs.size(0), 3);
+  auto [sum, n] = ranking_hinge(ref, cand, pairs, {}, 0.0);
+  EXPECT_DOUBLE_EQ(sum[0].item<double>(), 3.0);
+  EXPECT_DOUBLE_EQ(n, 3.0);
+  // Margin θ = 0.5: the right-way pair (1,2) has p = 1 ≥ θ -> 0; the others get +0.5 each.
+  EXPECT_DOUBLE_EQ(ranking_hinge(ref, cand, pairs, {}, 0.5).first[0].item<double>(), 4.0);
+  // Ties in A (sign 0) cost max(θ, 0): with A = (1, 1, 1) and θ = 0.25 every pair costs 0.25.
+  at::Tensor flat = at::ones({1, 1, 1, 3});
+  EXPECT_DOUBLE_EQ(ranking_hinge(flat, cand, pairs, {}, 0.25).first[0].item<double>(), 0.75);
+  EXPECT_DOUBLE_EQ(ranking_hinge(flat, cand, pairs, {}, 0.0).first[0].item<double>(), 0.0);
+  // A padded key drops its pairs; a padded query drops its row.
+  at::Tensor ref2 = at::tensor({3.f, 1.f, 2.f, 3.f, 1.f, 2.f, 0.f, 0.f, 0.f}).view({1, 1, 3, 3});
+  at::Tensor cand2 = at::tensor({1.f, 2.f, 3.f, 1.f, 2.f, 3.f, 9.f, 9.f, 9.f}).view({1, 1, 1, 3, 3});
+  auto [s2, n2] = ranking_hinge(ref2, cand2, pairs, at::tensor({1.f, 1.f, 0.f}).view({1, 3}), 0.0);
+  EXPECT_DOUBLE_EQ(s2[0].item<double>(), 2.0);  // rows 0 and 1, pair (0,1) only: 1 each
+  EXPECT_DOUBLE_EQ(n2, 2.0);
+}
+
+TEST(Similarity, KeyPairsAllOrSampledDeterministically) {
+  EXPECT_EQ(key_pairs(17, 256, 0).size(0), 136);
+  at::Tensor a = key_pairs(128, 256, 7), b = key_pairs(128, 256, 7);
+  ASSERT_EQ(a.size(0), 256);
+  EXPECT_TRUE(at::equal(a, b));
+  EXPECT_TRUE((a.select(1, 0) < a.select(1, 1)).all().item<bool>());
+}
+
+TEST(IntervalSearch, FindsTheKnownOptimumOfAConstructedLayer) {
+  // Weights on a grid of step d and inputs on a grid of step e, both spanning the 4-bit range:
+  // quantizing with exactly Δ_W = d and Δ_X = e is lossless, every other candidate is not.
+  torch::manual_seed(0);
+  const double d = 0.05, e = 0.2;
+  at::Tensor w = (at::randint(-8, 8, {16, 24}) * d).to(at::kFloat);
+  at::Tensor x = (at::randint(-8, 8, {6, 5, 24}) * e).to(at::kFloat);
+  at::Tensor ref = at::matmul(x, w.t());
+  QuantPoint wq = sym_point(4, w), xq = sym_point(4, x);
+  // Δ_init = d and e exactly, so the grid [0.5, 1.5]·Δ_init in steps of 0.1 contains the optimum.
+  wq.quantizer->scale = at::full({1}, d, at::kFloat);
+  xq.quantizer->scale = at::full({1}, e, at::kFloat);
+  IntervalSearchOptions o;
+  o.alpha = 0.5;
+  o.beta = 1.5;
+  o.candidates = 11;
+  o.bias_correction = false;
+  o.verbose = false;
+  // From a perturbed input interval: ratio 1 is on both grids, so the search never ends worse
+  // than where it started.
+  xq.quantizer->scale = at::full({1}, e * 1.3, at::kFloat);
+  SearchedLayer r = search_linear(x, ref, w, {}, &wq, &xq, o);
+  EXPECT_GE(r.objective_best, r.objective_init - 1e-12);
+  EXPECT_LT(r.objective_init, 1.0 - 1e-6);
+  // Second pass from the exact intervals: both sides must pick ratio 1 and reach Γ = 1.
+  wq.quantizer->scale = at::full({1}, d, at::kFloat);
+  xq.quantizer->scale = at::full({1}, e, at::kFloat);
+  r = search_linear(x, ref, w, {}, &wq, &xq, o);
+  EXPECT_NEAR(r.w_ratio, 1.0, 1e-6);
+  EXPECT_NEAR(r.x_ratio, 1.0, 1e-6);
+  EXPECT_NEAR(r.objective_best, 1.0, 1e-9);
+  EXPECT_NEAR(wq.quantizer->scale.item<double>(), d, 1e-7);
+  EXPECT_NEAR(xq.quantizer->scale.item<double>(), e, 1e-7);
+}
+
+TEST(IntervalSearch, PicksTheBestCandidateAsAnExhaustiveLoopDoes) {
+  torch::manual_seed(1);
+  at::Tensor w = at::randn({12, 20}), x = at::randn({8, 3, 20}), b = at::randn({12});
+  at::Tensor ref = at::matmul(x, w.t()) + b;
+  QuantPoint wq = sym_point(3, w), xq = sym_point(4, x);
+  const double w0 = wq.quantizer->scale.item<double>(), x0 = xq.quantizer->scale.item<double>();
+  IntervalSearchOptions o;
+  o.candidates = 15;
+  o.bias_correction = false;
+  o.verbose = false;
+  SearchedLayer r = search_linear(x, ref, w, b, &wq, &xq, o);
+  // Exhaustive over the weight grid with the input at Δ_init, one forward per candidate.
+  auto fq = [](const at::Tensor& t, double s, int bits) {
+    const double hi = std::pow(2.0, bits - 1) - 1, lo = -std::pow(2.0, bits - 1);
+    return at::clamp(round_half_away(t / s), lo, hi) * s;
+  };
+  auto pearson = [&](const at::Tensor& y) {
+    double sum = 0;
+    for (int64_t n = 0; n < y.size(0); ++n) {
+      at::Tensor a = ref[n].flatten().to(at::kDouble), c = y[n].flatten().to(at::kDouble);
+      a = a - a.mean();
+      c = c - c.mean();
+      sum += ((a * c).sum() / (a.norm() * c.norm())).item<double>();
+    }
+    return sum / static_cast<double>(y.size(0));
+  };
+  double best = -2, best_ratio = 0;
+  for (int k = 0; k < o.candidates; ++k) {
+    const double s = static_cast<float>(o.alpha * w0 + k * (o.beta - o.alpha) * w0 / (o.candidates - 1));
+    const double g = pearson(at::matmul(fq(x, x0, 4), fq(w, s, 3).t()) + b);
+    if (g > best + 1e-12) {
+      best = g;
+      best_ratio = s / w0;
+    }
+  }
+  EXPECT_NEAR(r.w_ratio, best_ratio, 1e-5);
+}
+
+TEST(IntervalSearch, BiasCorrectionRemovesAPlantedConstantError) {
+  // Inputs all 0.3 with Δ_X = 1 round to 0: the quantized layer loses 0.3·Σ_k W[o,k] on every
+  // output channel, the same on every sample. Correction must put exactly that into the bias.
+  torch::manual_seed(2);
+  at::Tensor w = (at::randint(-7, 8, {6, 10}) * 0.125).to(at::kFloat);
+  at::Tensor x = at::full({4, 5, 10}, 0.3f);
+  at::Tensor bias = at::randn({6});
+  const at::Tensor bias0 = bias.clone();
+  at::Tensor ref = at::matmul(x, w.t()) + bias;
+  QuantPoint wq = sym_point(8, w), xq = sym_point(8, x);
+  wq.quantizer->scale = at::full({1}, 0.125, at::kFloat);  // weights exact
+  xq.quantizer->scale = at::full({1}, 1.0, at::kFloat);
+  IntervalSearchOptions o;
+  o.alpha = o.beta = 1.0;
+  o.candidates = 1;
+  o.verbose = false;
+  SearchedLayer r = search_linear(x, ref, w, bias, &wq, &xq, o);
+  EXPECT_TRUE(r.bias_corrected);
+  EXPECT_TRUE(at::allclose(bias - bias0, 0.3 * w.sum(1), 1e-5, 1e-5)) << bias - bias0;
+  at::Tensor yq = at::matmul(xq.quantizer->fake_quant(x), wq.quantizer->fake_quant(w).t()) + bias;
+  EXPECT_LT((yq - ref).abs().max().item<double>(), 1e-5);
+}
+
+TEST(Knapsack, MatchesBruteForceOnRandomInstances) {
+  std::mt19937 rng(3);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int items = 1 + static_cast<int>(rng() % 5), options = 1 + static_cast<int>(rng() % 4);
+    std::vector<std::vector<int64_t>> cost(items);
+    std::vector<std::vector<double>> value(items);
+    for (int i = 0; i < items; ++i)
+      for (int k = 0; k < options; ++k) {
+        cost[i].push_back(3 * static_cast<int64_t>(rng() % 10));
+        value[i].push_back(static_cast<double>(rng() % 1000) / 7.0);
+      }
+    const int64_t budget = static_cast<int64_t>(rng() % 100);
+    double best = INFINITY;
+    std::vector<int> pick(items, 0);
+    int64_t combos = 1;
+    for (int i = 0; i < items; ++i) combos *= options;
+    for (int64_t c = 0; c < combos; ++c) {
+      int64_t rest = c, total = 0;
+      double v = 0;
+      for (int i = 0; i < items; ++i) {
+        pick[i] = static_cast<int>(rest % options);
+        rest /= options;
+        total += cost[i][pick[i]];
+        v += value[i][pick[i]];
+      }
+      if (total <= budget) best = std::min(best, v);
+    }
+    KnapsackSolution s = solve_knapsack(cost, value, budget);
+    ASSERT_EQ(s.feasible, std::isfinite(best)) << "trial " << trial;
+    if (!s.feasible) continue;
+    EXPECT_NEAR(s.value, best, 1e-9) << "trial " << trial;
+    int64_t total = 0;
+    double v = 0;
+    for (int i = 0; i < items; ++i) {
+      total += cost[i][s.option[i]];
+      v += value[i][s.option[i]];
+    }
+    EXPECT_LE(total, budget);
+    EXPECT_EQ(total, s.cost);
+    EXPECT_NEAR(v, s.value, 1e-9);
+    // The frontier's value at the largest cost within the budget is the same optimum.
+    double f = INFINITY;
+    for (auto [c, val] : knapsack_frontier(cost, value))
+      if (c <= budget) f = val;
+    EXPECT_NEAR(f, best, 1e-9);
+  }
+  EXPECT_QTX_ERROR(solve_knapsack({{1}}, {{1.0, 2.0}}, 5), "mismatched");
+}
+
+TEST(MixedPrecision, NuclearNormAgainstSvdAndHandValues) {
+  at::Tensor d = at::tensor({3.0, 0.0, 0.0, -4.0}).view({2, 2});
+  EXPECT_NEAR(nuclear_norms(d).item<double>(), 7.0, 1e-12);
+  at::Tensor u = at::tensor({1.0, 2.0, 2.0}), v = at::tensor({3.0, 4.0});
+  EXPECT_NEAR(nuclear_norms(at::outer(u, v)).item<double>(), 3.0 * 5.0, 1e-9);  // rank 1: ‖u‖·‖v‖
+  torch::manual_seed(4);
+  at::Tensor m = at::randn({5, 7, 4}, at::kDouble);
+  at::Tensor ref = std::get<1>(at::linalg_svd(m, false)).sum(-1);
+  EXPECT_TRUE(at::allclose(nuclear_norms(m), ref, 1e-10, 1e-10));
+}
+
+TEST(LiuMethod, DeterministicAndReloadsWithMixedPrecision) {
+  qtx_test::TinyVitFixture fx("liu_det");
+  std::vector<ModelInput> batches = {fx.data->batch({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}),
+                                     fx.data->batch({16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27})};
+  CalibrationOptions co;
+  co.search.candidates = 20;
+  co.search.verbose = false;
+  co.mixed = true;
+  co.mp.bits = {3, 4, 8};
+  co.mp.avg_bits = 5;
+  co.mp_samples = 16;
+  co.report_dir = qtx_test::temp_dir("liu_det_report");
+  auto m1 = load_model(fx.dir), m2 = load_model(fx.dir);
+  auto a = calibration_method("liu").run(m1, Recipe::load("sym-w4a4"), batches, co);
+  auto b = calibration_method("liu").run(m2, Recipe::load("sym-w4a4"), batches, co);
+  ASSERT_EQ(a->points().size(), b->points().size());
+  for (size_t i = 0; i < a->points().size(); ++i) {
+    EXPECT_TRUE(a->points()[i].enabled);
+    EXPECT_TRUE(at::equal(a->points()[i].quantizer->scale, b->points()[i].quantizer->scale)) << a->points()[i].key();
+  }
+  for (size_t i = 0; i < m1->hf_parameters().size(); ++i)
+    EXPECT_TRUE(at::equal(m1->hf_parameters()[i].second, m2->hf_parameters()[i].second)) << m1->hf_parameters()[i].first;
+  // The mixed recipe stays within the budget and reloads bit-identically.
+  auto plan = nlohmann::json::parse(qtx_test::read_bytes(co.report_dir + "/mixed_precision.json"));
+  EXPECT_LE(plan["chosen_bytes"].get<int64_t>(), plan["budget_bytes"].get<int64_t>());
+  EXPECT_EQ(plan["modules"].size(), 4u);  // 2 layers × (MSA, MLP)
+  const std::string out = qtx_test::temp_dir("liu_det_q");
+  a->save(out, fx.dir);
+  auto re = QuantizedModel::load(out);
+  ModelInput in = fx.data->batch({30, 31, 32});
+  torch::NoGradGuard ng;
+  EXPECT_TRUE(at::equal(a->model().logits(in), re->model().logits(in)));
+  // Ω must be exhaustively optimal for these 4 modules.
+  std::vector<std::vector<int64_t>> cost;
+  std::vector<std::vector<double>> omega;
+  for (const auto& m : plan["modules"]) {
+    std::vector<int64_t> c;
+    for (int bb : co.mp.bits) c.push_back(m["weight_params"].get<int64_t>() * bb);
+    cost.push_back(c);
+    omega.push_back(m["omega"].get<std::vector<double>>());
+  }
+  double best = INFINITY;
+  const int64_t budget = (plan["budget_bytes"].get<int64_t>() - plan["fixed_bytes"].get<int64_t>()) * 8;
+  for (int c = 0; c < 81; ++c) {
+    int r = c;
+    int64_t t = 0;
+    double v = 0;
+    for (int i = 0; i < 4; ++i, r /= 3) {
+      t += cost[i][r % 3];
+      v += omega[i][r % 3];
+    }
+    if (t <= budget) best = std::min(best, v);
+  }
+  EXPECT_NEAR(plan["chosen_omega"].get<double>(), best, 1e-9 * std::max(1.0, best));
+  // A larger bit-width never raises a module's sensitivity much (8 bits vs 3 bits).
+  for (const auto& o : omega) EXPECT_LT(o[2], o[0]);
+}
+
+TEST(LiuMethod, UnknownMethodAndMisuse) {
+  EXPECT_QTX_ERROR(calibration_method("nope"), "known: easyquant, liu, observer");
+  qtx_test::TinyVitFixture fx("liu_misuse");
+  CalibrationOptions co;
+  co.mixed = true;
+  co.mp.avg_bits = 4;
+  EXPECT_QTX_ERROR(calibration_method("observer").run(fx.model, Recipe::load("sym-w4a4"), {fx.data->batch({0, 1})}, co),
+                   "needs --method liu");
+}
