@@ -123,6 +123,14 @@ expect_ok "eval a quantized artifact" "accuracy" "$QTX" eval --model "$T/q" --li
 expect_ok "info lists quantizers" "layernorm_input" "$QTX" info "$T/q"
 expect_ok "analyze per-site error" "SQNR" "$QTX" analyze --model "$T/q" --limit 8 --threads 2
 expect_error "analyze a float model" "not a quantized artifact" "$QTX" analyze --model "$VIT"
+{ printf 'P5\n28 28\n255\n'; head -c 784 /dev/zero | tr '\0' '\200'; } >"$T/img.pgm"
+expect_ok "predict through the integer runtime" "engine     int" "$QTX" predict --model "$T/q" --image "$T/img.pgm" --threads 2
+expect_ok "predict with libtorch, top 2" "%" "$QTX" predict --model "$VIT" --image "$T/img.pgm" --top-k 2 --threads 2
+expect_error "predict text on an image model" "is an image model" "$QTX" predict --model "$VIT" --text "hello"
+expect_error "predict an unsupported image file" "unsupported image format" "$QTX" predict --model "$VIT" --image "$SRC/README.md"
+expect_error "predict a missing image" "img-missing.png" "$QTX" predict --model "$VIT" --image "$T/img-missing.png"
+expect_error "predict empty text" "empty text" "$QTX" predict --model "$BERT" --text "   "
+expect_error "predict --engine int on a float model" "runs quantized folders" "$QTX" predict --model "$VIT" --engine int --image "$T/img.pgm"
 expect_error "unknown calibration method" "unknown calibration method 'nope'" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method nope --out "$T/q3"
 expect_error "mixed precision without liu" "needs --method liu" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --avg-bits 4 --calib 8 --out "$T/q3"
 expect_error "mixed precision bits out of range" "outside 2..8" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 1,4 --calib 8 --out "$T/q3"

@@ -16,6 +16,7 @@
 #include "models/model.h"
 #include "tasks/labeled_data.h"
 #include "quant/quant_model.h"
+#include "tasks/predict_task.h"
 #include "tasks/quantize_task.h"
 #include "tasks/runtime_task.h"
 #include "runtime/int_model.h"
@@ -282,6 +283,16 @@ int main(int argc, char** argv) {
     qo.calib_options.mixed = mp.avg_bits > 0 || mp.target_bytes > 0;
   });
 
+  qtx::PredictOptions po;
+  auto* pr = app.add_subcommand("predict", "Top-k labels with probabilities for images or texts (integer runtime for quantized folders it can run)");
+  pr->add_option("--model", po.model, "Model folder: float, or quantized by qtx quantize")->required();
+  pr->add_option("--image", po.images, "Image file(s), .png or .pgm (converted to the model's channels and resized as preprocessor_config.json says)");
+  pr->add_option("--text", po.texts, "Text(s) to classify (BERT models)");
+  pr->add_option("--top-k", po.top_k, "How many labels to print")->check(CLI::PositiveNumber)->capture_default_str();
+  pr->add_option("--engine", po.engine, "auto (integer runtime when it can run the folder, else libtorch) | int | torch")
+      ->check(CLI::IsMember({"auto", "int", "torch"}))->capture_default_str();
+  pr->add_option("--threads", po.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+
   BenchArgs ba;
   auto* bn = app.add_subcommand("bench", "Speed of the integer runtime next to libtorch FP32 on the same inputs and threads (medians)");
   bn->add_option("--model", ba.model, "Quantized model folder (from qtx quantize)")->required();
@@ -357,6 +368,15 @@ int main(int argc, char** argv) {
     if (*ev) return cmd_eval(ea);
     if (*par) return cmd_parity(pa);
     if (*bn) return cmd_bench(ba);
+    if (*pr) {
+      auto r = qtx::predict(po);
+      std::printf("engine     %s\n", r.engine.c_str());
+      for (const auto& p : r.predictions) {
+        std::printf("%s\n", p.input.c_str());
+        for (const auto& [label, prob] : p.top) std::printf("  %6.2f%%  %s\n", 100.0 * prob, label.c_str());
+      }
+      return 0;
+    }
     if (*an) return cmd_analyze(aa);
     if (*stt) return cmd_stats(sa);
     if (*qz) {

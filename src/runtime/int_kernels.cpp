@@ -167,7 +167,6 @@ int common_shift(double max_multiplier) {
 }
 // Round half up: a tie (exactly .5 after a 30-bit multiplier) is the only case where this
 // differs from half-away-from-zero, and a floor shift vectorises.
-int64_t round_div_shift(int64_t v, int shift, int64_t half) { return (v + half) >> shift; }
 int32_t clamp32(int64_t v, int32_t lo, int32_t hi) { return static_cast<int32_t>(v < lo ? lo : (v > hi ? hi : v)); }
 }  // namespace
 
@@ -191,14 +190,22 @@ ChannelRequant ChannelRequant::make(const std::vector<double>& acc_scale, const 
 
 template <typename Out>
 void ChannelRequant::apply(const int32_t* acc, int M, Out* out) const {
+  // Members and vectors copied to restrict-qualified locals: an 8-bit store may alias anything,
+  // and without this the compiler reloads every field per element and cannot vectorise.
   const int64_t half = shift > 0 ? int64_t{1} << (shift - 1) : 0;
+  const int n = N, br = bias_rows, sh = shift;
+  const int64_t z = zo, lo = qmin, hi = qmax;
+  const int32_t* __restrict mm = m.data();
+  const int64_t* __restrict bb = bias.data();
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < M; ++i) {
-    const int32_t* a = acc + static_cast<size_t>(i) * N;
-    const int64_t* b = bias.data() + static_cast<size_t>(i % bias_rows) * N;
-    Out* o = out + static_cast<size_t>(i) * N;
-    for (int c = 0; c < N; ++c)
-      o[c] = static_cast<Out>(clamp32(round_div_shift(static_cast<int64_t>(a[c]) * m[c] + b[c], shift, half) + zo, qmin, qmax));
+    const int32_t* __restrict a = acc + static_cast<size_t>(i) * n;
+    const int64_t* __restrict b = bb + static_cast<size_t>(i % br) * n;
+    Out* __restrict o = out + static_cast<size_t>(i) * n;
+    for (int c = 0; c < n; ++c) {
+      const int64_t v = ((static_cast<int64_t>(a[c]) * mm[c] + b[c] + half) >> sh) + z;
+      o[c] = static_cast<Out>(v < lo ? lo : (v > hi ? hi : v));
+    }
   }
 }
 
@@ -225,13 +232,20 @@ ResidualRequant ResidualRequant::make(const std::vector<double>& acc_scale, cons
 }
 
 void ResidualRequant::rows(const int32_t* acc, const uint8_t* h, int M, uint8_t* out) const {
-  const int64_t half = shift > 0 ? int64_t{1} << (shift - 1) : 0;
+  const int64_t half = shift > 0 ? int64_t{1} << (shift - 1) : 0;  // locals: see ChannelRequant::apply
+  const int n = N, sh = shift;
+  const int64_t z = zo, lo = qmin, hi = qmax, mh = mb, zr = zh;
+  const int32_t* __restrict ma_ = ma.data();
+  const int64_t* __restrict b = bias.data();
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < M; ++i) {
-    const size_t off = static_cast<size_t>(i) * N;
-    for (int c = 0; c < N; ++c) {
-      const int64_t v = static_cast<int64_t>(acc[off + c]) * ma[c] + bias[c] + (static_cast<int64_t>(h[off + c]) - zh) * mb;
-      out[off + c] = static_cast<uint8_t>(clamp32(round_div_shift(v, shift, half) + zo, qmin, qmax));
+    const size_t off = static_cast<size_t>(i) * n;
+    const int32_t* __restrict a = acc + off;
+    const uint8_t* __restrict hr = h + off;
+    uint8_t* __restrict o = out + off;
+    for (int c = 0; c < n; ++c) {
+      const int64_t v = ((static_cast<int64_t>(a[c]) * ma_[c] + b[c] + (static_cast<int64_t>(hr[c]) - zr) * mh + half) >> sh) + z;
+      o[c] = static_cast<uint8_t>(v < lo ? lo : (v > hi ? hi : v));
     }
   }
 }
