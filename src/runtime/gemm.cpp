@@ -70,10 +70,12 @@ void Int8Gemm::run(const uint8_t* A, int M, int32_t za, int32_t* C) const {
   plan->prim.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, *plan->w}, {DNNL_ARG_DST, dst}});
   s.wait();
   if (za != 0) {
+    const int N = N_;
+    const int32_t* __restrict ws = wsum_.data();  // a local: C's stores may alias the member
 #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; ++m) {
-      int32_t* c = C + static_cast<size_t>(m) * N_;
-      for (int n = 0; n < N_; ++n) c[n] -= za * wsum_[static_cast<size_t>(n)];
+      int32_t* __restrict c = C + static_cast<size_t>(m) * N;
+      for (int n = 0; n < N; ++n) c[n] -= za * ws[n];
     }
   }
 }

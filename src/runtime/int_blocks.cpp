@@ -146,16 +146,20 @@ IntElementwise IntElementwise::make(const IntLinear& producer, const std::functi
     }
     cell.boundary = static_cast<uint16_t>(b - first);
   }
+  for (const Cell& c : e.cells) e.packed.push_back(c.boundary | static_cast<uint32_t>(c.before) << 16 | static_cast<uint32_t>(c.after) << 24);
   return e;
 }
 
 void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out, int32_t* scratch) const {
   to_grid.rows32(acc, M, scratch);
   const size_t n = static_cast<size_t>(M) * to_grid.N;
+  const uint32_t* __restrict cell = packed.data();  // a local: 8-bit stores may alias members
+  const int32_t* __restrict g = scratch;
+  uint8_t* __restrict o = out;
 #pragma omp parallel for schedule(static)
   for (size_t i = 0; i < n; ++i) {
-    const Cell c = cells[static_cast<size_t>(scratch[i] >> 14)];
-    out[i] = (scratch[i] & 16383) < c.boundary ? c.before : c.after;
+    const uint32_t c = cell[g[i] >> 14];
+    o[i] = static_cast<uint8_t>(static_cast<uint32_t>(g[i] & 16383) < (c & 0xffffu) ? c >> 16 : c >> 24);
   }
 }
 

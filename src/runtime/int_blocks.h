@@ -64,6 +64,8 @@ struct IntElementwise {
   };
   ChannelRequant to_grid;
   std::vector<Cell> cells;
+  // The cells packed as boundary | before << 16 | after << 24: one 32-bit gather per value.
+  std::vector<uint32_t> packed;
   static IntElementwise make(const IntLinear& producer, const std::function<double(double)>& f, const QParams& out,
                              double lo, double hi);
   void rows(const int32_t* acc, int M, uint8_t* out, int32_t* scratch) const;

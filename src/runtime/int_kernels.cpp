@@ -8,13 +8,6 @@
 
 namespace qtx::rt {
 
-int64_t round_shift(int64_t x, int shift) {
-  if (shift <= 0) return x * (int64_t{1} << -shift);
-  if (shift >= 63) return 0;
-  const int64_t half = int64_t{1} << (shift - 1);
-  return x >= 0 ? (x + half) >> shift : -((-x + half) >> shift);
-}
-
 Requant Requant::from_real(double M) {
   Requant r;
   if (!(M > 0)) return r;
@@ -119,17 +112,24 @@ IntLayerNorm IntLayerNorm::make(int32_t z, const std::vector<int>& alpha, const 
   return n;
 }
 
-void IntLayerNorm::row(const uint8_t* q, uint8_t* out) const {
+void IntLayerNorm::row(const uint8_t* q_in, uint8_t* out_in) const {
+  // Fields in restrict-qualified locals: 8-bit stores may alias anything, and the compiler
+  // would otherwise reload every member per element and not vectorise.
+  const int n = C;
+  const int64_t zq = z;
+  const uint8_t* __restrict q = q_in;
+  uint8_t* __restrict out = out_in;
+  const int* __restrict al = alpha.data();
   int64_t x[4096];
   int64_t sum = 0;
-  for (int c = 0; c < C; ++c) sum += x[c] = (static_cast<int64_t>(q[c]) - z) << alpha[static_cast<size_t>(c)];
+  for (int c = 0; c < n; ++c) sum += x[c] = (static_cast<int64_t>(q[c]) - zq) << al[c];
   // d_c = C·(x_c − μ) stays integral; Σd² = C³·var.
   uint64_t v = 0;
-  for (int c = 0; c < C; ++c) {
-    x[c] = C * x[c] - sum;
+  for (int c = 0; c < n; ++c) {
+    x[c] = n * x[c] - sum;
     v += static_cast<uint64_t>(x[c] * x[c]);
   }
-  const uint64_t vc = v / static_cast<uint64_t>(C);  // C²·var
+  const uint64_t vc = v / static_cast<uint64_t>(n);  // C²·var
   // sd = C·σ·2^k with k chosen so sd has ~24 significant bits.
   int k = 0;
   if (vc > 0) {
@@ -140,13 +140,38 @@ void IntLayerNorm::row(const uint8_t* q, uint8_t* out) const {
   // t = d · 2^(k+24) / sd as d · R / 2^32 with R = 2^(k+56) / sd, one division per row:
   // |d|·2^k ≤ √C·sd, so |d·R| < 2^(33+log2 √C) stays far inside int64.
   const int64_t R = sd > 0 ? static_cast<int64_t>((static_cast<unsigned __int128>(1) << (k + 56)) / static_cast<uint64_t>(sd)) : 0;
-  const int64_t* g = gain.data();
-  const int64_t* b = bias.data();
+  const int64_t* __restrict g = gain.data();
+  const int64_t* __restrict b = bias.data();
   const int s = shift + 24;
-  for (int c = 0; c < C; ++c) {
+  const int64_t zout = zo, lo = qmin, hi = qmax;
+  for (int c = 0; c < n; ++c) {
     const int64_t t = (x[c] * R + (int64_t{1} << 31)) >> 32;  // normalised value · 2^24
-    const int64_t qo = ((t * g[c] + b[c]) >> s) + zo;           // round(γ·t/s_out + β/s_out) + zo
-    out[c] = static_cast<uint8_t>(qo < qmin ? qmin : (qo > qmax ? qmax : qo));
+    const int64_t qo = ((t * g[c] + b[c]) >> s) + zout;         // round(γ·t/s_out + β/s_out) + zo
+    out[c] = static_cast<uint8_t>(qo < lo ? lo : (qo > hi ? hi : qo));
+  }
+}
+
+void requant_to_codes(const int32_t* in_p, size_t n, const Requant& r, const QParams& o, uint8_t* out_p) {
+  const int32_t* __restrict in = in_p;
+  uint8_t* __restrict out = out_p;
+  const int64_t m = r.m, z = o.zero, lo = o.qmin, hi = o.qmax;
+  if (r.shift <= 0) {
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t v = round_shift(in[i] * m, r.shift) + z;
+      out[i] = static_cast<uint8_t>(v < lo ? lo : (v > hi ? hi : v));
+    }
+    return;
+  }
+  const int sh = r.shift;
+  const int64_t half = int64_t{1} << (sh - 1);
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; ++i) {
+    // round_shift branch-free: shift |x| with half added, then restore the sign.
+    const int64_t x = in[i] * m;
+    const int64_t sgn = x >> 63;
+    const int64_t a = ((((x ^ sgn) - sgn) + half) >> sh);
+    const int64_t v = ((a ^ sgn) - sgn) + z;
+    out[i] = static_cast<uint8_t>(v < lo ? lo : (v > hi ? hi : v));
   }
 }
 

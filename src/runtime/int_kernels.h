@@ -1,13 +1,21 @@
 // Reference integer kernels of the integer-only runtime (plain C++, no SIMD, no oneDNN, no
 // libtorch). Fast paths are tested against these. Formulas: docs/RECIPES.md and methods.md §5.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
 namespace qtx::rt {
 
 // Rounding right shift, half away from zero (the rule fake-quant uses too). shift may be <= 0.
-int64_t round_shift(int64_t x, int shift);
+// Inline and branch-free (shift |x| with half added, restore the sign) so loops vectorise.
+inline int64_t round_shift(int64_t x, int shift) {
+  if (shift <= 0) return x * (int64_t{1} << -shift);
+  if (shift >= 63) return 0;
+  const int64_t sgn = x >> 63;
+  const int64_t a = (((x ^ sgn) - sgn) + (int64_t{1} << (shift - 1))) >> shift;
+  return (a ^ sgn) - sgn;
+}
 
 // A real multiplier M applied as m · 2^-shift with a 31-bit mantissa m (gemmlowp's dyadic form).
 struct Requant {
@@ -44,6 +52,9 @@ struct QParams {
   int32_t zero = 0;
   int32_t qmin = 0, qmax = 255;
 };
+
+// out[i] = clamp(round_shift(in[i] · r.m, r.shift) + o.zero) for n values (vectorised).
+void requant_to_codes(const int32_t* in, size_t n, const Requant& r, const QParams& o, uint8_t* out);
 
 // LayerNorm on PTF-shifted integers (FQ-ViT) with an integer square root: x_c = (q_c − z) << α_c
 // share one scale, so mean and variance need no float; 1/σ is one fixed-point reciprocal per row

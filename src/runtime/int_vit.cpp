@@ -157,10 +157,7 @@ class IntVit : public IntModel {
       tap(p + "attention.attention.matmul_qk.input0", qc_.data(), MD);
       tap(p + "attention.attention.matmul_av.input1", vc_.data(), MD);
       blk.attn.run(qc_.data(), kc_.data(), vc_.data(), nullptr, B, T_, ctx_.data());
-      const QParams& oi = blk.o.in;
-#pragma omp parallel for schedule(static)
-      for (size_t i = 0; i < MD; ++i)
-        x_[i] = static_cast<uint8_t>(std::min<int64_t>(oi.qmax, std::max<int64_t>(oi.qmin, blk.ctx_to_o.apply(ctx_[i]) + oi.zero)));
+      requant_to_codes(ctx_.data(), MD, blk.ctx_to_o, blk.o.in, x_.data());
       tap(p + "attention.output.dense.input0", x_.data(), MD);
       blk.o.run(x_.data(), M, acc_.data());
       blk.res1.rows(acc_.data(), h_.data(), M, h2_.data());
