@@ -34,5 +34,14 @@ rss() { sed -n 's/^peak RSS *\([0-9.]*\) MiB.*/\1/p'; }
   echo '```'
   $Q parity --model "$QD" --threads 2 2>/dev/null
   echo '```'
+  echo
+  echo "## Kernel microbenchmarks (Google Benchmark, 1 thread)"
+  echo
+  echo "\`build/qtx_kernel_bench\` (bench/kernels_bench.cpp). GEMM shapes M/N/K: 17 rows = one image, 1088 = a"
+  echo "batch of 64; 2048³ measures the machine's int8 GEMM peak. GOPS = 2·M·N·K per second."
+  echo
+  echo '```'
+  OMP_NUM_THREADS=1 ./build/qtx_kernel_bench --benchmark_min_time=0.5 2>/dev/null | grep -E "^(BM_|Benchmark|-)"
+  echo '```'
 } > "$out"
 echo "wrote $out"
