@@ -18,7 +18,9 @@ rss() { sed -n 's/^peak RSS *\([0-9.]*\) MiB.*/\1/p'; }
   echo
   echo "## vit-fmnist, FQ-ViT 8/8/4: integer runtime vs libtorch FP32"
   echo
-  echo "Latency of one forward of the whole batch, median of 20; the two engines alternate."
+  echo "Latency of one forward of the whole batch, median of 20; the two engines alternate. GEMM share: the"
+  echo "fraction of one extra, timed integer forward spent in the oneDNN int8 GEMMs; GEMM GOPS: 2·M·N·K per"
+  echo "second inside them — compare with the 2048³ peak in the microbenchmarks below."
   echo
   $Q bench --model "$QD" --float-model models/vit-fmnist --batch 1 --batch 64 --threads 1 --threads 2 --repeats 20 2>/dev/null
   echo

@@ -137,11 +137,12 @@ struct BenchArgs {
 int cmd_bench(const BenchArgs& a) {
   std::fprintf(stderr, "[bench] libtorch FP32 (%s) vs integer runtime (%s), %d repeats each\n", a.float_model.c_str(), a.model.c_str(), a.repeats);
   auto rows = qtx::bench(a.float_model, a.model, a.batches, a.threads, a.repeats);
-  std::printf("| batch | threads | libtorch FP32 ms | FP32 samples/s | integer ms | integer samples/s | speed-up |\n");
-  std::printf("|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("| batch | threads | libtorch FP32 ms | FP32 samples/s | integer ms | integer samples/s | speed-up | GEMM share | GEMM GOPS |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const auto& r : rows)
-    std::printf("| %d | %d | %.2f | %.0f | %.2f | %.0f | %.2fx |\n", r.batch, r.threads, r.fp32_ms, r.batch * 1000.0 / r.fp32_ms,
-                r.int_ms, r.batch * 1000.0 / r.int_ms, r.speedup());
+    std::printf("| %d | %d | %.2f | %.0f | %.2f | %.0f | %.2fx | %.0f %% | %.0f |\n", r.batch, r.threads, r.fp32_ms,
+                r.batch * 1000.0 / r.fp32_ms, r.int_ms, r.batch * 1000.0 / r.int_ms, r.speedup(), 100 * r.gemm_share,
+                r.gemm_gops);
   return 0;
 }
 

@@ -2,6 +2,9 @@
 
 #include <omp.h>
 
+#include <atomic>
+#include <chrono>
+
 #include <dnnl.hpp>
 #include <mutex>
 
@@ -36,7 +39,34 @@ Int8Gemm::Int8Gemm(const int8_t* w, int N, int K, Kernels kernels)
 
 Int8Gemm::~Int8Gemm() = default;
 
+namespace {
+std::atomic<bool> g_counting{false};
+std::mutex g_counter_mu;
+GemmCounters g_counters;
+}  // namespace
+
+void count_gemms(bool on) {
+  std::lock_guard<std::mutex> lock(g_counter_mu);
+  g_counters = {};
+  g_counting = on;
+}
+
+GemmCounters gemm_counters() {
+  std::lock_guard<std::mutex> lock(g_counter_mu);
+  return g_counters;
+}
+
 void Int8Gemm::run(const uint8_t* A, int M, int32_t za, int32_t* C) const {
+  if (!g_counting) return run_uncounted(A, M, za, C);
+  const auto t0 = std::chrono::steady_clock::now();
+  run_uncounted(A, M, za, C);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::lock_guard<std::mutex> lock(g_counter_mu);
+  g_counters.seconds += s;
+  g_counters.ops += 2.0 * M * N_ * K_;
+}
+
+void Int8Gemm::run_uncounted(const uint8_t* A, int M, int32_t za, int32_t* C) const {
   if (kernels_ == Kernels::Reference) {
     gemm_u8s8_ref(A, za, w_.data(), C, M, N_, K_);
     return;

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "quant/quant_model.h"
+#include "runtime/gemm.h"
 #include "tasks/labeled_data.h"
 
 namespace qtx {
@@ -115,7 +116,17 @@ std::vector<BenchRow> bench(const std::string& float_dir, const std::string& qdi
         tf.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
         ti.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
       }
-      rows.push_back({b, t, median(tf), median(ti)});
+      BenchRow row{b, t, median(tf), median(ti)};
+      // One more integer pass with the GEMMs timed (the timing adds a little to each call).
+      rt::count_gemms(true);
+      auto t0 = std::chrono::steady_clock::now();
+      int_logits(*im, in);
+      const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      rt::GemmCounters g = rt::gemm_counters();
+      rt::count_gemms(false);
+      row.gemm_share = total > 0 ? g.seconds / total : 0;
+      row.gemm_gops = g.seconds > 0 ? g.ops / g.seconds / 1e9 : 0;
+      rows.push_back(row);
     }
   return rows;
 }

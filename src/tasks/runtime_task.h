@@ -31,6 +31,8 @@ ParityResult parity(const std::string& qdir, const LabeledData& data, int batch_
 struct BenchRow {
   int batch = 0, threads = 0;
   double fp32_ms = 0, int_ms = 0;  // median latency of one forward of the whole batch
+  double gemm_share = 0;           // of the integer forward's time, in Int8Gemm (one counted pass)
+  double gemm_gops = 0;            // 2·M·N·K per second inside those GEMMs
   double speedup() const { return int_ms > 0 ? fp32_ms / int_ms : 0; }
 };
 std::vector<BenchRow> bench(const std::string& float_dir, const std::string& qdir, const std::vector<int>& batches,
