@@ -134,6 +134,7 @@ expect_error "predict --engine int on a float model" "runs quantized folders" "$
 expect_error "unknown calibration method" "unknown calibration method 'nope'" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method nope --out "$T/q3"
 expect_error "mixed precision without liu" "needs --method liu" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --avg-bits 4 --calib 8 --out "$T/q3"
 expect_error "mixed precision bits out of range" "outside 2..8" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 1,4 --calib 8 --out "$T/q3"
+expect_error "liu on a recipe it cannot search" "no per-tensor signed symmetric quantizers" "$QTX" quantize --model "$VIT" --recipe fqvit-8-8-4 --method liu --calib 8 --out "$T/q3"
 expect_error "unknown observer override" "unknown observer 'nope'" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --observer nope --out "$T/q3"
 expect_ok "liu search with mixed precision" "method liu" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method liu --avg-bits 5 --mp-bits 4,8 --calib 8 --batch 8 --candidates 5 --mp-samples 8 --out "$T/liu" --threads 2
 for f in mixed_precision.txt mixed_precision.json mixed_precision.svg; do

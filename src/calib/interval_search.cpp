@@ -233,6 +233,7 @@ class Search {
   // Alternating search; returns the objective at the chosen intervals.
   double run(double* w_ratio, double* x_ratio, double* init) {
     const bool sw = searchable(u_.w), sx = searchable(u_.x);
+    if (!sw && !sx) return *init = 0;  // nothing to search here (e.g. per-channel weights only)
     const double w0 = sw ? u_.w->quantizer->scale.item<double>() : 0, x0 = sx ? u_.x->quantizer->scale.item<double>() : 0;
     *init = sw ? evaluate(true, at::full({1}, w0, at::kFloat)).item<double>()
                : evaluate(false, at::full({1}, x0, at::kFloat)).item<double>();
@@ -314,6 +315,11 @@ IntervalSearchReport interval_search(QuantizedModel& qm, const std::vector<Model
   qm.model().eval();
   const auto t_all = std::chrono::steady_clock::now();
   std::vector<Unit> units = find_units(qm);
+  bool any = false;
+  for (const auto& u : units) any = any || searchable(u.x) || searchable(u.w);
+  if (!any)
+    fail("interval search", "recipe " + qm.recipe().name +
+                                " has no per-tensor signed symmetric quantizers to search (use a sym-* recipe, docs/CALIBRATION.md)");
   // Points of searched layers start off and are switched on layer by layer; the rest stay on.
   for (auto& u : units)
     for (auto* p : u.points) p->enabled = false;
