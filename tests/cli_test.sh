@@ -131,6 +131,11 @@ expect_error "predict an unsupported image file" "unsupported image format" "$QT
 expect_error "predict a missing image" "img-missing.png" "$QTX" predict --model "$VIT" --image "$T/img-missing.png"
 expect_error "predict empty text" "empty text" "$QTX" predict --model "$BERT" --text "   "
 expect_error "predict --engine int on a float model" "runs quantized folders" "$QTX" predict --model "$VIT" --engine int --image "$T/img.pgm"
+RUN=$(dirname "$QTX")/qtx_run
+expect_ok "qtx_run evaluates without libtorch" "accuracy" "$RUN" --model "$T/q" --limit 64 --threads 2
+expect_ok "qtx_run classifies an image" "img.pgm" "$RUN" --model "$T/q" --image "$T/img.pgm"
+expect_error "qtx_run on a float folder" "not a quantized model folder" "$RUN" --model "$VIT"
+expect_error "qtx_run on a bad image" "unsupported image format" "$RUN" --model "$T/q" --image "$SRC/README.md"
 expect_error "unknown calibration method" "unknown calibration method 'nope'" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method nope --out "$T/q3"
 expect_error "mixed precision without liu" "needs --method liu" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --avg-bits 4 --calib 8 --out "$T/q3"
 expect_error "mixed precision bits out of range" "outside 2..8" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 1,4 --calib 8 --out "$T/q3"
