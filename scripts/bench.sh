@@ -29,7 +29,7 @@ rss() { sed -n 's/^peak RSS *\([0-9.]*\) MiB.*/\1/p'; }
   echo "Peak RSS over a full test-split evaluation (batch 64, 1 thread), each engine in its own process:"
   echo "libtorch FP32 $($Q eval --model models/vit-fmnist --threads 1 2>/dev/null | rss) MiB,"
   echo "integer runtime $(./build/qtx_run --model $QD --threads 1 2>/dev/null | rss) MiB (\`qtx_run\`, the runtime without libtorch;"
-  echo "inside the \`qtx\` binary, which links libtorch for data loading: $($Q eval --model $QD --engine int --threads 1 2>/dev/null | rss) MiB).
+  echo "inside the \`qtx\` binary, which links libtorch for data loading: $($Q eval --model $QD --engine int --threads 1 2>/dev/null | rss) MiB)."
   echo
   echo "## Parity: integer runtime vs libtorch fake-quant of the same artifact (full test split, 2 threads)"
   echo
