@@ -31,8 +31,11 @@ void apply_table(const std::vector<uint8_t>& t, const uint8_t* in, size_t n, uin
     if (in != out) std::copy(in, in + n, out);
     return;
   }
+  const uint8_t* __restrict tab = t.data();  // a local: 8-bit stores may alias the vector
+  const uint8_t* __restrict src = in;
+  uint8_t* dst = out;  // may be `in` (in place)
 #pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; ++i) out[i] = t[in[i]];
+  for (size_t i = 0; i < n; ++i) dst[i] = tab[src[i]];
 }
 ChannelRequant to_codes(const IntLinear& l, const QParams& out) {
   return ChannelRequant::make(l.acc_scale, l.bias, 1, out.scale, out.zero, out.qmin, out.qmax);
