@@ -11,6 +11,7 @@
 #include "calib/method.h"
 #include "calib/mixed_precision.h"
 #include "calib/similarity.h"
+#include "formats/site_pattern.h"
 #include "quant/quant_model.h"
 #include "test_util.h"
 #include "tiny_vit_fixture.h"
@@ -295,6 +296,23 @@ TEST(LiuMethod, DeterministicAndReloadsWithMixedPrecision) {
   EXPECT_NEAR(plan["chosen_omega"].get<double>(), best, 1e-9 * std::max(1.0, best));
   // A larger bit-width never raises a module's sensitivity much (8 bits vs 3 bits).
   for (const auto& o : omega) EXPECT_LT(o[2], o[0]);
+}
+
+TEST(MixedPrecision, ModulesAndTheirSensitivitySites) {
+  qtx_test::TinyVitFixture fx("mp_modules");
+  for (bool msa_output : {false, true}) {
+    auto mods = precision_modules(*fx.model, msa_output);
+    ASSERT_EQ(mods.size(), 4u);
+    for (const auto& m : mods) {
+      const std::string y = fx.model->sites().site(m.y_site).name;
+      if (!m.attention) EXPECT_TRUE(name_ends_with(y, "output.dense") && y.find(".attention.") == std::string::npos) << y;
+      else if (msa_output) EXPECT_TRUE(name_ends_with(y, "attention.output.dense")) << y;
+      else EXPECT_TRUE(name_ends_with(y, "softmax")) << y;
+      EXPECT_EQ(m.y_attention_map, m.attention && !msa_output);
+      // 32 hidden, 64 MLP: MSA holds 4·32·32 weights, MLP 2·32·64.
+      EXPECT_EQ(m.weight_params, m.attention ? 4 * 32 * 32 : 2 * 32 * 64);
+    }
+  }
 }
 
 TEST(LiuMethod, UnknownMethodAndMisuse) {

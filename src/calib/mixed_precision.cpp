@@ -18,7 +18,7 @@
 
 namespace qtx {
 
-std::vector<PrecisionModule> precision_modules(const TransformerModel& model) {
+std::vector<PrecisionModule> precision_modules(const TransformerModel& model, bool msa_output) {
   std::map<std::pair<int, bool>, PrecisionModule> by;
   std::map<std::string, int64_t> numel;
   for (const auto& [name, t] : model.hf_parameters()) numel[name] = t.numel();
@@ -36,9 +36,12 @@ std::vector<PrecisionModule> precision_modules(const TransformerModel& model) {
     m.sites.push_back(s.id);
     if (s.kind == SiteKind::Linear) {
       m.weight_params += numel.at(s.name + ".weight");
-      if (!attn) m.y_site = s.id;  // the last linear layer of the MLP: its output feature
+      if (!attn || msa_output) m.y_site = s.id;  // the module's last linear layer: its output feature
     }
-    if (s.kind == SiteKind::Softmax) m.y_site = s.id;
+    if (s.kind == SiteKind::Softmax && !msa_output) {
+      m.y_site = s.id;
+      m.y_attention_map = true;
+    }
   }
   std::vector<PrecisionModule> out;
   for (auto& [k, m] : by) out.push_back(std::move(m));
@@ -97,7 +100,7 @@ MixedPrecisionPlan plan_mixed_precision(const std::shared_ptr<TransformerModel>&
   if ((o.avg_bits > 0) == (o.target_bytes > 0)) fail("mixed precision", "give exactly one of a target size and an average bit-width");
   torch::NoGradGuard ng;
   MixedPrecisionPlan p;
-  p.modules = precision_modules(*model);
+  p.modules = precision_modules(*model, o.msa_output);
   p.bits = o.bits;
   p.omega.assign(p.modules.size(), std::vector<double>(o.bits.size(), 0.0));
   std::set<int> module_sites;
@@ -123,9 +126,9 @@ MixedPrecisionPlan plan_mixed_precision(const std::shared_ptr<TransformerModel>&
       auto cap = capture_sites(*model, batches, reqs);
       for (size_t i = 0; i < p.modules.size(); ++i)
         for (size_t bi = 0; bi < batches.size(); ++bi) {
-          at::Tensor y = masked_y(cap[i][bi].out, batches[bi], p.modules[i].attention);
+          at::Tensor y = masked_y(cap[i][bi].out, batches[bi], p.modules[i].y_attention_map);
           at::Tensor n = nuclear_norms(y);
-          nuc[i].push_back(p.modules[i].attention ? n.sum(-1) : n);  // per sample (heads summed)
+          nuc[i].push_back(p.modules[i].y_attention_map ? n.sum(-1) : n);  // per sample (heads summed)
           y_fp[i].push_back(y);
         }
     }
@@ -136,7 +139,7 @@ MixedPrecisionPlan plan_mixed_precision(const std::shared_ptr<TransformerModel>&
       auto cap = capture_sites(*model, batches, {reqs[i]});
       double omega = 0;
       for (size_t bi = 0; bi < batches.size(); ++bi) {
-        at::Tensor d = masked_y(cap[0][bi].out, batches[bi], p.modules[i].attention) - y_fp[i][bi];
+        at::Tensor d = masked_y(cap[0][bi].out, batches[bi], p.modules[i].y_attention_map) - y_fp[i][bi];
         omega += (nuc[i][bi] * d.pow(2).flatten(1).sum(-1)).sum().item<double>();
       }
       p.omega[i][k] = omega;

@@ -22,10 +22,13 @@ struct PrecisionModule {
   int layer = -1;
   std::vector<int> sites;           // op sites whose quantizers follow the module's bit-width
   int y_site = -1;                  // softmax (MSA: its output is the attention map) or fc2 (MLP)
+  bool y_attention_map = false;     // Y is [B, heads, T, T] (else [B, T, C] features)
   int64_t weight_params = 0;        // linear weights inside the module
 };
 
-std::vector<PrecisionModule> precision_modules(const TransformerModel& model);
+// msa_output: measure an MSA module on its output projection's output (a feature like the
+// MLP's) instead of the attention map.
+std::vector<PrecisionModule> precision_modules(const TransformerModel& model, bool msa_output = false);
 
 // Sum of singular values of each trailing matrix of x ([..., R, C]) — the nuclear norm.
 at::Tensor nuclear_norms(const at::Tensor& x);
@@ -33,6 +36,7 @@ at::Tensor nuclear_norms(const at::Tensor& x);
 struct MixedPrecisionOptions {
   std::vector<int> bits = {4, 5, 6, 7, 8};   // candidate bit-widths
   bool weights_only = false;  // false: a module's bits apply to its weights and its inputs (Liu)
+  bool msa_output = false;    // MSA sensitivity on its output feature, not the attention map
   double avg_bits = 0;        // target: average weight bits over all quantized linear weights
   int64_t target_bytes = 0;   // or: total bytes of quantized linear weights (one of the two)
 };

@@ -273,6 +273,8 @@ int main(int argc, char** argv) {
   qz->add_option("--target-size", mp.target_bytes, "liu: mixed precision with this many bytes of linear weights")
       ->check(CLI::PositiveNumber);
   qz->add_option("--mp-bits", mp.bits, "liu: candidate bit-widths per module")->delimiter(',')->capture_default_str();
+  qz->add_flag("--mp-msa-output", mp.msa_output,
+               "liu: measure an MSA module's sensitivity on its output feature, not its attention map (comparable with the MLP's)");
   qz->add_flag("--mp-weights-only", mp.weights_only, "liu: module bit-widths apply to weights only (inputs keep the recipe's bits)");
   qz->add_option("--mp-samples", qo.calib_options.mp_samples, "liu: calibration samples for the sensitivity (whole batches)")
       ->check(CLI::PositiveNumber)->capture_default_str();
