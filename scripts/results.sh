@@ -64,7 +64,8 @@ liu_section() {
     case $r in sym-w4a4|sym-w3a4)
       method_row "Liu: Pearson only" $model $r "$fp" liu-pearson --method liu --no-ranking --no-bias-correction
       method_row "Liu: Pearson + ranking" $model $r "$fp" liu-rank --method liu --no-bias-correction
-      method_row "Liu, wider range alpha = 0.3" $model $r "$fp" liu-a03 --method liu --alpha 0.3 ;;
+      method_row "Liu, wider range alpha = 0.3" $model $r "$fp" liu-a03 --method liu --alpha 0.3
+      method_row "Liu, alpha = 0.3, 2 rounds" $model $r "$fp" liu-a03r2 --method liu --alpha 0.3 --rounds 2 ;;
     esac
     method_row "Liu: Pearson + ranking + bias correction" $model $r "$fp" liu --method liu
   done
