@@ -193,8 +193,8 @@ TEST(QuantizedModel, DeterministicScalesAndBitIdenticalReload) {
     SCOPED_TRACE(recipe);
     auto m1 = load_model(fx.dir), m2 = load_model(fx.dir);
     QuantizedModel a(m1, Recipe::load(recipe)), b(m2, Recipe::load(recipe));
-    a.calibrate(*fx.data, fx.all(), 16);
-    b.calibrate(*fx.data, fx.all(), 16);
+    a.calibrate(fx.batches(16));
+    b.calibrate(fx.batches(16));
     ASSERT_EQ(a.points().size(), b.points().size());
     for (size_t i = 0; i < a.points().size(); ++i) {
       EXPECT_TRUE(at::equal(a.points()[i].quantizer->scale, b.points()[i].quantizer->scale)) << a.points()[i].key();
@@ -227,7 +227,7 @@ TEST(QuantizedModel, PatternsMustMatchAndBrokenArtifactsFailClearly) {
   EXPECT_EQ(qm.find("vit.encoder.layer.1.output.dense", Slot::Weight)->quantizer->spec().bits, 4);
   EXPECT_EQ(qm.find("vit.encoder.layer.0.output.dense", Slot::Weight)->quantizer->spec().bits, 8);
   EXPECT_QTX_ERROR(qm.set_mode(QuantMode::FakeQuant), "before calibration");
-  qm.calibrate(*fx.data, fx.all(), 20);
+  qm.calibrate(fx.batches(20));
   const std::string q = fx.dir + "/../q";
   qm.save(q, fx.dir);
   // Drop one quantizer parameter / damage a packed weight: clear errors, no crash.

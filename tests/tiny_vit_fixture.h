@@ -47,6 +47,16 @@ struct TinyVitFixture {
     set.label_names = {"a", "b", "c"};
     data = make_image_data(set, pp, 1, "random images");
   }
+  // All 40 images in batches of `size`.
+  std::vector<ModelInput> batches(int size) const {
+    std::vector<ModelInput> out;
+    for (int s = 0; s < data->size(); s += size) {
+      std::vector<int> idx;
+      for (int i = s; i < std::min(data->size(), s + size); ++i) idx.push_back(i);
+      out.push_back(data->batch(idx));
+    }
+    return out;
+  }
   std::vector<int> all() const {
     std::vector<int> v(static_cast<size_t>(data->size()));
     std::iota(v.begin(), v.end(), 0);

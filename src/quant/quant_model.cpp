@@ -14,7 +14,6 @@
 #include "formats/safetensors.h"
 #include "formats/site_pattern.h"
 #include "quant/packing.h"
-#include "tasks/labeled_data.h"
 
 namespace qtx {
 
@@ -170,21 +169,6 @@ void QuantizedModel::set_mode(QuantMode m) {
 }
 
 QuantMode QuantizedModel::mode() const { return state_->mode; }
-
-void QuantizedModel::calibrate(const LabeledData& data, const std::vector<int>& indices, int batch_size,
-                               const std::function<void(int, int)>& progress) {
-  if (indices.empty()) fail("calibration", "no calibration samples");
-  torch::NoGradGuard ng;
-  model_->eval();
-  begin_observe();
-  const int n = static_cast<int>(indices.size());
-  for (int start = 0; start < n; start += batch_size) {
-    std::vector<int> idx(indices.begin() + start, indices.begin() + std::min(n, start + batch_size));
-    model_->logits(data.batch(idx));
-    if (progress) progress(std::min(n, start + batch_size), n);
-  }
-  finish_observe();
-}
 
 void QuantizedModel::calibrate(const std::vector<ModelInput>& batches) {
   if (batches.empty()) fail("calibration", "no calibration samples");

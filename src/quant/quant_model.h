@@ -13,8 +13,6 @@
 
 namespace qtx {
 
-class LabeledData;
-
 enum class QuantMode { Float, Observe, FakeQuant };
 
 // Which tensor of a site a quantizer acts on.
@@ -56,11 +54,9 @@ class QuantizedModel {
   void set_mode(QuantMode m);
   QuantMode mode() const;
 
-  // Observe mode over the given examples (FP activations), then every quantizer is set from
+  // Observe mode over the calibration batches (FP activations), then every quantizer is set from
   // its observer and the model switches to fake-quant.
-  void calibrate(const LabeledData& data, const std::vector<int>& indices, int batch_size,
-                 const std::function<void(int, int)>& progress = {});
-  void calibrate(const std::vector<ModelInput>& batches);  // the same over prepared batches
+  void calibrate(const std::vector<ModelInput>& batches);
 
   // The artifact (docs/FORMAT.md): source files of `source_dir` + recipe.json + model.safetensors.
   void save(const std::string& dir, const std::string& source_dir) const;
