@@ -58,50 +58,55 @@ class Capture : public SiteHook {
 // ctest runs each test in its own process, two at a time: one folder per process.
 std::string scratch() { return "/tmp/qtx_test_runtime/" + std::to_string(getpid()); }
 
-struct VitArtifact {
-  std::string dir = scratch() + "/vit-fqvit-8-8-4";
-  VitArtifact() {
+// A quantized folder made once per test process.
+struct TestArtifact {
+  std::string dir;
+  TestArtifact(const std::string& model, const std::string& recipe, int calib) : dir(scratch() + "/" + model + "-" + recipe) {
     QuantizeOptions o;
-    o.model = std::string(QTX_SOURCE_DIR) + "/models/vit-fmnist";
-    o.recipe = "fqvit-8-8-4";
+    o.model = std::string(QTX_SOURCE_DIR) + "/models/" + model;
+    o.recipe = recipe;
     o.out = dir;
-    o.calib = 128;
+    o.calib = calib;
     quantize(o);
   }
 };
-const VitArtifact& vit_artifact() {
-  static VitArtifact a;
+const TestArtifact& vit_artifact() {
+  static TestArtifact a("vit-fmnist", "fqvit-8-8-4", 128);
+  return a;
+}
+const TestArtifact& bert_artifact() {
+  static TestArtifact a("bert-austen", "fqvit-8-8-8", 64);
   return a;
 }
 
 std::unique_ptr<LabeledData> fmnist_test(const std::string& qdir, int limit) {
   return open_labeled_data("fmnist", "test", limit, qdir, ModelConfig::load(qdir + "/config.json"));
 }
+std::unique_ptr<LabeledData> austen_test(const std::string& qdir, int limit) {
+  return open_labeled_data("austen6", "test", limit, qdir, ModelConfig::load(qdir + "/config.json"));
+}
 
-}  // namespace
-
-TEST(IntRuntime, SiteCodesMatchFakeQuant) {
-  const std::string dir = vit_artifact().dir;
-  auto data = fmnist_test(dir, 16);
-  std::vector<int> idx(16);
-  std::iota(idx.begin(), idx.end(), 0);
-  ModelInput in = data->batch(idx);
+// Every code the integer runtime taps vs the float64 fake-quant simulation's code at that site.
+// Tolerance: at the embeddings and the first block the integer ops and a float64 simulation agree
+// on all but codes within ~2^-20 of a rounding boundary: ≥ 99.9 % equal, never more than 1 apart
+// in the embeddings, 2 in the first block (a one-code flip at a LayerNorm's input moves that
+// channel's output by up to 2^α·γ/σ codes). Deeper blocks inherit those few flips through
+// LayerNorm's row statistics, so only the first block is held to that bound and the rest is printed.
+void expect_site_codes_match(const std::string& dir, const ModelInput& in, const std::string& embeddings,
+                             const std::string& first_block) {
   auto qm = QuantizedModel::load(dir);
   std::map<std::string, std::vector<int32_t>> fake, integer;
   qm->model().sites().attach("*", std::make_shared<Capture>(qm.get(), &fake));
   torch::NoGradGuard ng;
   qm->model().to(at::kDouble);
   ModelInput in64 = in;
-  in64.pixel_values = in.pixel_values.to(at::kDouble);
+  if (in.pixel_values.defined()) in64.pixel_values = in.pixel_values.to(at::kDouble);
   qm->model().logits(in64);
   auto im = rt::load_int_model(dir);
   im->set_tap([&](const std::string& key, const uint8_t* c, size_t n) { integer[key] = std::vector<int32_t>(c, c + n); });
   int_logits(*im, in);
   ASSERT_FALSE(integer.empty());
-  // Tolerance: at the first block the integer ops and a float64 simulation agree on all but
-  // codes within ~2^-20 of a rounding boundary (≥ 99.9 % equal, never more than 1 apart); deeper
-  // blocks inherit those few flips through LayerNorm's row statistics, so only the first
-  // block is held to that bound and the rest is printed.
+  int held = 0;
   for (const auto& [key, codes] : integer) {
     ASSERT_TRUE(fake.count(key)) << key;
     const auto& f = fake.at(key);
@@ -114,11 +119,48 @@ TEST(IntRuntime, SiteCodesMatchFakeQuant) {
     }
     const double frac = static_cast<double>(equal) / f.size();
     std::printf("  %-60s equal %.4f  max |diff| %d\n", key.c_str(), frac, worst);
-    if (key.rfind("vit.embeddings.", 0) == 0 || key.rfind("vit.encoder.layer.0.", 0) == 0) {
+    if (key.rfind(embeddings, 0) == 0 || key.rfind(first_block, 0) == 0) {
+      ++held;
       EXPECT_GE(frac, 0.999) << key;
-      EXPECT_LE(worst, 1) << key;
+      EXPECT_LE(worst, key.rfind(embeddings, 0) == 0 ? 1 : 2) << key;
     }
   }
+  EXPECT_GE(held, 3);
+}
+
+}  // namespace
+
+TEST(IntRuntime, SiteCodesMatchFakeQuant) {
+  const std::string dir = vit_artifact().dir;
+  auto data = fmnist_test(dir, 16);
+  std::vector<int> idx(16);
+  std::iota(idx.begin(), idx.end(), 0);
+  expect_site_codes_match(dir, data->batch(idx), "vit.embeddings.", "vit.encoder.layer.0.");
+}
+
+TEST(IntRuntimeBert, SiteCodesMatchFakeQuant) {
+  const std::string dir = bert_artifact().dir;
+  auto data = austen_test(dir, 8);
+  // Passages of different lengths: padding is masked in the attention of both.
+  expect_site_codes_match(dir, data->batch({0, 1, 2, 3, 4, 5, 6, 7}), "bert.embeddings.", "bert.encoder.layer.0.");
+}
+
+TEST(IntRuntimeBert, FastKernelsMatchReferenceAndTop1AgreesWithFakeQuant) {
+  const std::string dir = bert_artifact().dir;
+  auto data = austen_test(dir, 200);
+  ModelInput in = data->batch({0, 1, 2, 3});
+  auto fast = rt::load_int_model(dir, rt::Kernels::Fast), ref = rt::load_int_model(dir, rt::Kernels::Reference);
+  std::vector<float> a = int_logits(*fast, in), b = int_logits(*ref, in);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << i;
+  ParityResult p = parity(dir, *data, 50, /*float64=*/false);
+  std::printf("  agreement %.2f%%, fake %.2f%%, integer %.2f%%\n", p.agreement(), p.fake.accuracy(), p.integer.accuracy());
+  EXPECT_GE(p.agreement(), 99.0);  // the full test split (≥ 99.5 %): `qtx parity`, docs/BENCHMARKS.md
+  EXPECT_LE(std::fabs(p.fake.accuracy() - p.integer.accuracy()), 1.0);
+  // Bad token input: one clear error.
+  std::vector<int32_t> ids = {2, 99999}, mask = {1, 1};
+  EXPECT_THROW(fast->classify_tokens(ids.data(), mask.data(), 1, 2), Error);
+  EXPECT_THROW(fast->classify_tokens(ids.data(), mask.data(), 0, 2), Error);
 }
 
 TEST(IntRuntime, FastKernelsMatchReferenceBitExactly) {

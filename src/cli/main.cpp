@@ -131,12 +131,12 @@ int cmd_parity(const EvalArgs& a) {
 struct BenchArgs {
   std::string model, float_model;
   std::vector<int> batches{1, 64}, threads{1, 2};
-  int repeats = 10;
+  int repeats = 10, seq_len = 128;
 };
 
 int cmd_bench(const BenchArgs& a) {
   std::fprintf(stderr, "[bench] libtorch FP32 (%s) vs integer runtime (%s), %d repeats each\n", a.float_model.c_str(), a.model.c_str(), a.repeats);
-  auto rows = qtx::bench(a.float_model, a.model, a.batches, a.threads, a.repeats);
+  auto rows = qtx::bench(a.float_model, a.model, a.batches, a.threads, a.repeats, a.seq_len);
   std::printf("| batch | threads | libtorch FP32 ms | FP32 samples/s | integer ms | integer samples/s | speed-up | GEMM share | GEMM GOPS |\n");
   std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const auto& r : rows)
@@ -303,6 +303,8 @@ int main(int argc, char** argv) {
   bn->add_option("--batch", ba.batches, "Batch sizes (repeat the option)")->capture_default_str();
   bn->add_option("--threads", ba.threads, "Thread counts")->capture_default_str();
   bn->add_option("--repeats", ba.repeats, "Timed forwards per engine and setting")->check(CLI::PositiveNumber)->capture_default_str();
+  bn->add_option("--seq-len", ba.seq_len, "Text models: attended tokens per sample (each passage's wordpieces repeated to fill them; 0 = passages as they are)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
 
   AnalyzeArgs aa;
   auto* an = app.add_subcommand("analyze", "Per-site error of a quantized model: cosine similarity and SQNR of each op's output vs FP");

@@ -1,6 +1,7 @@
 // qtx_run: the integer runtime on its own — links qtx_runtime, the data readers and oneDNN, not
 // libtorch (the build checks this), so its memory and start-up are the runtime's alone.
-// Evaluates a quantized folder on Fashion-MNIST or a folder of images, or classifies images.
+// Evaluates a quantized folder on Fashion-MNIST / an image folder (ViT) or austen-6 / a TSV
+// (BERT), or classifies images or texts.
 #include <CLI/CLI.hpp>
 
 #include <sys/resource.h>
@@ -9,13 +10,18 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 
 #include "data/datasets.h"
+#include "formats/bert_tokenizer.h"
 #include "formats/error.h"
 #include "runtime/gemm.h"
 #include "runtime/int_model.h"
 
 namespace {
+
+// One batch of logits for examples [s, s + b) of either kind of input.
+using BatchFn = std::function<std::vector<float>(int s, int b)>;
 
 double peak_rss_mib() {
   struct rusage ru {};
@@ -26,14 +32,16 @@ double peak_rss_mib() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"qtx_run: run a quantized ViT folder in the integer-only runtime (no libtorch in this binary)"};
-  std::string model, data = "fmnist";
-  std::vector<std::string> images;
+  CLI::App app{"qtx_run: run a quantized folder (ViT or BERT) in the integer-only runtime (no libtorch in this binary)"};
+  std::string model, data;
+  std::vector<std::string> images, texts;
   int limit = 0, batch = 64, threads = 0;
   app.add_option("--model", model, "Quantized folder written by qtx quantize")->required();
-  app.add_option("--data", data, "fmnist (the test split) or a folder with one sub-folder of images per label")
-      ->capture_default_str();
-  app.add_option("--image", images, "Classify these .png/.pgm files instead of evaluating");
+  app.add_option("--data", data,
+                 "What to evaluate: fmnist (test split) or a folder with one sub-folder of images per label (ViT); "
+                 "austen6 (test split) or a TSV of label<TAB>text lines (BERT). Default: the model's task");
+  app.add_option("--image", images, "Classify these .png/.pgm files instead of evaluating (ViT)");
+  app.add_option("--text", texts, "Classify these texts instead of evaluating (BERT)");
   app.add_option("--limit", limit, "Evaluate the first N examples only")->check(CLI::NonNegativeNumber);
   app.add_option("--batch", batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--threads", threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
@@ -42,49 +50,91 @@ int main(int argc, char** argv) {
     if (threads > 0) qtx::rt::set_threads(threads);
     auto im = qtx::rt::load_int_model(model);
     const qtx::ModelConfig& cfg = im->config();
-    if (cfg.model_type != "vit") throw qtx::Error(model + ": qtx_run evaluates image models; use qtx eval for text");
-    qtx::ImagePreprocess pp = qtx::ImagePreprocess::load(model + "/preprocessor_config.json");
+    const bool vit = cfg.model_type == "vit";
+    if (vit && !texts.empty()) throw qtx::Error(model + ": is an image model; give --image FILE");
+    if (!vit && !images.empty()) throw qtx::Error(model + ": is a text model; give --text \"...\"");
+    const bool single = !images.empty() || !texts.empty();
+    std::vector<std::string> names = vit ? images : texts;
+    std::vector<int> labels;
+    BatchFn run;
     qtx::ImageSet set;
-    if (!images.empty()) {
-      for (const auto& f : images) {
-        set.images.push_back(qtx::read_image(f));
-        set.labels.push_back(-1);
+    qtx::TextSet text_set;
+    if (vit) {
+      qtx::ImagePreprocess pp = qtx::ImagePreprocess::load(model + "/preprocessor_config.json");
+      if (single) {
+        for (const auto& f : images) set.images.push_back(qtx::read_image(f));
+        set.labels.assign(images.size(), -1);
+      } else {
+        if (data.empty()) data = "fmnist";
+        set = data == "fmnist" ? qtx::load_fashion_mnist("test") : qtx::load_image_folder(data, cfg.id2label);
       }
+      labels = set.labels;
+      const size_t per = static_cast<size_t>(cfg.num_channels) * pp.height * pp.width;
+      run = [&, pp, per](int s, int b) {
+        std::vector<float> px;
+        px.reserve(per * b);
+        for (int i = s; i < s + b; ++i) {
+          const std::string where = single ? images[static_cast<size_t>(i)] : data + " #" + std::to_string(i);
+          std::vector<float> x = qtx::preprocess_image(set.images[static_cast<size_t>(i)], pp, cfg.num_channels, where);
+          px.insert(px.end(), x.begin(), x.end());
+        }
+        return im->classify_images(px.data(), b);
+      };
     } else {
-      set = data == "fmnist" ? qtx::load_fashion_mnist("test") : qtx::load_image_folder(data, cfg.id2label);
+      if (single) {
+        text_set.texts = texts;
+        text_set.labels.assign(texts.size(), -1);
+      } else {
+        if (data.empty()) data = "austen6";
+        text_set = data == "austen6" ? qtx::load_austen6("test") : qtx::load_label_tsv(data, cfg.id2label);
+      }
+      labels = text_set.labels;
+      auto tok = std::make_shared<qtx::BertTokenizer>(qtx::BertTokenizer::load(model));
+      const int max_len = std::min(128, cfg.max_position_embeddings);
+      run = [&, tok, max_len](int s, int b) {
+        std::vector<std::vector<int>> seqs;
+        size_t T = 0;
+        for (int i = s; i < s + b; ++i) {
+          const std::string& t = text_set.texts[static_cast<size_t>(i)];
+          if (t.find_first_not_of(" \t\r\n") == std::string::npos)
+            throw qtx::Error((single ? std::string("--text") : data + " #" + std::to_string(i)) + ": empty text");
+          seqs.push_back(tok->encode(t, max_len));
+          T = std::max(T, seqs.back().size());
+        }
+        std::vector<int32_t> ids(static_cast<size_t>(b) * T, tok->pad_id()), mask(ids.size(), 0);
+        for (int i = 0; i < b; ++i)
+          for (size_t t = 0; t < seqs[static_cast<size_t>(i)].size(); ++t) {
+            ids[static_cast<size_t>(i) * T + t] = seqs[static_cast<size_t>(i)][t];
+            mask[static_cast<size_t>(i) * T + t] = 1;
+          }
+        return im->classify_tokens(ids.data(), mask.data(), b, static_cast<int>(T));
+      };
     }
-    const int n = limit > 0 ? std::min<int>(limit, static_cast<int>(set.images.size())) : static_cast<int>(set.images.size());
-    const int C = cfg.num_channels, L = cfg.num_labels();
-    const size_t per = static_cast<size_t>(C) * pp.height * pp.width;
+    const int total = static_cast<int>(labels.size());
+    const int n = limit > 0 ? std::min(limit, total) : total;
+    const int L = cfg.num_labels();
     int correct = 0;
     double secs = 0;
     for (int s = 0; s < n; s += batch) {
       const int b = std::min(batch, n - s);
-      std::vector<float> px;
-      px.reserve(per * b);
-      for (int i = s; i < s + b; ++i) {
-        const std::string where = images.empty() ? data + " #" + std::to_string(i) : images[static_cast<size_t>(i)];
-        std::vector<float> x = qtx::preprocess_image(set.images[static_cast<size_t>(i)], pp, C, where);
-        px.insert(px.end(), x.begin(), x.end());
-      }
       auto t0 = std::chrono::steady_clock::now();
-      std::vector<float> logits = im->classify_images(px.data(), b);
+      std::vector<float> logits = run(s, b);
       secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       for (int i = 0; i < b; ++i) {
         const float* row = logits.data() + static_cast<size_t>(i) * L;
         const int pred = static_cast<int>(std::max_element(row, row + L) - row);
-        if (!images.empty()) {
+        if (single) {
           double sum = 0;
           for (int l = 0; l < L; ++l) sum += std::exp(row[l] - row[pred]);
-          std::printf("%s  %s  %.2f%%\n", images[static_cast<size_t>(s + i)].c_str(), cfg.id2label[static_cast<size_t>(pred)].c_str(),
+          std::printf("%s  %s  %.2f%%\n", names[static_cast<size_t>(s + i)].c_str(), cfg.id2label[static_cast<size_t>(pred)].c_str(),
                       100.0 / sum);
         }
-        correct += pred == set.labels[static_cast<size_t>(s + i)];
+        correct += pred == labels[static_cast<size_t>(s + i)];
       }
     }
-    if (images.empty()) {
+    if (!single) {
       std::printf("accuracy   %.2f%% (%d/%d)\n", n ? 100.0 * correct / n : 0.0, correct, n);
-      std::printf("speed      %.1f samples/s (batch %d)\n", secs > 0 ? n / secs : 0.0, batch);
+      std::printf("speed      %.1f samples/s (batch %d; preprocessing included)\n", secs > 0 ? n / secs : 0.0, batch);
     }
     std::printf("peak RSS   %.1f MiB\n", peak_rss_mib());
   } catch (const std::exception& e) {

@@ -36,7 +36,7 @@ class Bert : public TransformerModel {
     s_pos_ = add_site("bert.embeddings.position_embeddings", SiteKind::Embedding);
     s_add_type_ = add_site("bert.embeddings.add_token_type", SiteKind::Add);
     s_add_pos_ = add_site("bert.embeddings.add_position", SiteKind::Add);
-    s_eln_ = add_site("bert.embeddings.LayerNorm", SiteKind::LayerNorm);
+    s_eln_ = add_site("bert.embeddings.LayerNorm", SiteKind::LayerNorm, -1, /*output_is_residual=*/true);
     for (int i = 0; i < c.num_hidden_layers; ++i) {
       const std::string p = "bert.encoder.layer." + std::to_string(i) + ".";
       BertLayer L;
@@ -64,12 +64,12 @@ class Bert : public TransformerModel {
       L.av = add_site(p + "attention.self.matmul_av", SiteKind::MatMul, i);
       L.o = add_site(p + "attention.output.dense", SiteKind::Linear, i);
       L.res1 = add_site(p + "attention.output.residual", SiteKind::Add, i);
-      L.ln1 = add_site(p + "attention.output.LayerNorm", SiteKind::LayerNorm, i);
+      L.ln1 = add_site(p + "attention.output.LayerNorm", SiteKind::LayerNorm, i, /*output_is_residual=*/true);
       L.fc1 = add_site(p + "intermediate.dense", SiteKind::Linear, i);
       L.act = add_site(p + "intermediate.intermediate_act_fn", SiteKind::Activation, i);
       L.fc2 = add_site(p + "output.dense", SiteKind::Linear, i);
       L.res2 = add_site(p + "output.residual", SiteKind::Add, i);
-      L.ln2 = add_site(p + "output.LayerNorm", SiteKind::LayerNorm, i);
+      L.ln2 = add_site(p + "output.LayerNorm", SiteKind::LayerNorm, i, /*output_is_residual=*/true);
       layers_.push_back(L);
     }
     if (heads.classifier) {

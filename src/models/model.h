@@ -50,7 +50,9 @@ class TransformerModel : public torch::nn::Module {
 
  protected:
   at::Tensor add_param(const std::string& dotted_name, const std::vector<int64_t>& shape);
-  int add_site(const std::string& name, SiteKind kind, int layer = -1) { return sites_.add(name, kind, layer); }
+  int add_site(const std::string& name, SiteKind kind, int layer = -1, bool output_is_residual = false) {
+    return sites_.add(name, kind, layer, output_is_residual);
+  }
   ModelConfig cfg_;
   SiteTable sites_;
   Ops ops_;

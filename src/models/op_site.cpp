@@ -22,13 +22,14 @@ const char* site_kind_name(SiteKind k) {
   return "?";
 }
 
-int SiteTable::add(const std::string& name, SiteKind kind, int layer) {
+int SiteTable::add(const std::string& name, SiteKind kind, int layer, bool output_is_residual) {
   if (find(name) >= 0) fail("site table", "duplicate site name '" + name + "'");
   OpSite s;
   s.id = static_cast<int>(sites_.size());
   s.name = name;
   s.kind = kind;
   s.layer = layer;
+  s.output_is_residual = output_is_residual;
   sites_.push_back(s);
   hooks_.emplace_back();
   return s.id;

@@ -22,6 +22,9 @@ struct OpSite {
   std::string name;
   SiteKind kind;
   int layer = -1;  // encoder layer index, -1 outside the encoder
+  // A post-norm LayerNorm (BERT) whose output is the residual stream itself: its output slot is
+  // quantized like a residual, so an integer runtime can carry the stream as codes.
+  bool output_is_residual = false;
 };
 
 // Observes or transforms what flows through a site. Defaults pass everything through.
@@ -36,7 +39,7 @@ class SiteHook {
 
 class SiteTable {
  public:
-  int add(const std::string& name, SiteKind kind, int layer);
+  int add(const std::string& name, SiteKind kind, int layer, bool output_is_residual = false);
   const std::vector<OpSite>& sites() const { return sites_; }
   const OpSite& site(int id) const { return sites_.at(static_cast<size_t>(id)); }
   int find(const std::string& name) const;  // -1 if absent

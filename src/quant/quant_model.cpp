@@ -35,7 +35,9 @@ std::vector<std::pair<Slot, Role>> site_roles(const OpSite& site) {
         return {{Slot::Input0, Role::QkInput}, {Slot::Input1, Role::QkInput}, {Slot::Output, Role::AttnScores}};
       return {{Slot::Input1, Role::AvInput}};  // its left operand is the softmax output
     case SiteKind::Softmax: return {{Slot::Output, Role::SoftmaxOutput}};
-    case SiteKind::LayerNorm: return {{Slot::Input0, Role::LayerNormInput}};
+    case SiteKind::LayerNorm:
+      if (site.output_is_residual) return {{Slot::Input0, Role::LayerNormInput}, {Slot::Output, Role::Residual}};
+      return {{Slot::Input0, Role::LayerNormInput}};
     case SiteKind::Activation: return {{Slot::Output, Role::ActOutput}};
     case SiteKind::Add: return {{Slot::Output, Role::Residual}};
     case SiteKind::Embedding: return {{Slot::Weight, Role::Embedding}};

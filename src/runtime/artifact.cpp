@@ -60,8 +60,8 @@ StoredQuant Artifact::need_quant(const std::string& site, const char* slot, Role
   return q;
 }
 
-StoredWeight Artifact::need_weight(const std::string& site, int rows, int cols) const {
-  StoredQuant q = need_quant(site, "weight", Role::LinearWeight);
+StoredWeight Artifact::need_weight(const std::string& site, int rows, int cols, Role role) const {
+  StoredQuant q = need_quant(site, "weight", role);
   const std::string name = site + ".weight";
   if (!q.spec.symmetric || q.spec.scheme != Scheme::Uniform)
     fail(dir_, "weight of '" + site + "' is not symmetric uniform; the integer runtime needs zero points of 0");

@@ -40,8 +40,9 @@ class Artifact {
   bool quant(const std::string& site, const char* slot, Role role, StoredQuant* out) const;
   // Like quant() but the runtime cannot go on without it: throws naming the site and role.
   StoredQuant need_quant(const std::string& site, const char* slot, Role role) const;
-  // The weight `<site>.weight` quantized by the recipe (symmetric, per row or per tensor).
-  StoredWeight need_weight(const std::string& site, int rows, int cols) const;
+  // The weight `<site>.weight` quantized by the recipe (symmetric, per row or per tensor); an
+  // embedding table with role Embedding.
+  StoredWeight need_weight(const std::string& site, int rows, int cols, Role role = Role::LinearWeight) const;
   // A float parameter with the given element count.
   std::vector<float> param(const std::string& name, int64_t numel) const;
   bool has_tensor(const std::string& name) const { return file_->find(name) != nullptr; }

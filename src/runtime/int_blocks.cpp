@@ -1,5 +1,6 @@
 #include "runtime/int_blocks.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "formats/error.h"
@@ -161,6 +162,36 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out, int32_t* scra
     const uint32_t c = cell[g[i] >> 14];
     o[i] = static_cast<uint8_t>(static_cast<uint32_t>(g[i] & 16383) < (c & 0xffffu) ? c >> 16 : c >> 24);
   }
+}
+
+namespace {
+bool same(const QParams& a, const QParams& b) { return a.scale == b.scale && a.zero == b.zero && a.qmin == b.qmin && a.qmax == b.qmax; }
+}  // namespace
+
+std::vector<uint8_t> table_between(const QParams& from, const QParams& to) {
+  return same(from, to) ? std::vector<uint8_t>() : requant_table(from, to.scale, to.zero, to.qmin, to.qmax);
+}
+
+void apply_table(const std::vector<uint8_t>& t, const uint8_t* in, size_t n, uint8_t* out) {
+  if (t.empty()) {
+    if (in != out) std::copy(in, in + n, out);
+    return;
+  }
+  const uint8_t* __restrict tab = t.data();  // a local: 8-bit stores may alias the vector
+  const uint8_t* __restrict src = in;
+  uint8_t* dst = out;  // may be `in` (in place)
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; ++i) dst[i] = tab[src[i]];
+}
+
+ChannelRequant to_codes(const IntLinear& l, const QParams& out) {
+  return ChannelRequant::make(l.acc_scale, l.bias, 1, out.scale, out.zero, out.qmin, out.qmax);
+}
+
+uint8_t code_of(double real, const QParams& q) {
+  const double r = real / q.scale;
+  const double c = (r >= 0 ? std::floor(r + 0.5) : -std::floor(-r + 0.5)) + q.zero;
+  return static_cast<uint8_t>(std::min<double>(q.qmax, std::max<double>(q.qmin, c)));
 }
 
 std::function<double(double)> activation_fn(const std::string& act) {

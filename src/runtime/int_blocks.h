@@ -71,6 +71,16 @@ struct IntElementwise {
   void rows(const int32_t* acc, int M, uint8_t* out, int32_t* scratch) const;
 };
 
+// Requantization helpers shared by the integer models.
+// A table mapping codes of `from` to codes of `to`; empty when the two quantizers are the same.
+std::vector<uint8_t> table_between(const QParams& from, const QParams& to);
+// out[i] = t[in[i]] (a copy when t is empty); in == out is allowed.
+void apply_table(const std::vector<uint8_t>& t, const uint8_t* in, size_t n, uint8_t* out);
+// A linear layer's accumulators (bias included) → codes of `out`.
+ChannelRequant to_codes(const IntLinear& l, const QParams& out);
+// One real value → its code (load time only: constants such as ViT's CLS row).
+uint8_t code_of(double real, const QParams& q);
+
 // Elementwise function by name (config hidden_act), in double for the tables.
 std::function<double(double)> activation_fn(const std::string& hidden_act);
 

@@ -179,7 +179,6 @@ void requant_to_codes(const int32_t* in_p, size_t n, const Requant& r, const QPa
 
 namespace qtx::rt {
 
-namespace {
 // One shift for a set of multipliers: the largest gets 30 significant bits.
 int common_shift(double max_multiplier) {
   int e = 0;
@@ -190,6 +189,8 @@ int common_shift(double max_multiplier) {
     throw std::invalid_argument("requantization multiplier " + std::to_string(max_multiplier) + " is out of range");
   return shift;
 }
+
+namespace {
 // Round half up: a tie (exactly .5 after a 30-bit multiplier) is the only case where this
 // differs from half-away-from-zero, and a floor shift vectorises.
 int32_t clamp32(int64_t v, int32_t lo, int32_t hi) { return static_cast<int32_t>(v < lo ? lo : (v > hi ? hi : v)); }

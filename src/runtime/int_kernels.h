@@ -17,6 +17,10 @@ inline int64_t round_shift(int64_t x, int shift) {
   return (a ^ sgn) - sgn;
 }
 
+// The shift that puts the largest of a set of real multipliers just below 2^30 (so every
+// multiplier fits 31 bits); throws std::invalid_argument for scales that far apart (corrupt input).
+int common_shift(double max_multiplier);
+
 // A real multiplier M applied as m · 2^-shift with a 31-bit mantissa m (gemmlowp's dyadic form).
 struct Requant {
   int32_t m = 0;

@@ -10,6 +10,7 @@
 namespace qtx::rt {
 
 std::unique_ptr<IntModel> make_int_vit(const Artifact& a, Kernels kernels);
+std::unique_ptr<IntModel> make_int_bert(const Artifact& a, Kernels kernels);
 
 std::vector<float> IntModel::classify_images(const float*, int) {
   fail(config().model_type, "this model does not take images");
@@ -21,7 +22,7 @@ std::vector<float> IntModel::classify_tokens(const int32_t*, const int32_t*, int
 namespace {
 using Factory = std::function<std::unique_ptr<IntModel>(const Artifact&, Kernels)>;
 const std::map<std::string, Factory>& registry() {
-  static const std::map<std::string, Factory> r = {{"vit", make_int_vit}};
+  static const std::map<std::string, Factory> r = {{"vit", make_int_vit}, {"bert", make_int_bert}};
   return r;
 }
 }  // namespace

@@ -22,25 +22,6 @@ struct VitBlock {
   std::vector<uint8_t> act_to_fc2;     // GELU output codes → fc2's input grid
 };
 
-bool same(const QParams& a, const QParams& b) { return a.scale == b.scale && a.zero == b.zero && a.qmin == b.qmin && a.qmax == b.qmax; }
-std::vector<uint8_t> table_between(const QParams& from, const QParams& to) {
-  return same(from, to) ? std::vector<uint8_t>() : requant_table(from, to.scale, to.zero, to.qmin, to.qmax);
-}
-void apply_table(const std::vector<uint8_t>& t, const uint8_t* in, size_t n, uint8_t* out) {
-  if (t.empty()) {
-    if (in != out) std::copy(in, in + n, out);
-    return;
-  }
-  const uint8_t* __restrict tab = t.data();  // a local: 8-bit stores may alias the vector
-  const uint8_t* __restrict src = in;
-  uint8_t* dst = out;  // may be `in` (in place)
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; ++i) dst[i] = tab[src[i]];
-}
-ChannelRequant to_codes(const IntLinear& l, const QParams& out) {
-  return ChannelRequant::make(l.acc_scale, l.bias, 1, out.scale, out.zero, out.qmin, out.qmax);
-}
-
 class IntVit : public IntModel {
  public:
   IntVit(const Artifact& a, Kernels kernels) : cfg_(a.config()) {
@@ -64,11 +45,8 @@ class IntVit : public IntModel {
     for (int t = 1; t < T_; ++t)
       for (int d = 0; d < D_; ++d) off[static_cast<size_t>(t - 1) * D_ + d] = proj_.bias[static_cast<size_t>(d)] + pos[static_cast<size_t>(t) * D_ + d];
     embed_ = ChannelRequant::make(proj_.acc_scale, off, T_ - 1, residual0_.scale, residual0_.zero, residual0_.qmin, residual0_.qmax);
-    for (int d = 0; d < D_; ++d) {  // CLS row: a constant, quantized once
-      const double r = (cls[static_cast<size_t>(d)] + pos[static_cast<size_t>(d)]) / residual0_.scale;
-      const double q = (r >= 0 ? std::floor(r + 0.5) : -std::floor(-r + 0.5)) + residual0_.zero;
-      cls_codes_.push_back(static_cast<uint8_t>(std::min<double>(residual0_.qmax, std::max<double>(residual0_.qmin, q))));
-    }
+    for (int d = 0; d < D_; ++d)  // CLS row: a constant, quantized once
+      cls_codes_.push_back(code_of(cls[static_cast<size_t>(d)] + pos[static_cast<size_t>(d)], residual0_));
     auto act = activation_fn(c.hidden_act);
     QParams h = residual0_;
     for (int i = 0; i < c.num_hidden_layers; ++i) {

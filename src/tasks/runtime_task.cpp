@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include "formats/error.h"
 #include "quant/quant_model.h"
 #include "runtime/gemm.h"
 #include "tasks/labeled_data.h"
@@ -85,8 +86,25 @@ ParityResult parity(const std::string& qdir, const LabeledData& data, int batch_
   return p;
 }
 
+namespace {
+// Each row's attended tokens repeated to fill `T` positions, all attended.
+ModelInput fill_tokens(const ModelInput& in, int T) {
+  at::Tensor ids = in.input_ids.to(at::kLong).contiguous(), mask = in.attention_mask.to(at::kLong).contiguous();
+  const int64_t B = ids.size(0);
+  at::Tensor out = at::empty({B, T}, at::kLong);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = std::max<int64_t>(1, mask[b].sum().item<int64_t>());
+    for (int t = 0; t < T; ++t) out[b][t] = ids[b][t % n];
+  }
+  ModelInput r;
+  r.input_ids = out;
+  r.attention_mask = at::ones({B, T}, at::kLong);
+  return r;
+}
+}  // namespace
+
 std::vector<BenchRow> bench(const std::string& float_dir, const std::string& qdir, const std::vector<int>& batches,
-                            const std::vector<int>& threads, int repeats) {
+                            const std::vector<int>& threads, int repeats, int seq_len) {
   auto fp = load_model(float_dir);
   fp->eval();
   auto im = rt::load_int_model(qdir);
@@ -105,6 +123,11 @@ std::vector<BenchRow> bench(const std::string& float_dir, const std::string& qdi
       std::vector<int> idx;
       for (int i = 0; i < b; ++i) idx.push_back(i % data->size());
       ModelInput in = data->batch(idx);
+      if (in.input_ids.defined() && seq_len > 0) {
+        if (seq_len > cfg.max_position_embeddings)
+          fail("bench", "--seq-len " + std::to_string(seq_len) + " exceeds max_position_embeddings " + std::to_string(cfg.max_position_embeddings));
+        in = fill_tokens(in, seq_len);
+      }
       std::vector<double> tf, ti;
       for (int r = -2; r < repeats; ++r) {  // two warm-up rounds
         auto t0 = std::chrono::steady_clock::now();

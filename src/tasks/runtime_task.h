@@ -27,7 +27,8 @@ ParityResult parity(const std::string& qdir, const LabeledData& data, int batch_
 
 // Side-by-side speed of libtorch FP32 (the float model) and the integer runtime (the quantized
 // folder) on the same inputs and thread count: medians of `repeats` timed forwards each, the
-// two engines alternating so machine noise hits both.
+// two engines alternating so machine noise hits both. Text models: every sample is `seq_len`
+// attended tokens (its passage's wordpieces repeated to fill them; 0 = the passages as they are).
 struct BenchRow {
   int batch = 0, threads = 0;
   double fp32_ms = 0, int_ms = 0;  // median latency of one forward of the whole batch
@@ -36,6 +37,6 @@ struct BenchRow {
   double speedup() const { return int_ms > 0 ? fp32_ms / int_ms : 0; }
 };
 std::vector<BenchRow> bench(const std::string& float_dir, const std::string& qdir, const std::vector<int>& batches,
-                            const std::vector<int>& threads, int repeats);
+                            const std::vector<int>& threads, int repeats, int seq_len = 128);
 
 }  // namespace qtx

@@ -1,0 +1,243 @@
+// transformers' BERT (post-norm, BertForSequenceClassification) on integers. Embeddings: int8
+// rows of the word / token-type / position tables summed with per-row multipliers into the
+// two embedding-add quantizers, then LayerNorm on PTF codes. Per layer: q/k/v int8 GEMMs from
+// the stream codes → Log-Int-Softmax attention (padding masked) → output GEMM + residual requant
+// → LayerNorm → fc1 GEMM → GELU by table → fc2 GEMM + residual requant → LayerNorm. The stream
+// between blocks is the LayerNorm output's codes (role `residual` on post-norm LayerNorms).
+// Pooler: GEMM on the CLS row → tanh by table → classifier. Float only in the logits.
+#include <algorithm>
+#include <cmath>
+
+#include "formats/error.h"
+#include "runtime/int_blocks.h"
+#include "runtime/int_model.h"
+
+namespace qtx::rt {
+namespace {
+
+struct BertBlock {
+  IntLinear q, k, v, o, fc1, fc2;
+  std::vector<uint8_t> q_in, k_in, v_in;  // stream codes → q / k / v input grids
+  ChannelRequant q_out, k_out, v_out;     // accumulators → matmul input codes
+  IntAttention attn;
+  Requant ctx_to_o;
+  ResidualRequant res1, res2;
+  IntLayerNormSite ln1, ln2;
+  std::vector<uint8_t> fc1_in;            // ln1 output codes → fc1's input grid
+  IntElementwise act;
+  std::vector<uint8_t> act_to_fc2;
+};
+
+// An int8 embedding table with its per-row scales.
+struct IntEmbedding {
+  StoredWeight table;
+  static IntEmbedding load(const Artifact& a, const std::string& site, int rows, int cols) {
+    return {a.need_weight(site, rows, cols, Role::Embedding)};
+  }
+};
+
+class IntBert : public IntModel {
+ public:
+  IntBert(const Artifact& a, Kernels kernels) : cfg_(a.config()) {
+    const ModelConfig& c = cfg_;
+    D_ = c.hidden_size;
+    F_ = c.intermediate_size;
+    H_ = c.num_attention_heads;
+    L_ = c.num_labels();
+    V_ = c.vocab_size;
+    if (L_ < 1 || !a.has_tensor("classifier.weight.qweight"))
+      fail(a.dir(), "the integer runtime runs BERT classifiers (pooler + classifier); this artifact has no classifier");
+    const std::string e = "bert.embeddings.";
+    word_ = IntEmbedding::load(a, e + "word_embeddings", V_, D_);
+    type_ = IntEmbedding::load(a, e + "token_type_embeddings", c.type_vocab_size, D_);
+    pos_ = IntEmbedding::load(a, e + "position_embeddings", c.max_position_embeddings, D_);
+    add_type_ = per_tensor(a.need_quant(e + "add_token_type", "output", Role::Residual), e + "add_token_type");
+    add_pos_ = per_tensor(a.need_quant(e + "add_position", "output", Role::Residual), e + "add_position");
+    // word·s_w[id] + type·s_t[ty] → add_type codes; (a − z)·s_a + pos·s_p[t] → add_pos codes.
+    {
+      double mx = 0;
+      for (float s : word_.table.scale) mx = std::max(mx, s / add_type_.scale);
+      for (float s : type_.table.scale) mx = std::max(mx, s / add_type_.scale);
+      shift1_ = common_shift(mx);
+      for (float s : word_.table.scale) m_word_.push_back(std::llround(s / add_type_.scale * std::ldexp(1.0, shift1_)));
+      for (float s : type_.table.scale) m_type_.push_back(std::llround(s / add_type_.scale * std::ldexp(1.0, shift1_)));
+      mx = add_type_.scale / add_pos_.scale;
+      for (float s : pos_.table.scale) mx = std::max(mx, s / add_pos_.scale);
+      shift2_ = common_shift(mx);
+      m_sum_ = std::llround(add_type_.scale / add_pos_.scale * std::ldexp(1.0, shift2_));
+      for (float s : pos_.table.scale) m_pos_.push_back(std::llround(s / add_pos_.scale * std::ldexp(1.0, shift2_)));
+    }
+    QParams h = stream(a, e + "LayerNorm");
+    eln_ = IntLayerNormSite::load(a, e + "LayerNorm", e + "LayerNorm", D_, add_pos_, h);
+    auto act = activation_fn(c.hidden_act);
+    const int dh = D_ / H_;
+    for (int i = 0; i < c.num_hidden_layers; ++i) {
+      const std::string p = "bert.encoder.layer." + std::to_string(i) + ".", at = p + "attention.self.";
+      BertBlock b;
+      b.q = IntLinear::load(a, at + "query", D_, D_, true, kernels);
+      b.k = IntLinear::load(a, at + "key", D_, D_, true, kernels);
+      b.v = IntLinear::load(a, at + "value", D_, D_, true, kernels);
+      b.o = IntLinear::load(a, p + "attention.output.dense", D_, D_, true, kernels);
+      b.fc1 = IntLinear::load(a, p + "intermediate.dense", F_, D_, true, kernels);
+      b.fc2 = IntLinear::load(a, p + "output.dense", D_, F_, true, kernels);
+      b.q_in = table_between(h, b.q.in);
+      b.k_in = table_between(h, b.k.in);
+      b.v_in = table_between(h, b.v.in);
+      b.attn = IntAttention::load(a, at, H_, dh);
+      b.q_out = to_codes(b.q, b.attn.q);
+      b.k_out = to_codes(b.k, b.attn.k);
+      b.v_out = to_codes(b.v, b.attn.v);
+      b.ctx_to_o = Requant::from_real(b.attn.ctx_scale() / b.o.in.scale);
+      QParams r1 = per_tensor(a.need_quant(p + "attention.output.residual", "output", Role::Residual), p + "attention.output.residual");
+      b.res1 = ResidualRequant::make(b.o.acc_scale, b.o.bias, h, r1);
+      QParams h1 = stream(a, p + "attention.output.LayerNorm");
+      b.ln1 = IntLayerNormSite::load(a, p + "attention.output.LayerNorm", p + "attention.output.LayerNorm", D_, r1, h1);
+      b.fc1_in = table_between(h1, b.fc1.in);
+      QParams ao = per_tensor(a.need_quant(p + "intermediate.intermediate_act_fn", "output", Role::ActOutput), p + "intermediate.intermediate_act_fn");
+      b.act = IntElementwise::make(b.fc1, act, ao, -8.0, std::max(1.0, (ao.qmax - ao.zero + 1) * ao.scale));
+      b.act_to_fc2 = table_between(ao, b.fc2.in);
+      QParams r2 = per_tensor(a.need_quant(p + "output.residual", "output", Role::Residual), p + "output.residual");
+      b.res2 = ResidualRequant::make(b.fc2.acc_scale, b.fc2.bias, h1, r2);
+      h = stream(a, p + "output.LayerNorm");
+      b.ln2 = IntLayerNormSite::load(a, p + "output.LayerNorm", p + "output.LayerNorm", D_, r2, h);
+      blocks_.push_back(std::move(b));
+    }
+    pool_ = IntLinear::load(a, "bert.pooler.dense", D_, D_, true, kernels);
+    pool_in_ = table_between(h, pool_.in);
+    QParams to = per_tensor(a.need_quant("bert.pooler.activation", "output", Role::ActOutput), "bert.pooler.activation");
+    // tanh is within 2^-28 of ±1 beyond |x| = 10: the table's input range.
+    tanh_ = IntElementwise::make(pool_, activation_fn("tanh"), to, -10.0, 10.0);
+    head_ = IntLinear::load(a, "classifier", L_, D_, true, kernels);
+    tanh_to_head_ = table_between(to, head_.in);
+  }
+
+  const ModelConfig& config() const override { return cfg_; }
+
+  std::vector<float> classify_tokens(const int32_t* ids, const int32_t* mask, int B, int T) override {
+    if (B < 1 || T < 1) fail("bert", "empty input: no tokens");
+    if (T > cfg_.max_position_embeddings)
+      fail("bert", "sequence of " + std::to_string(T) + " tokens exceeds max_position_embeddings " +
+                       std::to_string(cfg_.max_position_embeddings));
+    const int M = B * T;
+    for (int i = 0; i < M; ++i)
+      if (ids[i] < 0 || ids[i] >= V_) fail("bert", "token id " + std::to_string(ids[i]) + " outside the vocabulary (0.." + std::to_string(V_ - 1) + ")");
+    const size_t MD = static_cast<size_t>(M) * D_, MF = static_cast<size_t>(M) * F_;
+    h_.resize(MD);
+    h2_.resize(MD);
+    x_.resize(std::max(MD, MF));
+    y_.resize(x_.size());
+    qc_.resize(MD);
+    kc_.resize(MD);
+    vc_.resize(MD);
+    ctx_.resize(MD);
+    acc_.resize(std::max(MD, MF));
+    idx_.resize(MF);
+    embed(ids, B, T);
+    for (size_t li = 0; li < blocks_.size(); ++li) {
+      const BertBlock& blk = blocks_[li];
+      const std::string p = "bert.encoder.layer." + std::to_string(li) + ".";
+      apply_table(blk.q_in, h_.data(), MD, x_.data());
+      blk.q.run(x_.data(), M, acc_.data());
+      blk.q_out.rows(acc_.data(), M, qc_.data());
+      apply_table(blk.k_in, h_.data(), MD, x_.data());
+      blk.k.run(x_.data(), M, acc_.data());
+      blk.k_out.rows(acc_.data(), M, kc_.data());
+      apply_table(blk.v_in, h_.data(), MD, x_.data());
+      blk.v.run(x_.data(), M, acc_.data());
+      blk.v_out.rows(acc_.data(), M, vc_.data());
+      tap(p + "attention.self.matmul_qk.input0", qc_.data(), MD);
+      tap(p + "attention.self.matmul_av.input1", vc_.data(), MD);
+      blk.attn.run(qc_.data(), kc_.data(), vc_.data(), mask, B, T, ctx_.data());
+      requant_to_codes(ctx_.data(), MD, blk.ctx_to_o, blk.o.in, x_.data());
+      tap(p + "attention.output.dense.input0", x_.data(), MD);
+      blk.o.run(x_.data(), M, acc_.data());
+      blk.res1.rows(acc_.data(), h_.data(), M, h2_.data());
+      tap(p + "attention.output.residual.output", h2_.data(), MD);
+      blk.ln1.rows(h2_.data(), M, h_.data());
+      tap(p + "attention.output.LayerNorm.output", h_.data(), MD);
+      apply_table(blk.fc1_in, h_.data(), MD, x_.data());
+      blk.fc1.run(x_.data(), M, acc_.data());
+      blk.act.rows(acc_.data(), M, y_.data(), idx_.data());
+      tap(p + "intermediate.intermediate_act_fn.output", y_.data(), MF);
+      apply_table(blk.act_to_fc2, y_.data(), MF, y_.data());
+      blk.fc2.run(y_.data(), M, acc_.data());
+      blk.res2.rows(acc_.data(), h_.data(), M, h2_.data());
+      tap(p + "output.residual.output", h2_.data(), MD);
+      blk.ln2.rows(h2_.data(), M, h_.data());
+      tap(p + "output.LayerNorm.output", h_.data(), MD);
+    }
+    // Pooler and classifier on the CLS rows; logits dequantized (the output boundary).
+    std::vector<uint8_t> cls(static_cast<size_t>(B) * D_), pooled(cls.size());
+    for (int b = 0; b < B; ++b)
+      std::copy(h_.begin() + static_cast<size_t>(b) * T * D_, h_.begin() + (static_cast<size_t>(b) * T + 1) * D_,
+                cls.begin() + static_cast<size_t>(b) * D_);
+    apply_table(pool_in_, cls.data(), cls.size(), cls.data());
+    std::vector<int32_t> acc(static_cast<size_t>(B) * std::max(D_, L_)), grid(cls.size());
+    pool_.run(cls.data(), B, acc.data());
+    tanh_.rows(acc.data(), B, pooled.data(), grid.data());
+    tap("bert.pooler.activation.output", pooled.data(), pooled.size());
+    apply_table(tanh_to_head_, pooled.data(), pooled.size(), pooled.data());
+    head_.run(pooled.data(), B, acc.data());
+    std::vector<float> logits(static_cast<size_t>(B) * L_);
+    for (int b = 0; b < B; ++b)
+      for (int l = 0; l < L_; ++l) {
+        const size_t i = static_cast<size_t>(b) * L_ + l;
+        logits[i] = static_cast<float>(acc[i] * head_.acc_scale[static_cast<size_t>(l)] + head_.bias[static_cast<size_t>(l)]);
+      }
+    return logits;
+  }
+
+ private:
+  // The quantizer of a post-norm LayerNorm's output: the residual stream's codes.
+  static QParams stream(const Artifact& a, const std::string& site) {
+    return per_tensor(a.need_quant(site, "output", Role::Residual), site + " output");
+  }
+
+  // Token ids → embedding-sum codes → LayerNorm → stream codes in h_ (token type 0 throughout).
+  void embed(const int32_t* ids, int B, int T) {
+    const int M = B * T, D = D_;
+    const int64_t half1 = int64_t{1} << (shift1_ - 1), half2 = int64_t{1} << (shift2_ - 1);
+    const int8_t* type_row = type_.table.codes.data();  // token type 0
+    const int64_t mt = m_type_[0], ms = m_sum_, za = add_type_.zero, zp = add_pos_.zero;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < M; ++i) {
+      const int t = i % T, id = ids[i];
+      const int8_t* w = word_.table.codes.data() + static_cast<size_t>(id) * D;
+      const int8_t* pr = pos_.table.codes.data() + static_cast<size_t>(t) * D;
+      const int64_t mw = m_word_[static_cast<size_t>(id)], mp = m_pos_[static_cast<size_t>(t)];
+      uint8_t* o = x_.data() + static_cast<size_t>(i) * D;
+      uint8_t* s = y_.data() + static_cast<size_t>(i) * D;
+      for (int d = 0; d < D; ++d) {
+        const int64_t a = std::clamp<int64_t>(((w[d] * mw + type_row[d] * mt + half1) >> shift1_) + za, add_type_.qmin, add_type_.qmax);
+        s[d] = static_cast<uint8_t>(a);
+        o[d] = static_cast<uint8_t>(std::clamp<int64_t>((((a - za) * ms + pr[d] * mp + half2) >> shift2_) + zp, add_pos_.qmin, add_pos_.qmax));
+      }
+    }
+    tap("bert.embeddings.add_token_type.output", y_.data(), static_cast<size_t>(M) * D);
+    tap("bert.embeddings.add_position.output", x_.data(), static_cast<size_t>(M) * D);
+    eln_.rows(x_.data(), M, h_.data());
+    tap("bert.embeddings.LayerNorm.output", h_.data(), static_cast<size_t>(M) * D);
+  }
+
+  ModelConfig cfg_;
+  int D_, F_, H_, L_, V_;
+  IntEmbedding word_, type_, pos_;
+  QParams add_type_, add_pos_;
+  int shift1_ = 1, shift2_ = 1;
+  std::vector<int64_t> m_word_, m_type_, m_pos_;
+  int64_t m_sum_ = 0;
+  IntLayerNormSite eln_;
+  std::vector<BertBlock> blocks_;
+  IntLinear pool_, head_;
+  std::vector<uint8_t> pool_in_, tanh_to_head_;
+  IntElementwise tanh_;
+  // Scratch reused across calls (one forward at a time per model).
+  std::vector<uint8_t> h_, h2_, x_, y_, qc_, kc_, vc_;
+  std::vector<int32_t> acc_, ctx_, idx_;
+};
+
+}  // namespace
+
+std::unique_ptr<IntModel> make_int_bert(const Artifact& a, Kernels kernels) { return std::make_unique<IntBert>(a, kernels); }
+
+}  // namespace qtx::rt
