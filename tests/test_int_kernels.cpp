@@ -132,33 +132,61 @@ TEST(IntKernels, ResidualRequantWithinHalfAStepOfExact) {
   }
 }
 
+TEST(IntKernels, TableLogIntSoftmaxMatchesReferenceBitExactly) {
+  std::mt19937 rng(11);
+  for (double scale : {0.002, 0.03, 0.4}) {
+    IntExp ie = IntExp::for_scale(scale);
+    for (int bits : {4, 8}) {
+      LogIntSoftmax fast = LogIntSoftmax::make(ie, 255, bits);
+      for (int trial = 0; trial < 200; ++trial) {
+        const int n = 1 + static_cast<int>(rng() % 130);
+        std::vector<int32_t> q(static_cast<size_t>(n));
+        std::vector<uint8_t> valid(static_cast<size_t>(n), 1);
+        const int32_t lo = -128 + static_cast<int32_t>(rng() % 100);
+        for (auto& x : q) x = lo + static_cast<int32_t>(rng() % 128);  // max − min ≤ 255
+        if (trial % 2)
+          for (auto& v : valid) v = rng() % 4 != 0;
+        valid[rng() % valid.size()] = 1;
+        if (trial % 7 == 0) std::fill(q.begin(), q.end(), q[0]);  // all equal
+        std::vector<int8_t> want(q.size()), got(q.size());
+        log_int_softmax_row(q.data(), valid.data(), n, ie, bits, want.data());
+        fast.row(q.data(), trial % 2 ? valid.data() : nullptr, n, got.data());
+        ASSERT_EQ(want, got) << "scale " << scale << " bits " << bits << " trial " << trial;
+      }
+    }
+  }
+}
+
 TEST(IntKernels, AttentionScoresAndLog2AvMatchPlainLoops) {
   std::mt19937 rng(5);
-  const int T = 9, dh = 8, ld = 24, kmax = 15;
-  std::vector<uint8_t> q(static_cast<size_t>(T) * ld), k(q.size()), v(q.size());
-  for (auto* t : {&q, &k, &v})
-    for (auto& x : *t) x = static_cast<uint8_t>(rng());
-  std::vector<int32_t> S(static_cast<size_t>(T) * T);
-  qk_scores(q.data(), 128, k.data(), 120, T, dh, ld, S.data());
-  std::vector<int8_t> codes(S.size());
-  for (auto& c : codes) c = static_cast<int8_t>(static_cast<int>(rng() % 18) - 1);  // -1 (zero) .. 16 (dropped)
-  std::vector<int32_t> ctx(static_cast<size_t>(T) * ld, 7);
-  av_log2(codes.data(), v.data(), 131, T, dh, ld, kmax, ctx.data(), ld);
-  for (int t = 0; t < T; ++t) {
-    for (int j = 0; j < T; ++j) {
-      int32_t s = 0;
-      for (int d = 0; d < dh; ++d) s += (q[static_cast<size_t>(t) * ld + d] - 128) * (k[static_cast<size_t>(j) * ld + d] - 120);
-      EXPECT_EQ(S[static_cast<size_t>(t) * T + j], s);
-    }
-    for (int d = 0; d < dh; ++d) {
-      int64_t want = 0;
+  // dh 32 and 64 take the register-accumulator paths, 8 the generic one.
+  for (int dh : {8, 32, 64}) {
+    const int T = 9, ld = 3 * dh, kmax = 15;
+    std::vector<uint8_t> q(static_cast<size_t>(T) * ld), k(q.size()), v(q.size());
+    for (auto* t : {&q, &k, &v})
+      for (auto& x : *t) x = static_cast<uint8_t>(rng());
+    std::vector<int32_t> S(static_cast<size_t>(T) * T);
+    qk_scores(q.data(), 128, k.data(), 120, T, dh, ld, S.data());
+    std::vector<int8_t> codes(S.size());
+    for (auto& c : codes) c = static_cast<int8_t>(static_cast<int>(rng() % 18) - 1);  // -1 (zero) .. 16 (dropped)
+    std::vector<int32_t> ctx(static_cast<size_t>(T) * ld, 7);
+    av_log2(codes.data(), v.data(), 131, T, dh, ld, kmax, ctx.data(), ld);
+    for (int t = 0; t < T; ++t) {
       for (int j = 0; j < T; ++j) {
-        const int c = codes[static_cast<size_t>(t) * T + j];
-        if (c >= 0 && c <= kmax) want += static_cast<int64_t>(v[static_cast<size_t>(j) * ld + d] - 131) << (kmax - c);
+        int32_t s = 0;
+        for (int d = 0; d < dh; ++d) s += (q[static_cast<size_t>(t) * ld + d] - 128) * (k[static_cast<size_t>(j) * ld + d] - 120);
+        EXPECT_EQ(S[static_cast<size_t>(t) * T + j], s);
       }
-      EXPECT_EQ(ctx[static_cast<size_t>(t) * ld + d], want);
+      for (int d = 0; d < dh; ++d) {
+        int64_t want = 0;
+        for (int j = 0; j < T; ++j) {
+          const int c = codes[static_cast<size_t>(t) * T + j];
+          if (c >= 0 && c <= kmax) want += static_cast<int64_t>(v[static_cast<size_t>(j) * ld + d] - 131) << (kmax - c);
+        }
+        EXPECT_EQ(ctx[static_cast<size_t>(t) * ld + d], want);
+      }
+      EXPECT_EQ(ctx[static_cast<size_t>(t) * ld + dh], 7);  // columns outside the head untouched
     }
-    EXPECT_EQ(ctx[static_cast<size_t>(t) * ld + dh], 7);  // columns outside the head untouched
   }
 }
 

@@ -88,6 +88,7 @@ IntAttention IntAttention::load(const Artifact& a, const std::string& prefix, in
   t.kmax = std::min((1 << t.bits) - 1, 20);
   t.score_requant = Requant::from_real(t.q.scale * t.k.scale / std::sqrt(static_cast<double>(dh)) / t.scores.scale);
   t.iexp = IntExp::for_scale(t.scores.scale);
+  t.lis = LogIntSoftmax::make(t.iexp, t.scores.qmax - t.scores.qmin, t.bits);
   return t;
 }
 
@@ -105,13 +106,20 @@ void IntAttention::run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, 
         const size_t base = static_cast<size_t>(b) * T * D + static_cast<size_t>(h) * dh;
         if (valid)
           for (int j = 0; j < T; ++j) ok[static_cast<size_t>(j)] = valid[static_cast<size_t>(b) * T + j] != 0;
+        const uint8_t* mask = valid ? ok.data() : nullptr;
         qk_scores(qc + base, q.zero, kc + base, k.zero, T, dh, D, S.data());
-        for (auto& s : S) {
-          const int64_t c = std::min<int64_t>(scores.qmax, std::max<int64_t>(scores.qmin, score_requant.apply(s) + scores.zero));
-          s = static_cast<int32_t>(c - scores.zero);
+        {  // scores → score codes − zero point (locals: the loop vectorises)
+          int32_t* __restrict sp = S.data();
+          const size_t n = S.size();
+          const int64_t m = score_requant.m, lo = scores.qmin - scores.zero, hi = scores.qmax - scores.zero;
+          const int sh = score_requant.shift;
+          for (size_t i = 0; i < n; ++i) {
+            const int64_t c = round_shift(sp[i] * m, sh);
+            sp[i] = static_cast<int32_t>(c < lo ? lo : (c > hi ? hi : c));
+          }
         }
         for (int t = 0; t < T; ++t)
-          log_int_softmax_row(S.data() + static_cast<size_t>(t) * T, ok.data(), T, iexp, bits, codes.data() + static_cast<size_t>(t) * T);
+          lis.row(S.data() + static_cast<size_t>(t) * T, mask, T, codes.data() + static_cast<size_t>(t) * T);
         av_log2(codes.data(), vc + base, v.zero, T, dh, D, kmax, ctx + base, D);
       }
   }

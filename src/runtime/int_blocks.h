@@ -44,6 +44,7 @@ struct IntAttention {
   QParams q, k, v, scores;
   Requant score_requant;  // S · s_q·s_k/√dh / s_scores
   IntExp iexp;
+  LogIntSoftmax lis;  // i-exp by table over the score range (bit-identical to the reference row)
   int bits = 4, kmax = 15, heads = 1, dh = 0;
   // Real value of one step of the context accumulators (s_v · 2^-kmax).
   double ctx_scale() const;

@@ -89,6 +89,49 @@ void log_int_softmax_row(const int32_t* q, const uint8_t* valid, int n, const In
   }
 }
 
+LogIntSoftmax LogIntSoftmax::make(const IntExp& ie, int range, int bits) {
+  LogIntSoftmax l;
+  l.bits = bits;
+  l.range = range;
+  for (int g = 0; g <= range; ++g) l.exp_of_gap.push_back(ie(-g));
+  return l;
+}
+
+void LogIntSoftmax::row(const int32_t* q_in, const uint8_t* valid, int n, int8_t* codes_out) const {
+  const int32_t* __restrict q = q_in;
+  int8_t* __restrict codes = codes_out;
+  const int64_t* __restrict tab = exp_of_gap.data();
+  const int top = 1 << bits;
+  int32_t mx = std::numeric_limits<int32_t>::min();
+  thread_local std::vector<int64_t> ev;
+  thread_local std::vector<int32_t> kv;
+  ev.resize(static_cast<size_t>(n));
+  kv.assign(static_cast<size_t>(n), 0);
+  int64_t* __restrict e = ev.data();
+  int32_t* __restrict k = kv.data();
+  int64_t sum = 0;
+  if (valid) {
+    const uint8_t* __restrict ok = valid;
+    for (int i = 0; i < n; ++i) mx = std::max(mx, ok[i] ? q[i] : std::numeric_limits<int32_t>::min());
+    for (int i = 0; i < n; ++i) sum += e[i] = ok[i] ? tab[mx - q[i]] : 0;
+  } else {
+    for (int i = 0; i < n; ++i) mx = std::max(mx, q[i]);
+    for (int i = 0; i < n; ++i) sum += e[i] = tab[mx - q[i]];
+  }
+  // k = ⌊log2 r⌋ + the bit below r's top bit, r = ⌊(2Σ + e) / 2e⌋, is the number of thresholds
+  // t_j (2, 3, 6, 12, …, 3·2^(j−2)) with r ≥ t_j, and r ≥ t ⇔ e ≤ ⌊2Σ / (2t − 1)⌋: one integer
+  // division per threshold and row, then compares over the row that vectorise.
+  for (int j = 1; j < top; ++j) {
+    const int64_t t = j == 1 ? 2 : int64_t{3} << (j - 2);
+    const int64_t E = 2 * sum / (2 * t - 1);
+    if (E < 1 || j >= 62) break;  // no e ≥ 1 passes this or any later threshold
+    for (int i = 0; i < n; ++i) k[i] += e[i] <= E;
+  }
+  // e ≤ 0 (below the i-exp grid or padding) → -1; k = top needs r ≥ t_top: count it as "beyond".
+  const int64_t Etop = top < 62 ? 2 * sum / (2 * (top == 1 ? 2 : int64_t{3} << (top - 2)) - 1) : 0;
+  for (int i = 0; i < n; ++i) codes[i] = static_cast<int8_t>(e[i] <= 0 || e[i] <= Etop ? -1 : k[i]);
+}
+
 IntLayerNorm IntLayerNorm::make(int32_t z, const std::vector<int>& alpha, const std::vector<float>& gamma,
                                 const std::vector<float>& beta, const QParams& out) {
   IntLayerNorm n;
@@ -287,6 +330,7 @@ std::vector<uint8_t> requant_table(const QParams& from, double out_scale, int32_
 }
 
 void qk_scores(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int T, int dh, int ld, int32_t* S) {
+  // Centred int16 operands: each score is an int16 dot product (pmaddwd once vectorised).
   thread_local std::vector<int16_t> kc, qc;
   kc.resize(static_cast<size_t>(T) * dh);
   qc.resize(static_cast<size_t>(dh));
@@ -294,31 +338,50 @@ void qk_scores(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int T
     for (int d = 0; d < dh; ++d) kc[static_cast<size_t>(j) * dh + d] = static_cast<int16_t>(k[static_cast<size_t>(j) * ld + d] - zk);
   for (int t = 0; t < T; ++t) {
     for (int d = 0; d < dh; ++d) qc[static_cast<size_t>(d)] = static_cast<int16_t>(q[static_cast<size_t>(t) * ld + d] - zq);
+    const int16_t* __restrict qr = qc.data();
     for (int j = 0; j < T; ++j) {
-      const int16_t* kr = kc.data() + static_cast<size_t>(j) * dh;
+      const int16_t* __restrict kr = kc.data() + static_cast<size_t>(j) * dh;
       int32_t s = 0;
-      for (int d = 0; d < dh; ++d) s += static_cast<int32_t>(qc[static_cast<size_t>(d)]) * kr[d];
+      for (int d = 0; d < dh; ++d) s += static_cast<int32_t>(qr[d]) * kr[d];
       S[static_cast<size_t>(t) * T + j] = s;
     }
   }
 }
 
+namespace {
+// One output row at a time in a local accumulator: with DH a constant the row lives in vector
+// registers (the loop over keys would otherwise load and store the output row per key).
+template <int DH>
+void av_log2_rows(const int8_t* codes, const int32_t* vc, int T, int dh_rt, int kmax, int32_t* ctx, int ldc) {
+  const int dh = DH > 0 ? DH : dh_rt;
+  for (int t = 0; t < T; ++t) {
+    int32_t acc[DH > 0 ? DH : 1024] = {};
+    const int8_t* __restrict ct = codes + static_cast<size_t>(t) * T;
+    for (int j = 0; j < T; ++j) {
+      const int c = ct[j];
+      if (c < 0 || c > kmax) continue;
+      const int sh = kmax - c;
+      const int32_t* __restrict vr = vc + static_cast<size_t>(j) * dh;
+      // A shift, not a multiply (int32 multiplies are slow in vector units); unsigned so that
+      // shifting a negative value is defined — the result is the same two's-complement bits.
+      for (int d = 0; d < dh; ++d) acc[d] += static_cast<int32_t>(static_cast<uint32_t>(vr[d]) << sh);
+    }
+    int32_t* __restrict o = ctx + static_cast<size_t>(t) * ldc;
+    for (int d = 0; d < dh; ++d) o[d] = acc[d];
+  }
+}
+}  // namespace
+
 void av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc) {
+  if (dh > 1024) throw std::invalid_argument("av_log2: head size above 1024");
   thread_local std::vector<int32_t> vc;
   vc.resize(static_cast<size_t>(T) * dh);
   for (int j = 0; j < T; ++j)
     for (int d = 0; d < dh; ++d) vc[static_cast<size_t>(j) * dh + d] = static_cast<int32_t>(v[static_cast<size_t>(j) * ld + d]) - zv;
-  for (int t = 0; t < T; ++t) {
-    int32_t* o = ctx + static_cast<size_t>(t) * ldc;
-    for (int d = 0; d < dh; ++d) o[d] = 0;
-    for (int j = 0; j < T; ++j) {
-      const int c = codes[static_cast<size_t>(t) * T + j];
-      if (c < 0 || c > kmax) continue;
-      const int sh = kmax - c;
-      const int32_t* vr = vc.data() + static_cast<size_t>(j) * dh;
-      const int32_t f = int32_t{1} << sh;
-      for (int d = 0; d < dh; ++d) o[d] += vr[d] * f;
-    }
+  switch (dh) {
+    case 32: av_log2_rows<32>(codes, vc.data(), T, dh, kmax, ctx, ldc); break;
+    case 64: av_log2_rows<64>(codes, vc.data(), T, dh, kmax, ctx, ldc); break;
+    default: av_log2_rows<0>(codes, vc.data(), T, dh, kmax, ctx, ldc); break;
   }
 }
 

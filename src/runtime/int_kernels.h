@@ -50,6 +50,19 @@ struct IntExp {
 // entries with valid[i] != 0. FQ-ViT's rounding: r = round(Σexp / exp), k = round-at-1.5 log2 r.
 void log_int_softmax_row(const int32_t* q, const uint8_t* valid, int n, const IntExp& ie, int bits, int8_t* codes);
 
+// The fast form of log_int_softmax_row for scores from one 8-bit (or narrower) quantizer:
+// score − row max takes at most `range` + 1 values, so i-exp is a table made at load; the
+// rounding r = round(Σe / e) uses a double quotient corrected by one integer compare each way
+// (exact: both operands < 2^53), and k = ⌊log2 r⌋ + the bit below r's top bit. Bit-identical
+// to the reference (tested).
+struct LogIntSoftmax {
+  int bits = 4, range = 255;
+  std::vector<int64_t> exp_of_gap;  // [range + 1]: i-exp of −gap
+  static LogIntSoftmax make(const IntExp& ie, int range, int bits);
+  // q: scores with max − min ≤ range among valid entries; valid == nullptr: all valid.
+  void row(const int32_t* q, const uint8_t* valid, int n, int8_t* codes) const;
+};
+
 // A uniform quantizer's integer view: real = (q − zero) · scale.
 struct QParams {
   double scale = 1;
