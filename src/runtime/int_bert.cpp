@@ -16,11 +16,8 @@ namespace qtx::rt {
 namespace {
 
 struct BertBlock {
-  IntLinear q, k, v, o, fc1, fc2;
-  std::vector<uint8_t> q_in, k_in, v_in;  // stream codes → q / k / v input grids
-  ChannelRequant q_out, k_out, v_out;     // accumulators → matmul input codes
-  IntAttention attn;
-  Requant ctx_to_o;
+  IntSelfAttention attn;  // reads the stream codes
+  IntLinear fc1, fc2;
   ResidualRequant res1, res2;
   IntLayerNormSite ln1, ln2;
   std::vector<uint8_t> fc1_in;            // ln1 output codes → fc1's input grid
@@ -70,26 +67,14 @@ class IntBert : public IntModel {
     QParams h = stream(a, e + "LayerNorm");
     eln_ = IntLayerNormSite::load(a, e + "LayerNorm", e + "LayerNorm", D_, add_pos_, h);
     auto act = activation_fn(c.hidden_act);
-    const int dh = D_ / H_;
     for (int i = 0; i < c.num_hidden_layers; ++i) {
       const std::string p = "bert.encoder.layer." + std::to_string(i) + ".", at = p + "attention.self.";
       BertBlock b;
-      b.q = IntLinear::load(a, at + "query", D_, D_, true, kernels);
-      b.k = IntLinear::load(a, at + "key", D_, D_, true, kernels);
-      b.v = IntLinear::load(a, at + "value", D_, D_, true, kernels);
-      b.o = IntLinear::load(a, p + "attention.output.dense", D_, D_, true, kernels);
+      b.attn = IntSelfAttention::load(a, at, p + "attention.output.dense", D_, H_, true, h, kernels);
       b.fc1 = IntLinear::load(a, p + "intermediate.dense", F_, D_, true, kernels);
       b.fc2 = IntLinear::load(a, p + "output.dense", D_, F_, true, kernels);
-      b.q_in = table_between(h, b.q.in);
-      b.k_in = table_between(h, b.k.in);
-      b.v_in = table_between(h, b.v.in);
-      b.attn = IntAttention::load(a, at, H_, dh);
-      b.q_out = to_codes(b.q, b.attn.q);
-      b.k_out = to_codes(b.k, b.attn.k);
-      b.v_out = to_codes(b.v, b.attn.v);
-      b.ctx_to_o = Requant::from_real(b.attn.ctx_scale() / b.o.in.scale);
       QParams r1 = per_tensor(a.need_quant(p + "attention.output.residual", "output", Role::Residual), p + "attention.output.residual");
-      b.res1 = ResidualRequant::make(b.o.acc_scale, b.o.bias, h, r1);
+      b.res1 = ResidualRequant::make(b.attn.o.acc_scale, b.attn.o.bias, h, r1);
       QParams h1 = stream(a, p + "attention.output.LayerNorm");
       b.ln1 = IntLayerNormSite::load(a, p + "attention.output.LayerNorm", p + "attention.output.LayerNorm", D_, r1, h1);
       b.fc1_in = table_between(h1, b.fc1.in);
@@ -126,31 +111,14 @@ class IntBert : public IntModel {
     h2_.resize(MD);
     x_.resize(std::max(MD, MF));
     y_.resize(x_.size());
-    qc_.resize(MD);
-    kc_.resize(MD);
-    vc_.resize(MD);
-    ctx_.resize(MD);
     acc_.resize(std::max(MD, MF));
     idx_.resize(MF);
     embed(ids, B, T);
+    const IntSelfAttention::TapFn tap_fn = [this](const std::string& k, const uint8_t* c, size_t n) { tap(k, c, n); };
     for (size_t li = 0; li < blocks_.size(); ++li) {
       const BertBlock& blk = blocks_[li];
       const std::string p = "bert.encoder.layer." + std::to_string(li) + ".";
-      apply_table(blk.q_in, h_.data(), MD, x_.data());
-      blk.q.run(x_.data(), M, acc_.data());
-      blk.q_out.rows(acc_.data(), M, qc_.data());
-      apply_table(blk.k_in, h_.data(), MD, x_.data());
-      blk.k.run(x_.data(), M, acc_.data());
-      blk.k_out.rows(acc_.data(), M, kc_.data());
-      apply_table(blk.v_in, h_.data(), MD, x_.data());
-      blk.v.run(x_.data(), M, acc_.data());
-      blk.v_out.rows(acc_.data(), M, vc_.data());
-      tap(p + "attention.self.matmul_qk.input0", qc_.data(), MD);
-      tap(p + "attention.self.matmul_av.input1", vc_.data(), MD);
-      blk.attn.run(qc_.data(), kc_.data(), vc_.data(), mask, B, T, ctx_.data());
-      requant_to_codes(ctx_.data(), MD, blk.ctx_to_o, blk.o.in, x_.data());
-      tap(p + "attention.output.dense.input0", x_.data(), MD);
-      blk.o.run(x_.data(), M, acc_.data());
+      blk.attn.run(h_.data(), mask, B, T, attn_scratch_, acc_.data(), tap_fn);
       blk.res1.rows(acc_.data(), h_.data(), M, h2_.data());
       tap(p + "attention.output.residual.output", h2_.data(), MD);
       blk.ln1.rows(h2_.data(), M, h_.data());
@@ -167,10 +135,7 @@ class IntBert : public IntModel {
       tap(p + "output.LayerNorm.output", h_.data(), MD);
     }
     // Pooler and classifier on the CLS rows; logits dequantized (the output boundary).
-    std::vector<uint8_t> cls(static_cast<size_t>(B) * D_), pooled(cls.size());
-    for (int b = 0; b < B; ++b)
-      std::copy(h_.begin() + static_cast<size_t>(b) * T * D_, h_.begin() + (static_cast<size_t>(b) * T + 1) * D_,
-                cls.begin() + static_cast<size_t>(b) * D_);
+    std::vector<uint8_t> cls = first_rows(h_.data(), B, T, D_), pooled(cls.size());
     apply_table(pool_in_, cls.data(), cls.size(), cls.data());
     std::vector<int32_t> acc(static_cast<size_t>(B) * std::max(D_, L_)), grid(cls.size());
     pool_.run(cls.data(), B, acc.data());
@@ -178,12 +143,7 @@ class IntBert : public IntModel {
     tap("bert.pooler.activation.output", pooled.data(), pooled.size());
     apply_table(tanh_to_head_, pooled.data(), pooled.size(), pooled.data());
     head_.run(pooled.data(), B, acc.data());
-    std::vector<float> logits(static_cast<size_t>(B) * L_);
-    for (int b = 0; b < B; ++b)
-      for (int l = 0; l < L_; ++l) {
-        const size_t i = static_cast<size_t>(b) * L_ + l;
-        logits[i] = static_cast<float>(acc[i] * head_.acc_scale[static_cast<size_t>(l)] + head_.bias[static_cast<size_t>(l)]);
-      }
+    std::vector<float> logits = dequantize_logits(head_, acc.data(), B);
     return logits;
   }
 
@@ -232,8 +192,9 @@ class IntBert : public IntModel {
   std::vector<uint8_t> pool_in_, tanh_to_head_;
   IntElementwise tanh_;
   // Scratch reused across calls (one forward at a time per model).
-  std::vector<uint8_t> h_, h2_, x_, y_, qc_, kc_, vc_;
-  std::vector<int32_t> acc_, ctx_, idx_;
+  std::vector<uint8_t> h_, h2_, x_, y_;
+  std::vector<int32_t> acc_, idx_;
+  IntSelfAttention::Scratch attn_scratch_;
 };
 
 }  // namespace

@@ -125,6 +125,73 @@ void IntAttention::run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, 
   }
 }
 
+IntSelfAttention IntSelfAttention::load(const Artifact& a, const std::string& prefix, const std::string& o_site, int D,
+                                        int heads, bool qkv_bias, const QParams& input, Kernels kernels) {
+  IntSelfAttention s;
+  s.prefix = prefix;
+  s.o_site = o_site;
+  s.q = IntLinear::load(a, prefix + "query", D, D, qkv_bias, kernels);
+  s.k = IntLinear::load(a, prefix + "key", D, D, qkv_bias, kernels);
+  s.v = IntLinear::load(a, prefix + "value", D, D, qkv_bias, kernels);
+  s.o = IntLinear::load(a, o_site, D, D, true, kernels);
+  s.q_in = table_between(input, s.q.in);
+  s.k_in = table_between(input, s.k.in);
+  s.v_in = table_between(input, s.v.in);
+  s.attn = IntAttention::load(a, prefix, heads, D / heads);
+  s.q_out = to_codes(s.q, s.attn.q);
+  s.k_out = to_codes(s.k, s.attn.k);
+  s.v_out = to_codes(s.v, s.attn.v);
+  s.ctx_to_o = Requant::from_real(s.attn.ctx_scale() / s.o.in.scale);
+  return s;
+}
+
+void IntSelfAttention::run(const uint8_t* in, const int32_t* valid, int B, int T, Scratch& s, int32_t* o_acc,
+                           const TapFn& tap) const {
+  const int M = B * T;
+  const size_t MD = static_cast<size_t>(M) * q.N;
+  s.x.resize(MD);
+  s.qc.resize(MD);
+  s.kc.resize(MD);
+  s.vc.resize(MD);
+  s.ctx.resize(MD);
+  // Each projection's accumulators go through o_acc (free until the output projection).
+  auto project = [&](const std::vector<uint8_t>& table, const IntLinear& l, const ChannelRequant& out, uint8_t* codes) {
+    const uint8_t* x = in;
+    if (!table.empty()) {
+      apply_table(table, in, MD, s.x.data());
+      x = s.x.data();
+    }
+    l.run(x, M, o_acc);
+    out.rows(o_acc, M, codes);
+  };
+  project(q_in, q, q_out, s.qc.data());
+  project(k_in, k, k_out, s.kc.data());
+  project(v_in, v, v_out, s.vc.data());
+  tap(prefix + "matmul_qk.input0", s.qc.data(), MD);
+  tap(prefix + "matmul_av.input1", s.vc.data(), MD);
+  attn.run(s.qc.data(), s.kc.data(), s.vc.data(), valid, B, T, s.ctx.data());
+  requant_to_codes(s.ctx.data(), MD, ctx_to_o, o.in, s.x.data());
+  tap(o_site + ".input0", s.x.data(), MD);
+  o.run(s.x.data(), M, o_acc);
+}
+
+std::vector<float> dequantize_logits(const IntLinear& head, const int32_t* acc, int B) {
+  const int L = head.N;
+  std::vector<float> logits(static_cast<size_t>(B) * L);
+  for (int b = 0; b < B; ++b)
+    for (int l = 0; l < L; ++l) {
+      const size_t i = static_cast<size_t>(b) * L + l;
+      logits[i] = static_cast<float>(acc[i] * head.acc_scale[static_cast<size_t>(l)] + head.bias[static_cast<size_t>(l)]);
+    }
+  return logits;
+}
+
+std::vector<uint8_t> first_rows(const uint8_t* h, int B, int T, int D) {
+  std::vector<uint8_t> out(static_cast<size_t>(B) * D);
+  for (int b = 0; b < B; ++b) std::copy(h + static_cast<size_t>(b) * T * D, h + (static_cast<size_t>(b) * T + 1) * D, out.begin() + static_cast<size_t>(b) * D);
+  return out;
+}
+
 IntElementwise IntElementwise::make(const IntLinear& producer, const std::function<double(double)>& f, const QParams& out,
                                     double lo, double hi) {
   constexpr int kCellBits = 14, kCells = 1 << 16;

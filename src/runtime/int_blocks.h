@@ -1,6 +1,7 @@
-// Building blocks shared by the integer models: a linear layer (int8 GEMM + the real scale of
-// its accumulators), a LayerNorm on 8-bit codes (PTF or layer-wise input), Log-Int-Softmax
-// attention, and elementwise functions by table. Each is assembled from an Artifact at load.
+// Building blocks shared by the integer models (ViT and BERT): a linear layer (int8 GEMM + the
+// real scale of its accumulators), a LayerNorm on 8-bit codes (PTF or layer-wise input),
+// Log-Int-Softmax attention and the whole attention half of a block, elementwise functions by
+// table, and the helpers at the model's ends. Each is assembled from an Artifact at load.
 #pragma once
 #include <functional>
 #include <memory>
@@ -52,6 +53,34 @@ struct IntAttention {
   // q/k/v codes [B·T, heads·dh]; valid [B, T] (nullptr: all); ctx int32 [B·T, heads·dh].
   void run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, const int32_t* valid, int B, int T, int32_t* ctx) const;
 };
+
+// The attention half of a transformer block on codes of one input grid: q/k/v GEMMs (each
+// reading the input through a table to its own input quantizer), Log-Int-Softmax attention,
+// the context requantized to the output projection's input, and that projection's GEMM.
+struct IntSelfAttention {
+  IntLinear q, k, v, o;
+  std::vector<uint8_t> q_in, k_in, v_in;  // input grid → q / k / v input grids (empty: same)
+  ChannelRequant q_out, k_out, v_out;     // accumulators → matmul input codes
+  IntAttention attn;
+  Requant ctx_to_o;
+  std::string prefix, o_site;             // site names, for taps
+  // `prefix` + query/key/value/matmul_qk/softmax/matmul_av; `o_site` the output projection.
+  static IntSelfAttention load(const Artifact& a, const std::string& prefix, const std::string& o_site, int D, int heads,
+                               bool qkv_bias, const QParams& input, Kernels kernels);
+  struct Scratch {
+    std::vector<uint8_t> x, qc, kc, vc;
+    std::vector<int32_t> ctx;
+  };
+  using TapFn = std::function<void(const std::string&, const uint8_t*, size_t)>;
+  // in: input codes [B·T, D]; valid [B, T] or nullptr; o_acc: the output projection's
+  // accumulators [B·T, D] (bias not applied: the residual requantization folds it in).
+  void run(const uint8_t* in, const int32_t* valid, int B, int T, Scratch& s, int32_t* o_acc, const TapFn& tap) const;
+};
+
+// A classifier's accumulators → float logits (the output boundary).
+std::vector<float> dequantize_logits(const IntLinear& head, const int32_t* acc, int B);
+// Row 0 of each of B sequences of T rows of D codes (the CLS rows).
+std::vector<uint8_t> first_rows(const uint8_t* h, int B, int T, int D);
 
 // f applied to a linear layer's output, quantized by `out`, with integers only at run time.
 // The accumulator is requantized to a fine grid of 2^30 steps over the input range that

@@ -12,11 +12,8 @@ namespace {
 
 struct VitBlock {
   IntLayerNormSite ln1, ln2;
-  IntLinear q, k, v, o, fc1, fc2;
-  ChannelRequant q_out, k_out, v_out;  // accumulators → matmul input codes
-  IntAttention attn;
-  Requant ctx_to_o;                    // context accumulators → o's input codes
-  std::vector<uint8_t> k_in, v_in;     // LayerNorm codes (q's input grid) → k's / v's input grid
+  IntSelfAttention attn;  // reads ln1's codes, which are on q's input grid
+  IntLinear fc1, fc2;
   ResidualRequant res1, res2;
   IntElementwise act;
   std::vector<uint8_t> act_to_fc2;     // GELU output codes → fc2's input grid
@@ -34,7 +31,6 @@ class IntVit : public IntModel {
     T_ = G_ * G_ + 1;
     H_ = c.num_attention_heads;
     L_ = c.num_labels();
-    const int dh = D_ / H_;
     const std::string emb = "vit.embeddings.";
     proj_ = IntLinear::load(a, emb + "patch_embeddings.projection", D_, Ci_ * P_ * P_, true, kernels);
     residual0_ = per_tensor(a.need_quant(emb + "position_add", "output", Role::Residual), emb + "position_add");
@@ -52,22 +48,13 @@ class IntVit : public IntModel {
     for (int i = 0; i < c.num_hidden_layers; ++i) {
       const std::string p = "vit.encoder.layer." + std::to_string(i) + ".", at = p + "attention.attention.";
       VitBlock b;
-      b.q = IntLinear::load(a, at + "query", D_, D_, c.qkv_bias, kernels);
-      b.k = IntLinear::load(a, at + "key", D_, D_, c.qkv_bias, kernels);
-      b.v = IntLinear::load(a, at + "value", D_, D_, c.qkv_bias, kernels);
-      b.o = IntLinear::load(a, p + "attention.output.dense", D_, D_, true, kernels);
+      const QParams q_in = per_tensor(a.need_quant(at + "query", "input0", Role::LinearInput), at + "query input");
+      b.attn = IntSelfAttention::load(a, at, p + "attention.output.dense", D_, H_, c.qkv_bias, q_in, kernels);
       b.fc1 = IntLinear::load(a, p + "intermediate.dense", F_, D_, true, kernels);
       b.fc2 = IntLinear::load(a, p + "output.dense", D_, F_, true, kernels);
-      b.ln1 = IntLayerNormSite::load(a, p + "layernorm_before", p + "layernorm_before", D_, h, b.q.in);
-      b.k_in = table_between(b.q.in, b.k.in);
-      b.v_in = table_between(b.q.in, b.v.in);
-      b.attn = IntAttention::load(a, at, H_, dh);
-      b.q_out = to_codes(b.q, b.attn.q);
-      b.k_out = to_codes(b.k, b.attn.k);
-      b.v_out = to_codes(b.v, b.attn.v);
-      b.ctx_to_o = Requant::from_real(b.attn.ctx_scale() / b.o.in.scale);
+      b.ln1 = IntLayerNormSite::load(a, p + "layernorm_before", p + "layernorm_before", D_, h, q_in);
       QParams r1 = per_tensor(a.need_quant(p + "residual_attention", "output", Role::Residual), p + "residual_attention");
-      b.res1 = ResidualRequant::make(b.o.acc_scale, b.o.bias, h, r1);
+      b.res1 = ResidualRequant::make(b.attn.o.acc_scale, b.attn.o.bias, h, r1);
       b.ln2 = IntLayerNormSite::load(a, p + "layernorm_after", p + "layernorm_after", D_, r1, b.fc1.in);
       QParams ao = per_tensor(a.need_quant(p + "intermediate.intermediate_act_fn", "output", Role::ActOutput), p + "intermediate.intermediate_act_fn");
       b.act = IntElementwise::make(b.fc1, act, ao, -8.0, std::max(1.0, (ao.qmax - ao.zero + 1) * ao.scale));
@@ -115,32 +102,16 @@ class IntVit : public IntModel {
     tap("vit.embeddings.position_add.output", h_.data(), h_.size());
     x_.resize(static_cast<size_t>(M) * std::max(D_, F_));
     y_.resize(x_.size());
-    qc_.resize(static_cast<size_t>(M) * D_);
-    kc_.resize(qc_.size());
-    vc_.resize(qc_.size());
-    ctx_.resize(qc_.size());
     idx_.resize(static_cast<size_t>(M) * F_);
     h2_.resize(h_.size());
+    const IntSelfAttention::TapFn tap_fn = [this](const std::string& k, const uint8_t* c, size_t n) { tap(k, c, n); };
     for (size_t li = 0; li < blocks_.size(); ++li) {
       const VitBlock& blk = blocks_[li];
       const std::string p = "vit.encoder.layer." + std::to_string(li) + ".";
       const size_t MD = static_cast<size_t>(M) * D_;
       blk.ln1.rows(h_.data(), M, x_.data());
       tap(p + "attention.attention.query.input0", x_.data(), MD);
-      blk.q.run(x_.data(), M, acc_.data());
-      blk.q_out.rows(acc_.data(), M, qc_.data());
-      apply_table(blk.k_in, x_.data(), MD, y_.data());
-      blk.k.run(blk.k_in.empty() ? x_.data() : y_.data(), M, acc_.data());
-      blk.k_out.rows(acc_.data(), M, kc_.data());
-      apply_table(blk.v_in, x_.data(), MD, y_.data());
-      blk.v.run(blk.v_in.empty() ? x_.data() : y_.data(), M, acc_.data());
-      blk.v_out.rows(acc_.data(), M, vc_.data());
-      tap(p + "attention.attention.matmul_qk.input0", qc_.data(), MD);
-      tap(p + "attention.attention.matmul_av.input1", vc_.data(), MD);
-      blk.attn.run(qc_.data(), kc_.data(), vc_.data(), nullptr, B, T_, ctx_.data());
-      requant_to_codes(ctx_.data(), MD, blk.ctx_to_o, blk.o.in, x_.data());
-      tap(p + "attention.output.dense.input0", x_.data(), MD);
-      blk.o.run(x_.data(), M, acc_.data());
+      blk.attn.run(x_.data(), nullptr, B, T_, attn_scratch_, acc_.data(), tap_fn);
       blk.res1.rows(acc_.data(), h_.data(), M, h2_.data());
       tap(p + "residual_attention.output", h2_.data(), MD);
       blk.ln2.rows(h2_.data(), M, x_.data());
@@ -153,19 +124,11 @@ class IntVit : public IntModel {
       tap(p + "residual_mlp.output", h_.data(), MD);
     }
     // Final LayerNorm and classifier on the CLS rows only; logits dequantized (the output boundary).
-    std::vector<uint8_t> cls(static_cast<size_t>(B) * D_), ln(static_cast<size_t>(B) * D_);
-    for (int b = 0; b < B; ++b)
-      std::copy(h_.begin() + static_cast<size_t>(b) * T_ * D_, h_.begin() + (static_cast<size_t>(b) * T_ + 1) * D_,
-                cls.begin() + static_cast<size_t>(b) * D_);
+    std::vector<uint8_t> cls = first_rows(h_.data(), B, T_, D_), ln(cls.size());
     lnf_.rows(cls.data(), B, ln.data());
     std::vector<int32_t> acc(static_cast<size_t>(B) * L_);
     head_.run(ln.data(), B, acc.data());
-    std::vector<float> logits(acc.size());
-    for (int b = 0; b < B; ++b)
-      for (int l = 0; l < L_; ++l) {
-        const size_t i = static_cast<size_t>(b) * L_ + l;
-        logits[i] = static_cast<float>(acc[i] * head_.acc_scale[static_cast<size_t>(l)] + head_.bias[static_cast<size_t>(l)]);
-      }
+    std::vector<float> logits = dequantize_logits(head_, acc.data(), B);
     return logits;
   }
 
@@ -179,8 +142,9 @@ class IntVit : public IntModel {
   std::vector<VitBlock> blocks_;
   IntLayerNormSite lnf_;
   // Scratch reused across calls (one forward at a time per model).
-  std::vector<uint8_t> patches_, codes_, h_, h2_, x_, y_, qc_, kc_, vc_;
-  std::vector<int32_t> acc_, ctx_;
+  std::vector<uint8_t> patches_, codes_, h_, h2_, x_, y_;
+  std::vector<int32_t> acc_;
+  IntSelfAttention::Scratch attn_scratch_;
   std::vector<int32_t> idx_;
 };
 
