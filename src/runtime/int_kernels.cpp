@@ -121,14 +121,15 @@ void LogIntSoftmax::row(const int32_t* q_in, const uint8_t* valid, int n, int8_t
   // k = ⌊log2 r⌋ + the bit below r's top bit, r = ⌊(2Σ + e) / 2e⌋, is the number of thresholds
   // t_j (2, 3, 6, 12, …, 3·2^(j−2)) with r ≥ t_j, and r ≥ t ⇔ e ≤ ⌊2Σ / (2t − 1)⌋: one integer
   // division per threshold and row, then compares over the row that vectorise.
-  for (int j = 1; j < top; ++j) {
-    const int64_t t = j == 1 ? 2 : int64_t{3} << (j - 2);
-    const int64_t E = 2 * sum / (2 * t - 1);
-    if (E < 1 || j >= 62) break;  // no e ≥ 1 passes this or any later threshold
+  auto threshold = [](int j) { return j == 1 ? int64_t{2} : int64_t{3} << (j - 2); };  // j ≤ 61
+  for (int j = 1; j < top && j < 62; ++j) {
+    const int64_t E = 2 * sum / (2 * threshold(j) - 1);
+    if (E < 1) break;  // no e ≥ 1 passes this or any later threshold
     for (int i = 0; i < n; ++i) k[i] += e[i] <= E;
   }
-  // e ≤ 0 (below the i-exp grid or padding) → -1; k = top needs r ≥ t_top: count it as "beyond".
-  const int64_t Etop = top < 62 ? 2 * sum / (2 * (top == 1 ? 2 : int64_t{3} << (top - 2)) - 1) : 0;
+  // e ≤ 0 (below the i-exp grid or padding) → -1, and so is k ≥ top, i.e. r ≥ t_top (a threshold
+  // that no r reaches when top ≥ 62, as 2Σ < 2^62).
+  const int64_t Etop = top < 62 ? 2 * sum / (2 * threshold(top) - 1) : 0;
   for (int i = 0; i < n; ++i) codes[i] = static_cast<int8_t>(e[i] <= 0 || e[i] <= Etop ? -1 : k[i]);
 }
 

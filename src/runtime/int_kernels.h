@@ -51,10 +51,10 @@ struct IntExp {
 void log_int_softmax_row(const int32_t* q, const uint8_t* valid, int n, const IntExp& ie, int bits, int8_t* codes);
 
 // The fast form of log_int_softmax_row for scores from one 8-bit (or narrower) quantizer:
-// score − row max takes at most `range` + 1 values, so i-exp is a table made at load; the
-// rounding r = round(Σe / e) uses a double quotient corrected by one integer compare each way
-// (exact: both operands < 2^53), and k = ⌊log2 r⌋ + the bit below r's top bit. Bit-identical
-// to the reference (tested).
+// score − row max takes at most `range` + 1 values, so i-exp is a table made at load; instead of
+// dividing per element, code k counts the thresholds r ≥ t_j that r = round(Σe / e) passes, each
+// an `e ≤ ⌊2Σ / (2t_j − 1)⌋` compare (one division per threshold and row). Bit-identical to the
+// reference (tested).
 struct LogIntSoftmax {
   int bits = 4, range = 255;
   std::vector<int64_t> exp_of_gap;  // [range + 1]: i-exp of −gap

@@ -92,9 +92,13 @@ ModelInput fill_tokens(const ModelInput& in, int T) {
   at::Tensor ids = in.input_ids.to(at::kLong).contiguous(), mask = in.attention_mask.to(at::kLong).contiguous();
   const int64_t B = ids.size(0);
   at::Tensor out = at::empty({B, T}, at::kLong);
+  auto src = ids.accessor<int64_t, 2>(), m = mask.accessor<int64_t, 2>();
+  auto dst = out.accessor<int64_t, 2>();
   for (int64_t b = 0; b < B; ++b) {
-    const int64_t n = std::max<int64_t>(1, mask[b].sum().item<int64_t>());
-    for (int t = 0; t < T; ++t) out[b][t] = ids[b][t % n];
+    int64_t n = 0;
+    while (n < ids.size(1) && m[b][n]) ++n;  // attended tokens come first (padding at the end)
+    n = std::max<int64_t>(n, 1);
+    for (int t = 0; t < T; ++t) dst[b][t] = src[b][t % n];
   }
   ModelInput r;
   r.input_ids = out;
