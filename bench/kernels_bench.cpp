@@ -90,16 +90,16 @@ void BM_IntLayerNormRows(benchmark::State& st) {
 }
 BENCHMARK(BM_IntLayerNormRows)->Arg(1088)->Unit(benchmark::kMicrosecond);
 
-// One head's attention over a batch: scores, Log-Int-Softmax rows, A·V by shifts. Arg = tokens:
-// 17 (vit-fmnist, batch 64) or 128 (bert-austen, batch 8).
+// One head's attention over a batch: scores, Log-Int-Softmax rows, A·V by shifts. Args = tokens
+// and softmax bits: 17/4 (vit-fmnist 8/8/4, batch 64) or 128/8 (bert-austen 8/8/8, batch 8).
 void BM_AttentionHead(benchmark::State& st) {
-  const int T = static_cast<int>(st.range(0)), dh = 64, ld = 256, B = T > 64 ? 8 : 64;
+  const int T = static_cast<int>(st.range(0)), bits = static_cast<int>(st.range(1)), dh = 64, ld = 256, B = T > 64 ? 8 : 64;
   auto q = random_codes<uint8_t>(static_cast<size_t>(T) * ld, 0, 255, 8);
   auto k = random_codes<uint8_t>(q.size(), 0, 255, 9);
   auto v = random_codes<uint8_t>(q.size(), 0, 255, 10);
   std::vector<int32_t> S(static_cast<size_t>(T) * T), ctx(static_cast<size_t>(T) * dh);
   std::vector<int8_t> codes(S.size());
-  LogIntSoftmax lis = LogIntSoftmax::make(IntExp::for_scale(0.002), 255, 4);
+  LogIntSoftmax lis = LogIntSoftmax::make(IntExp::for_scale(0.05), 255, bits);
   for (auto _ : st) {
     for (int b = 0; b < B; ++b) {
       qk_scores(q.data(), 128, k.data(), 128, T, dh, ld, S.data());
@@ -108,13 +108,28 @@ void BM_AttentionHead(benchmark::State& st) {
         for (int j = 0; j < T; ++j) row[j] = std::max(-128, std::min(127, row[j] >> 10));
         lis.row(row, nullptr, T, codes.data() + static_cast<size_t>(t) * T);
       }
-      av_log2(codes.data(), v.data(), 128, T, dh, ld, 15, ctx.data(), dh);
+      av_log2(codes.data(), v.data(), 128, T, dh, ld, std::min((1 << bits) - 1, 20), ctx.data(), dh);
     }
     benchmark::DoNotOptimize(ctx.data());
   }
   st.SetItemsProcessed(st.iterations() * B);
 }
-BENCHMARK(BM_AttentionHead)->Arg(17)->Arg(128)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_AttentionHead)->Args({17, 4})->Args({128, 4})->Args({128, 8})->Unit(benchmark::kMicrosecond);
+
+// Log-Int-Softmax alone on rows of 8-bit scores. Args = row length, bits.
+void BM_LogIntSoftmaxRow(benchmark::State& st) {
+  const int n = static_cast<int>(st.range(0)), bits = static_cast<int>(st.range(1)), rows = 64;
+  auto S = random_codes<int32_t>(static_cast<size_t>(rows) * n, -128, 127, 11);
+  std::vector<int8_t> codes(S.size());
+  LogIntSoftmax lis = LogIntSoftmax::make(IntExp::for_scale(0.05), 255, bits);
+  for (auto _ : st) {
+    for (int r = 0; r < rows; ++r)
+      lis.row(S.data() + static_cast<size_t>(r) * n, nullptr, n, codes.data() + static_cast<size_t>(r) * n);
+    benchmark::DoNotOptimize(codes.data());
+  }
+  st.SetItemsProcessed(st.iterations() * rows * n);
+}
+BENCHMARK(BM_LogIntSoftmaxRow)->Args({17, 4})->Args({128, 4})->Args({128, 8})->Unit(benchmark::kMicrosecond);
 
 void BM_IntExp(benchmark::State& st) {
   IntExp ie = IntExp::for_scale(0.002);

@@ -134,24 +134,28 @@ TEST(IntKernels, ResidualRequantWithinHalfAStepOfExact) {
 
 TEST(IntKernels, TableLogIntSoftmaxMatchesReferenceBitExactly) {
   std::mt19937 rng(11);
-  for (double scale : {0.002, 0.03, 0.4}) {
+  for (double scale : {0.002, 0.03, 0.08, 0.4}) {
     IntExp ie = IntExp::for_scale(scale);
     for (int bits : {4, 8}) {
       LogIntSoftmax fast = LogIntSoftmax::make(ie, 255, bits);
-      for (int trial = 0; trial < 200; ++trial) {
+      // Both paths: exact double division per element, and integer threshold compares.
+      for (int trial = 0; trial < 300; ++trial) {
         const int n = 1 + static_cast<int>(rng() % 130);
         std::vector<int32_t> q(static_cast<size_t>(n));
         std::vector<uint8_t> valid(static_cast<size_t>(n), 1);
-        const int32_t lo = -128 + static_cast<int32_t>(rng() % 100);
-        for (auto& x : q) x = lo + static_cast<int32_t>(rng() % 128);  // max − min ≤ 255
+        const int32_t spread = 1 + static_cast<int32_t>(rng() % 256);  // max − min ≤ 255
+        for (auto& x : q) x = -128 + static_cast<int32_t>(rng() % static_cast<uint32_t>(spread));
         if (trial % 2)
           for (auto& v : valid) v = rng() % 4 != 0;
         valid[rng() % valid.size()] = 1;
         if (trial % 7 == 0) std::fill(q.begin(), q.end(), q[0]);  // all equal
-        std::vector<int8_t> want(q.size()), got(q.size());
+        const uint8_t* mask = trial % 2 ? valid.data() : nullptr;
+        std::vector<int8_t> want(q.size()), got(q.size()), by_exp(q.size());
         log_int_softmax_row(q.data(), valid.data(), n, ie, bits, want.data());
-        fast.row(q.data(), trial % 2 ? valid.data() : nullptr, n, got.data());
+        fast.row(q.data(), mask, n, got.data());
+        fast.row_by_exp(q.data(), mask, n, by_exp.data());
         ASSERT_EQ(want, got) << "scale " << scale << " bits " << bits << " trial " << trial;
+        ASSERT_EQ(want, by_exp) << "scale " << scale << " bits " << bits << " trial " << trial;
       }
     }
   }

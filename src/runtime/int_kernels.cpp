@@ -1,6 +1,7 @@
 #include "runtime/int_kernels.h"
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -97,7 +98,50 @@ LogIntSoftmax LogIntSoftmax::make(const IntExp& ie, int range, int bits) {
   return l;
 }
 
+namespace {
+// Log-Int-Softmax's thresholds on r = round(Σe / e): 2, 3, 6, 12, …, 3·2^(j−2) (j ≤ 61).
+int64_t lis_threshold(int j) { return j == 1 ? int64_t{2} : int64_t{3} << (j - 2); }
+}  // namespace
+
 void LogIntSoftmax::row(const int32_t* q_in, const uint8_t* valid, int n, int8_t* codes_out) const {
+  const int32_t* __restrict q = q_in;
+  int8_t* __restrict codes = codes_out;
+  const int64_t* __restrict tab = exp_of_gap.data();
+  constexpr int32_t kLow = std::numeric_limits<int32_t>::min();
+  int32_t mx = kLow;
+  if (valid) {
+    const uint8_t* __restrict ok = valid;
+    for (int i = 0; i < n; ++i) mx = std::max(mx, ok[i] ? q[i] : kLow);
+  } else {
+    for (int i = 0; i < n; ++i) mx = std::max(mx, q[i]);
+  }
+  thread_local std::vector<int64_t> ev;
+  ev.resize(static_cast<size_t>(n));
+  int64_t* __restrict e = ev.data();
+  int64_t sum = 0;
+  if (valid) {
+    for (int i = 0; i < n; ++i) sum += e[i] = valid[i] ? tab[mx - q[i]] : 0;
+  } else {
+    for (int i = 0; i < n; ++i) sum += e[i] = tab[mx - q[i]];
+  }
+  // r = ⌊(2Σ + e) / 2e⌋ in double is exact while 2Σ + e < 2^53: both operands are exact, and a
+  // quotient that is not an integer lies at least 1/2e below the next one, more than half an ulp.
+  if (2 * sum + tab[0] >= (int64_t{1} << 53)) return row_by_exp(q_in, valid, n, codes_out);
+  const double two_sum = 2.0 * static_cast<double>(sum);
+  const int64_t top = int64_t{1} << bits;
+  for (int i = 0; i < n; ++i) {
+    const double ei = static_cast<double>(e[i]);
+    const double r = std::floor((two_sum + ei) / (2.0 * ei));
+    // k = #thresholds t_j ≤ r (2, 3, 6, 12, …) = ⌊log2 r⌋ + the bit below r's top bit: the
+    // double's exponent plus its first mantissa bit (r ≥ 1).
+    int64_t b;
+    std::memcpy(&b, &r, sizeof b);
+    const int64_t k = (b >> 52) - 1023 + ((b >> 51) & 1);
+    codes[i] = static_cast<int8_t>(e[i] <= 0 || k >= top ? -1 : k);  // e = 0 (r = ∞) or 2^-k below the grid
+  }
+}
+
+void LogIntSoftmax::row_by_exp(const int32_t* q_in, const uint8_t* valid, int n, int8_t* codes_out) const {
   const int32_t* __restrict q = q_in;
   int8_t* __restrict codes = codes_out;
   const int64_t* __restrict tab = exp_of_gap.data();
@@ -121,15 +165,14 @@ void LogIntSoftmax::row(const int32_t* q_in, const uint8_t* valid, int n, int8_t
   // k = ⌊log2 r⌋ + the bit below r's top bit, r = ⌊(2Σ + e) / 2e⌋, is the number of thresholds
   // t_j (2, 3, 6, 12, …, 3·2^(j−2)) with r ≥ t_j, and r ≥ t ⇔ e ≤ ⌊2Σ / (2t − 1)⌋: one integer
   // division per threshold and row, then compares over the row that vectorise.
-  auto threshold = [](int j) { return j == 1 ? int64_t{2} : int64_t{3} << (j - 2); };  // j ≤ 61
   for (int j = 1; j < top && j < 62; ++j) {
-    const int64_t E = 2 * sum / (2 * threshold(j) - 1);
+    const int64_t E = 2 * sum / (2 * lis_threshold(j) - 1);
     if (E < 1) break;  // no e ≥ 1 passes this or any later threshold
     for (int i = 0; i < n; ++i) k[i] += e[i] <= E;
   }
   // e ≤ 0 (below the i-exp grid or padding) → -1, and so is k ≥ top, i.e. r ≥ t_top (a threshold
   // that no r reaches when top ≥ 62, as 2Σ < 2^62).
-  const int64_t Etop = top < 62 ? 2 * sum / (2 * threshold(top) - 1) : 0;
+  const int64_t Etop = top < 62 ? 2 * sum / (2 * lis_threshold(top) - 1) : 0;
   for (int i = 0; i < n; ++i) codes[i] = static_cast<int8_t>(e[i] <= 0 || e[i] <= Etop ? -1 : k[i]);
 }
 

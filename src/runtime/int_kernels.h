@@ -51,16 +51,18 @@ struct IntExp {
 void log_int_softmax_row(const int32_t* q, const uint8_t* valid, int n, const IntExp& ie, int bits, int8_t* codes);
 
 // The fast form of log_int_softmax_row for scores from one 8-bit (or narrower) quantizer:
-// score − row max takes at most `range` + 1 values, so i-exp is a table made at load; instead of
-// dividing per element, code k counts the thresholds r ≥ t_j that r = round(Σe / e) passes, each
-// an `e ≤ ⌊2Σ / (2t_j − 1)⌋` compare (one division per threshold and row). Bit-identical to the
-// reference (tested).
+// score − row max takes at most `range` + 1 values, so i-exp is a table made at load, and
+// r = round(Σe / e) is one vectorised double division per element (exact while 2Σ < 2^53, else
+// row_by_exp), k read off its exponent bits. Bit-identical to the reference (tested).
 struct LogIntSoftmax {
   int bits = 4, range = 255;
   std::vector<int64_t> exp_of_gap;  // [range + 1]: i-exp of −gap
   static LogIntSoftmax make(const IntExp& ie, int range, int bits);
   // q: scores with max − min ≤ range among valid entries; valid == nullptr: all valid.
   void row(const int32_t* q, const uint8_t* valid, int n, int8_t* codes) const;
+  // The same codes without floating point: k counts the thresholds r ≥ t_j that r passes, each
+  // an `e ≤ ⌊2Σ / (2t_j − 1)⌋` compare (one integer division per threshold and row).
+  void row_by_exp(const int32_t* q, const uint8_t* valid, int n, int8_t* codes) const;
 };
 
 // A uniform quantizer's integer view: real = (q − zero) · scale.
