@@ -107,12 +107,9 @@ class IntBert : public IntModel {
     for (int i = 0; i < M; ++i)
       if (ids[i] < 0 || ids[i] >= V_) fail("bert", "token id " + std::to_string(ids[i]) + " outside the vocabulary (0.." + std::to_string(V_ - 1) + ")");
     const size_t MD = static_cast<size_t>(M) * D_, MF = static_cast<size_t>(M) * F_;
-    h_.resize(MD);
-    h2_.resize(MD);
-    x_.resize(std::max(MD, MF));
-    y_.resize(x_.size());
-    acc_.resize(std::max(MD, MF));
-    idx_.resize(MF);
+    for (auto* v : {&h_, &h2_}) grow(*v, MD);
+    for (auto* v : {&x_, &y_}) grow(*v, std::max(MD, MF));
+    for (auto* v : {&acc_, &idx_}) grow(*v, std::max(MD, MF));
     embed(ids, B, T);
     const IntSelfAttention::TapFn tap_fn = [this](const std::string& k, const uint8_t* c, size_t n) { tap(k, c, n); };
     for (size_t li = 0; li < blocks_.size(); ++li) {
@@ -199,6 +196,13 @@ class IntBert : public IntModel {
 
 }  // namespace
 
-std::unique_ptr<IntModel> make_int_bert(const Artifact& a, Kernels kernels) { return std::make_unique<IntBert>(a, kernels); }
+std::unique_ptr<IntModel> make_hybrid_bert(const Artifact& a, Kernels kernels);
+
+// As for ViT: a LayerNorm input quantizer means integer-only, else int8 GEMMs with float between.
+std::unique_ptr<IntModel> make_int_bert(const Artifact& a, Kernels kernels) {
+  StoredQuant ln;
+  if (!a.quant("bert.embeddings.LayerNorm", "input0", Role::LayerNormInput, &ln)) return make_hybrid_bert(a, kernels);
+  return std::make_unique<IntBert>(a, kernels);
+}
 
 }  // namespace qtx::rt

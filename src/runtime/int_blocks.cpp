@@ -149,11 +149,8 @@ void IntSelfAttention::run(const uint8_t* in, const int32_t* valid, int B, int T
                            const TapFn& tap) const {
   const int M = B * T;
   const size_t MD = static_cast<size_t>(M) * q.N;
-  s.x.resize(MD);
-  s.qc.resize(MD);
-  s.kc.resize(MD);
-  s.vc.resize(MD);
-  s.ctx.resize(MD);
+  for (auto* v : {&s.x, &s.qc, &s.kc, &s.vc}) grow(*v, MD);
+  grow(s.ctx, MD);
   // Each projection's accumulators go through o_acc (free until the output projection).
   auto project = [&](const std::vector<uint8_t>& table, const IntLinear& l, const ChannelRequant& out, uint8_t* codes) {
     const uint8_t* x = in;

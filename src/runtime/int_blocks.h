@@ -77,6 +77,13 @@ struct IntSelfAttention {
   void run(const uint8_t* in, const int32_t* valid, int B, int T, Scratch& s, int32_t* o_acc, const TapFn& tap) const;
 };
 
+// Scratch buffers are grown, never shrunk: a call with fewer tokens after one with more does not
+// pay for zero-filling them again.
+template <typename Vec>
+void grow(Vec& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
 // A classifier's accumulators → float logits (the output boundary).
 std::vector<float> dequantize_logits(const IntLinear& head, const int32_t* acc, int B);
 // Row 0 of each of B sequences of T rows of D codes (the CLS rows).

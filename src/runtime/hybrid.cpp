@@ -1,0 +1,444 @@
+// Artifacts whose recipe keeps LayerNorm, Softmax and the residual stream in float (minmax-w8a8,
+// percentile-w8a8, omse-w8a8, w6a6, w4a8, sym-*): every linear layer is an int8 GEMM on its
+// quantized input (oneDNN, int32 accumulation), Q·Kᵀ is an integer dot product of the two
+// quantized operands, and what the recipe leaves in float (LayerNorm, softmax, GELU, residual
+// adds, A·V's probabilities) runs in float32 exactly where the fake-quant model runs it in
+// float. A quantizer the recipe does put on such a site (e.g. the probabilities in sym-*) is
+// applied there as quantize-dequantize. Fully quantized recipes (FQ-ViT) go to int_vit/int_bert.
+#include <algorithm>
+#include <cmath>
+
+#include "formats/error.h"
+#include "runtime/int_blocks.h"
+#include "runtime/int_model.h"
+
+namespace qtx::rt {
+namespace {
+
+// A per-tensor activation quantizer, signed or unsigned, with codes stored as bytes
+// (stored = code + offset, offset 128 for signed codes): (stored − zero_stored) = (code − zero).
+struct ActQuant {
+  float scale = 1, zero = 0;
+  int32_t qmin = 0, qmax = 255, offset = 0;
+  int32_t zero_stored() const { return static_cast<int32_t>(zero) + offset; }
+  static ActQuant from(const StoredQuant& q, const std::string& what) {
+    if (q.scale.size() != 1) fail(what, "needs a per-tensor activation quantizer");
+    if (q.spec.scheme != Scheme::Uniform) fail(what, "needs a uniform activation quantizer here");
+    if (q.spec.bits > 8) fail(what, std::to_string(q.spec.bits) + "-bit activations: the runtime runs 2–8 bits");
+    ActQuant a;
+    a.scale = q.scale[0];
+    a.zero = q.zero[0];
+    a.qmin = q.spec.qmin();
+    a.qmax = q.spec.qmax();
+    a.offset = a.qmin < 0 ? 128 : 0;
+    return a;
+  }
+  // The fake-quant model's rounding: clamp(round_half_away(x / s) + z) in float32.
+  float code(float x) const {
+    const float v = x / scale;
+    const float r = std::copysign(std::floor(std::fabs(v) + 0.5f), v) + zero;
+    return std::min(static_cast<float>(qmax), std::max(static_cast<float>(qmin), r));
+  }
+  void codes(const float* x, size_t n, uint8_t* out) const {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(static_cast<int32_t>(code(x[i])) + offset);
+  }
+  void fake_quant(float* x, size_t n) const {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; ++i) x[i] = (code(x[i]) - zero) * scale;
+  }
+};
+
+// An optional quantizer on a site the recipe may leave in float.
+struct MaybeQuant {
+  bool on = false;
+  ActQuant q;
+  static MaybeQuant load(const Artifact& a, const std::string& site, const char* slot, Role role) {
+    MaybeQuant m;
+    StoredQuant s;
+    if (a.quant(site, slot, role, &s)) {
+      m.on = true;
+      m.q = ActQuant::from(s, site + " " + slot);
+    }
+    return m;
+  }
+  void apply(float* x, size_t n) const {
+    if (on) q.fake_quant(x, n);
+  }
+};
+
+// A linear layer: float input → codes of its input quantizer → int8 GEMM → float (+ bias).
+struct QLinear {
+  std::unique_ptr<Int8Gemm> gemm;
+  ActQuant in;
+  std::vector<float> acc_scale, bias;
+  int N = 0, K = 0;
+  static QLinear load(const Artifact& a, const std::string& site, int N, int K, bool has_bias, Kernels kernels) {
+    QLinear l;
+    l.N = N;
+    l.K = K;
+    l.in = ActQuant::from(a.need_quant(site, "input0", Role::LinearInput), site + " input");
+    StoredWeight w = a.need_weight(site, N, K);
+    l.gemm = std::make_unique<Int8Gemm>(w.codes.data(), N, K, kernels);
+    for (int c = 0; c < N; ++c) l.acc_scale.push_back(l.in.scale * w.scale[static_cast<size_t>(c)]);
+    l.bias = has_bias ? a.param(site + ".bias", N) : std::vector<float>(static_cast<size_t>(N), 0.0f);
+    return l;
+  }
+  void run(const float* x, int M, float* y, std::vector<uint8_t>& codes, std::vector<int32_t>& acc) const {
+    const size_t MK = static_cast<size_t>(M) * K, MN = static_cast<size_t>(M) * N;
+    grow(codes, MK);
+    grow(acc, MN);
+    in.codes(x, MK, codes.data());
+    gemm->run(codes.data(), M, in.zero_stored(), acc.data());
+    const float* __restrict s = acc_scale.data();
+    const float* __restrict b = bias.data();
+    const int32_t* __restrict A = acc.data();
+#pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; ++m)
+      for (int c = 0; c < N; ++c) {
+        const size_t i = static_cast<size_t>(m) * N + c;
+        y[i] = static_cast<float>(A[i]) * s[c] + b[c];
+      }
+  }
+};
+
+struct FloatLayerNorm {
+  std::vector<float> gamma, beta;
+  float eps = 1e-12f;
+  static FloatLayerNorm load(const Artifact& a, const std::string& prefix, int C, double eps) {
+    return {a.param(prefix + ".weight", C), a.param(prefix + ".bias", C), static_cast<float>(eps)};
+  }
+  void rows(const float* x, int M, float* y) const {
+    const int C = static_cast<int>(gamma.size());
+#pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; ++m) {
+      const float* r = x + static_cast<size_t>(m) * C;
+      double mean = 0, var = 0;
+      for (int c = 0; c < C; ++c) mean += r[c];
+      mean /= C;
+      for (int c = 0; c < C; ++c) var += (r[c] - mean) * (r[c] - mean);
+      const float inv = static_cast<float>(1.0 / std::sqrt(var / C + eps));
+      float* o = y + static_cast<size_t>(m) * C;
+      for (int c = 0; c < C; ++c) o[c] = static_cast<float>(r[c] - mean) * inv * gamma[static_cast<size_t>(c)] + beta[static_cast<size_t>(c)];
+    }
+  }
+};
+
+struct Scratch {
+  std::vector<uint8_t> codes, qc, kc, vc;
+  std::vector<int32_t> acc;
+  std::vector<float> q, k, v, ctx, x, y, f;
+};
+
+// Self-attention with integer Q·Kᵀ and float softmax and A·V (the probabilities stay float
+// unless the recipe quantizes them; V is quantized and used as (v − z)·s).
+struct HybridAttention {
+  QLinear q, k, v, o;
+  ActQuant qk0, qk1, av1;
+  MaybeQuant probs;
+  int heads = 1, dh = 0;
+  static HybridAttention load(const Artifact& a, const std::string& prefix, const std::string& o_site, int D, int heads,
+                              bool qkv_bias, Kernels kernels) {
+    HybridAttention h;
+    h.q = QLinear::load(a, prefix + "query", D, D, qkv_bias, kernels);
+    h.k = QLinear::load(a, prefix + "key", D, D, qkv_bias, kernels);
+    h.v = QLinear::load(a, prefix + "value", D, D, qkv_bias, kernels);
+    h.o = QLinear::load(a, o_site, D, D, true, kernels);
+    h.qk0 = ActQuant::from(a.need_quant(prefix + "matmul_qk", "input0", Role::QkInput), prefix + "matmul_qk input0");
+    h.qk1 = ActQuant::from(a.need_quant(prefix + "matmul_qk", "input1", Role::QkInput), prefix + "matmul_qk input1");
+    h.av1 = ActQuant::from(a.need_quant(prefix + "matmul_av", "input1", Role::AvInput), prefix + "matmul_av input1");
+    h.probs = MaybeQuant::load(a, prefix + "softmax", "output", Role::SoftmaxOutput);
+    h.heads = heads;
+    h.dh = D / heads;
+    return h;
+  }
+  // x [B·T, D] float; valid [B, T] or nullptr; out [B·T, D] = the output projection (bias added).
+  void run(const float* x, const int32_t* valid, int B, int T, Scratch& s, float* out) const {
+    const int D = heads * dh, M = B * T;
+    const size_t MD = static_cast<size_t>(M) * D;
+    for (auto* f : {&s.q, &s.k, &s.v, &s.ctx}) grow(*f, MD);
+    for (auto* c : {&s.qc, &s.kc, &s.vc}) grow(*c, MD);
+    q.run(x, M, s.q.data(), s.codes, s.acc);
+    k.run(x, M, s.k.data(), s.codes, s.acc);
+    v.run(x, M, s.v.data(), s.codes, s.acc);
+    qk0.codes(s.q.data(), MD, s.qc.data());
+    qk1.codes(s.k.data(), MD, s.kc.data());
+    av1.codes(s.v.data(), MD, s.vc.data());
+    const float score_scale = qk0.scale * qk1.scale / std::sqrt(static_cast<float>(dh));
+    const int32_t zv = av1.zero_stored();
+#pragma omp parallel
+    {
+      std::vector<int32_t> S(static_cast<size_t>(T) * T);
+      std::vector<float> P(static_cast<size_t>(T)), acc(static_cast<size_t>(dh));
+#pragma omp for schedule(static) collapse(2)
+      for (int b = 0; b < B; ++b)
+        for (int h = 0; h < heads; ++h) {
+          const size_t base = static_cast<size_t>(b) * T * D + static_cast<size_t>(h) * dh;
+          qk_scores(s.qc.data() + base, qk0.zero_stored(), s.kc.data() + base, qk1.zero_stored(), T, dh, D, S.data());
+          for (int t = 0; t < T; ++t) {
+            const int32_t* row = S.data() + static_cast<size_t>(t) * T;
+            float mx = -INFINITY;
+            for (int j = 0; j < T; ++j)
+              if (!valid || valid[static_cast<size_t>(b) * T + j]) mx = std::max(mx, row[j] * score_scale);
+            float sum = 0;
+            for (int j = 0; j < T; ++j) {
+              const bool ok = !valid || valid[static_cast<size_t>(b) * T + j];
+              P[static_cast<size_t>(j)] = ok ? std::exp(row[j] * score_scale - mx) : 0.0f;
+              sum += P[static_cast<size_t>(j)];
+            }
+            for (int j = 0; j < T; ++j) P[static_cast<size_t>(j)] /= sum;
+            probs.apply(P.data(), P.size());
+            std::fill(acc.begin(), acc.end(), 0.0f);
+            for (int j = 0; j < T; ++j) {
+              const float p = P[static_cast<size_t>(j)];
+              if (p == 0.0f) continue;
+              const uint8_t* vr = s.vc.data() + static_cast<size_t>(b) * T * D + static_cast<size_t>(j) * D + static_cast<size_t>(h) * dh;
+              for (int d = 0; d < dh; ++d) acc[static_cast<size_t>(d)] += p * static_cast<float>(vr[d] - zv);
+            }
+            float* c = s.ctx.data() + base + static_cast<size_t>(t) * D;
+            for (int d = 0; d < dh; ++d) c[d] = acc[static_cast<size_t>(d)] * av1.scale;
+          }
+        }
+    }
+    o.run(s.ctx.data(), M, out, s.codes, s.acc);
+  }
+};
+
+// fc1 → activation (float, optionally quantized at its output) → fc2, into out.
+struct HybridMlp {
+  QLinear fc1, fc2;
+  MaybeQuant act_out;
+  std::function<double(double)> act;
+  static HybridMlp load(const Artifact& a, const std::string& p, int D, int F, const std::string& hidden_act, Kernels kernels) {
+    HybridMlp m;
+    m.fc1 = QLinear::load(a, p + "intermediate.dense", F, D, true, kernels);
+    m.fc2 = QLinear::load(a, p + "output.dense", D, F, true, kernels);
+    m.act_out = MaybeQuant::load(a, p + "intermediate.intermediate_act_fn", "output", Role::ActOutput);
+    m.act = activation_fn(hidden_act);
+    return m;
+  }
+  void run(const float* x, int M, Scratch& s, float* out) const {
+    const size_t MF = static_cast<size_t>(M) * fc1.N;
+    grow(s.f, MF);
+    fc1.run(x, M, s.f.data(), s.codes, s.acc);
+    float* f = s.f.data();
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < MF; ++i) f[i] = static_cast<float>(act(f[i]));
+    act_out.apply(f, MF);
+    fc2.run(f, M, out, s.codes, s.acc);
+  }
+};
+
+void add_into(float* h, const float* y, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; ++i) h[i] += y[i];
+}
+
+// A fully quantized recipe quantizes LayerNorm inputs; those artifacts run integer-only.
+void require_float_layernorm(const Artifact& a, const std::string& ln_site) {
+  StoredQuant s;
+  if (a.quant(ln_site, "input0", Role::LayerNormInput, &s))
+    fail(ln_site, "internal: a fully quantized artifact reached the float-LayerNorm runtime");
+}
+
+class HybridVit : public IntModel {
+ public:
+  HybridVit(const Artifact& a, Kernels kernels) : cfg_(a.config()) {
+    const ModelConfig& c = cfg_;
+    D_ = c.hidden_size;
+    P_ = c.patch_size;
+    Ci_ = c.num_channels;
+    G_ = c.image_size / P_;
+    T_ = G_ * G_ + 1;
+    L_ = c.num_labels();
+    const std::string emb = "vit.embeddings.";
+    proj_ = QLinear::load(a, emb + "patch_embeddings.projection", D_, Ci_ * P_ * P_, true, kernels);
+    pos_ = a.param(emb + "position_embeddings", static_cast<int64_t>(T_) * D_);
+    cls_ = a.param(emb + "cls_token", D_);
+    pos_add_ = MaybeQuant::load(a, emb + "position_add", "output", Role::Residual);
+    for (int i = 0; i < c.num_hidden_layers; ++i) {
+      const std::string p = "vit.encoder.layer." + std::to_string(i) + ".";
+      require_float_layernorm(a, p + "layernorm_before");
+      Block b;
+      b.ln1 = FloatLayerNorm::load(a, p + "layernorm_before", D_, c.layer_norm_eps);
+      b.ln2 = FloatLayerNorm::load(a, p + "layernorm_after", D_, c.layer_norm_eps);
+      b.attn = HybridAttention::load(a, p + "attention.attention.", p + "attention.output.dense", D_, c.num_attention_heads,
+                                     c.qkv_bias, kernels);
+      b.mlp = HybridMlp::load(a, p, D_, c.intermediate_size, c.hidden_act, kernels);
+      b.res1 = MaybeQuant::load(a, p + "residual_attention", "output", Role::Residual);
+      b.res2 = MaybeQuant::load(a, p + "residual_mlp", "output", Role::Residual);
+      blocks_.push_back(std::move(b));
+    }
+    lnf_ = FloatLayerNorm::load(a, "vit.layernorm", D_, c.layer_norm_eps);
+    head_ = QLinear::load(a, "classifier", L_, D_, true, kernels);
+  }
+  const ModelConfig& config() const override { return cfg_; }
+
+  std::vector<float> classify_images(const float* px, int B) override {
+    const int NP = G_ * G_, KP = Ci_ * P_ * P_, M = B * T_, S = G_ * P_;
+    const size_t MD = static_cast<size_t>(M) * D_;
+    grow(s_.x, static_cast<size_t>(B) * NP * KP);
+    for (int b = 0; b < B; ++b)  // patch rows [B·NP, Ci·P·P] in the projection weight's order
+      for (int gy = 0; gy < G_; ++gy)
+        for (int gx = 0; gx < G_; ++gx)
+          for (int ch = 0; ch < Ci_; ++ch)
+            for (int y = 0; y < P_; ++y)
+              for (int x = 0; x < P_; ++x)
+                s_.x[(static_cast<size_t>(b) * NP + gy * G_ + gx) * KP + (ch * P_ + y) * P_ + x] =
+                    px[((static_cast<size_t>(b) * Ci_ + ch) * S + gy * P_ + y) * S + gx * P_ + x];
+    grow(s_.y, static_cast<size_t>(B) * NP * D_);
+    proj_.run(s_.x.data(), B * NP, s_.y.data(), s_.codes, s_.acc);
+    grow(h_, MD);
+    grow(t_, MD);
+    grow(u_, MD);
+    for (int b = 0; b < B; ++b)
+      for (int t = 0; t < T_; ++t)
+        for (int d = 0; d < D_; ++d) {
+          const float e = t == 0 ? cls_[static_cast<size_t>(d)] : s_.y[(static_cast<size_t>(b) * NP + t - 1) * D_ + d];
+          h_[(static_cast<size_t>(b) * T_ + t) * D_ + d] = e + pos_[static_cast<size_t>(t) * D_ + d];
+        }
+    pos_add_.apply(h_.data(), MD);
+    for (const Block& blk : blocks_) {
+      blk.ln1.rows(h_.data(), M, t_.data());
+      blk.attn.run(t_.data(), nullptr, B, T_, s_, u_.data());
+      add_into(h_.data(), u_.data(), MD);
+      blk.res1.apply(h_.data(), MD);
+      blk.ln2.rows(h_.data(), M, t_.data());
+      blk.mlp.run(t_.data(), M, s_, u_.data());
+      add_into(h_.data(), u_.data(), MD);
+      blk.res2.apply(h_.data(), MD);
+    }
+    std::vector<float> cls(static_cast<size_t>(B) * D_), ln(cls.size()), logits(static_cast<size_t>(B) * L_);
+    for (int b = 0; b < B; ++b)
+      std::copy_n(h_.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(b) * T_ * D_), D_, cls.begin() + static_cast<ptrdiff_t>(b) * D_);
+    lnf_.rows(cls.data(), B, ln.data());
+    head_.run(ln.data(), B, logits.data(), s_.codes, s_.acc);
+    return logits;
+  }
+
+ private:
+  struct Block {
+    FloatLayerNorm ln1, ln2;
+    HybridAttention attn;
+    HybridMlp mlp;
+    MaybeQuant res1, res2;
+  };
+  ModelConfig cfg_;
+  int D_, P_, Ci_, G_, T_, L_;
+  QLinear proj_, head_;
+  std::vector<float> pos_, cls_;
+  MaybeQuant pos_add_;
+  std::vector<Block> blocks_;
+  FloatLayerNorm lnf_;
+  std::vector<float> h_, t_, u_;
+  Scratch s_;
+};
+
+// An embedding table in float: the stored float table, or int8 rows × per-row scales where the
+// recipe quantizes embeddings.
+std::vector<float> embedding_table(const Artifact& a, const std::string& site, int rows, int cols) {
+  StoredQuant q;
+  if (!a.quant(site, "weight", Role::Embedding, &q)) return a.param(site + ".weight", static_cast<int64_t>(rows) * cols);
+  StoredWeight w = a.need_weight(site, rows, cols, Role::Embedding);
+  std::vector<float> t(static_cast<size_t>(rows) * cols);
+  for (size_t i = 0; i < t.size(); ++i) t[i] = w.codes[i] * w.scale[i / static_cast<size_t>(cols)];
+  return t;
+}
+
+class HybridBert : public IntModel {
+ public:
+  HybridBert(const Artifact& a, Kernels kernels) : cfg_(a.config()) {
+    const ModelConfig& c = cfg_;
+    D_ = c.hidden_size;
+    L_ = c.num_labels();
+    V_ = c.vocab_size;
+    if (L_ < 1 || !a.has_tensor("classifier.weight.qweight"))
+      fail(a.dir(), "the runtime runs BERT classifiers (pooler + classifier); this artifact has no classifier");
+    const std::string e = "bert.embeddings.";
+    word_ = embedding_table(a, e + "word_embeddings", V_, D_);
+    type_ = embedding_table(a, e + "token_type_embeddings", c.type_vocab_size, D_);
+    pos_ = embedding_table(a, e + "position_embeddings", c.max_position_embeddings, D_);
+    add_type_ = MaybeQuant::load(a, e + "add_token_type", "output", Role::Residual);
+    add_pos_ = MaybeQuant::load(a, e + "add_position", "output", Role::Residual);
+    require_float_layernorm(a, e + "LayerNorm");
+    eln_ = FloatLayerNorm::load(a, e + "LayerNorm", D_, c.layer_norm_eps);
+    for (int i = 0; i < c.num_hidden_layers; ++i) {
+      const std::string p = "bert.encoder.layer." + std::to_string(i) + ".";
+      Block b;
+      b.attn = HybridAttention::load(a, p + "attention.self.", p + "attention.output.dense", D_, c.num_attention_heads, true, kernels);
+      b.mlp = HybridMlp::load(a, p, D_, c.intermediate_size, c.hidden_act, kernels);
+      b.res1 = MaybeQuant::load(a, p + "attention.output.residual", "output", Role::Residual);
+      b.res2 = MaybeQuant::load(a, p + "output.residual", "output", Role::Residual);
+      b.ln1 = FloatLayerNorm::load(a, p + "attention.output.LayerNorm", D_, c.layer_norm_eps);
+      b.ln2 = FloatLayerNorm::load(a, p + "output.LayerNorm", D_, c.layer_norm_eps);
+      blocks_.push_back(std::move(b));
+    }
+    pool_ = QLinear::load(a, "bert.pooler.dense", D_, D_, true, kernels);
+    tanh_out_ = MaybeQuant::load(a, "bert.pooler.activation", "output", Role::ActOutput);
+    head_ = QLinear::load(a, "classifier", L_, D_, true, kernels);
+  }
+  const ModelConfig& config() const override { return cfg_; }
+
+  std::vector<float> classify_tokens(const int32_t* ids, const int32_t* mask, int B, int T) override {
+    if (B < 1 || T < 1) fail("bert", "empty input: no tokens");
+    if (T > cfg_.max_position_embeddings)
+      fail("bert", "sequence of " + std::to_string(T) + " tokens exceeds max_position_embeddings " +
+                       std::to_string(cfg_.max_position_embeddings));
+    const int M = B * T;
+    const size_t MD = static_cast<size_t>(M) * D_;
+    for (int i = 0; i < M; ++i)
+      if (ids[i] < 0 || ids[i] >= V_) fail("bert", "token id " + std::to_string(ids[i]) + " outside the vocabulary (0.." + std::to_string(V_ - 1) + ")");
+    for (auto* v : {&h_, &t_, &u_}) grow(*v, MD);
+    // Embeddings (token type 0 throughout), each add quantized where the recipe says so.
+    for (int i = 0; i < M; ++i)
+      for (int d = 0; d < D_; ++d)
+        t_[static_cast<size_t>(i) * D_ + d] = word_[static_cast<size_t>(ids[i]) * D_ + d] + type_[static_cast<size_t>(d)];
+    add_type_.apply(t_.data(), MD);
+    for (int i = 0; i < M; ++i)
+      for (int d = 0; d < D_; ++d) t_[static_cast<size_t>(i) * D_ + d] += pos_[static_cast<size_t>(i % T) * D_ + d];
+    add_pos_.apply(t_.data(), MD);
+    eln_.rows(t_.data(), M, h_.data());
+    for (const Block& blk : blocks_) {  // post-norm: h = LN(h + f(h))
+      blk.attn.run(h_.data(), mask, B, T, s_, u_.data());
+      add_into(u_.data(), h_.data(), MD);
+      blk.res1.apply(u_.data(), MD);
+      blk.ln1.rows(u_.data(), M, h_.data());
+      blk.mlp.run(h_.data(), M, s_, u_.data());
+      add_into(u_.data(), h_.data(), MD);
+      blk.res2.apply(u_.data(), MD);
+      blk.ln2.rows(u_.data(), M, h_.data());
+    }
+    std::vector<float> cls(static_cast<size_t>(B) * D_), pooled(cls.size()), logits(static_cast<size_t>(B) * L_);
+    for (int b = 0; b < B; ++b)
+      std::copy_n(h_.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(b) * T * D_), D_, cls.begin() + static_cast<ptrdiff_t>(b) * D_);
+    pool_.run(cls.data(), B, pooled.data(), s_.codes, s_.acc);
+    for (float& x : pooled) x = std::tanh(x);
+    tanh_out_.apply(pooled.data(), pooled.size());
+    head_.run(pooled.data(), B, logits.data(), s_.codes, s_.acc);
+    return logits;
+  }
+
+ private:
+  struct Block {
+    HybridAttention attn;
+    HybridMlp mlp;
+    MaybeQuant res1, res2;
+    FloatLayerNorm ln1, ln2;
+  };
+  ModelConfig cfg_;
+  int D_, L_, V_;
+  std::vector<float> word_, type_, pos_;
+  MaybeQuant add_type_, add_pos_, tanh_out_;
+  FloatLayerNorm eln_;
+  std::vector<Block> blocks_;
+  QLinear pool_, head_;
+  std::vector<float> h_, t_, u_;
+  Scratch s_;
+};
+
+}  // namespace
+
+std::unique_ptr<IntModel> make_hybrid_vit(const Artifact& a, Kernels kernels) { return std::make_unique<HybridVit>(a, kernels); }
+std::unique_ptr<IntModel> make_hybrid_bert(const Artifact& a, Kernels kernels) { return std::make_unique<HybridBert>(a, kernels); }
+
+}  // namespace qtx::rt
