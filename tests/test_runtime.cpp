@@ -185,6 +185,34 @@ TEST(IntRuntime, Top1AgreesWithFakeQuantOnHeldOutImages) {
   EXPECT_LE(std::fabs(p.fake.accuracy() - p.integer.accuracy()), 1.0);
 }
 
+// Recipes that keep LayerNorm and Softmax in float (W8A8, W4A8 with packed 4-bit weights, Liu's
+// signed sym-* with quantized probabilities): int8 GEMMs, float between them (runtime/hybrid.cpp).
+// The fast and reference GEMMs give the same integers, so the logits are identical; top-1
+// agreement with fake-quant on held-out samples as for the fully quantized artifacts.
+TEST(IntRuntimeHybrid, FloatLayerNormRecipesMatchReferenceAndFakeQuant) {
+  struct Case {
+    const char* model;
+    const char* recipe;
+    int calib;
+  };
+  for (const Case& c : {Case{"vit-fmnist", "w4a8", 128}, Case{"vit-fmnist", "sym-w4a4", 128}, Case{"bert-austen", "minmax-w8a8", 64}}) {
+    SCOPED_TRACE(std::string(c.model) + " " + c.recipe);
+    TestArtifact art(c.model, c.recipe, c.calib);
+    const bool vit = std::string(c.model) == "vit-fmnist";
+    auto data = vit ? fmnist_test(art.dir, 200) : austen_test(art.dir, 100);
+    ModelInput in = data->batch({0, 1, 2, 3});
+    auto fast = rt::load_int_model(art.dir, rt::Kernels::Fast), ref = rt::load_int_model(art.dir, rt::Kernels::Reference);
+    std::vector<float> a = int_logits(*fast, in), b = int_logits(*ref, in);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << i;
+    ParityResult p = parity(art.dir, *data, 50, /*float64=*/false);
+    std::printf("  %s %s: agreement %.2f%%, fake %.2f%%, integer %.2f%%\n", c.model, c.recipe, p.agreement(),
+                p.fake.accuracy(), p.integer.accuracy());
+    EXPECT_GE(p.agreement(), 99.0);
+    EXPECT_LE(std::fabs(p.fake.accuracy() - p.integer.accuracy()), 1.0);
+  }
+}
+
 TEST(IntRuntime, CorruptArtifactsFailWithOneClearError) {
   const std::string dir = vit_artifact().dir;
   namespace fs = std::filesystem;
@@ -211,14 +239,14 @@ TEST(IntRuntime, CorruptArtifactsFailWithOneClearError) {
     write_text_file(bad + "/recipe.json", j.dump());
   }
   expect_error("uniform softmax", "Log-Int-Softmax only");
-  // Float LayerNorm: the runtime needs the LayerNorm input quantized.
+  // Float LayerNorm with Log-Int-Softmax: a mix no runtime path executes.
   fresh();
   {
     auto j = nlohmann::json::parse(read_text_file(bad + "/recipe.json"));
     j["roles"].erase("layernorm_input");
     write_text_file(bad + "/recipe.json", j.dump());
   }
-  expect_error("float layernorm", "in float");
+  expect_error("float layernorm", "Log-Int-Softmax only in fully quantized recipes");
   // Bits out of range.
   fresh();
   {

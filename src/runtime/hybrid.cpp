@@ -147,6 +147,10 @@ struct HybridAttention {
     h.qk0 = ActQuant::from(a.need_quant(prefix + "matmul_qk", "input0", Role::QkInput), prefix + "matmul_qk input0");
     h.qk1 = ActQuant::from(a.need_quant(prefix + "matmul_qk", "input1", Role::QkInput), prefix + "matmul_qk input1");
     h.av1 = ActQuant::from(a.need_quant(prefix + "matmul_av", "input1", Role::AvInput), prefix + "matmul_av input1");
+    StoredQuant sm;
+    if (a.quant(prefix + "softmax", "output", Role::SoftmaxOutput, &sm) && sm.spec.scheme == Scheme::Log2)
+      fail(prefix + "softmax", "Log-Int-Softmax probabilities with LayerNorm in float: the runtime runs Log-Int-Softmax "
+                               "only in fully quantized recipes (LayerNorm input quantized too)");
     h.probs = MaybeQuant::load(a, prefix + "softmax", "output", Role::SoftmaxOutput);
     h.heads = heads;
     h.dh = D / heads;
