@@ -8,8 +8,12 @@ Q=./build/qtx
 [ -x "$Q" ] || bash scripts/build.sh -DQTX_BUILD_TESTS=OFF
 VQ=runs/bench/vit-fmnist-fqvit-8-8-4
 BQ=runs/bench/bert-austen-fqvit-8-8-8
+VW=runs/bench/vit-fmnist-w4a8
+BW=runs/bench/bert-austen-minmax-w8a8
 $Q quantize --model models/vit-fmnist --recipe fqvit-8-8-4 --out "$VQ" > /dev/null
 $Q quantize --model models/bert-austen --recipe fqvit-8-8-8 --calib 512 --out "$BQ" > /dev/null
+$Q quantize --model models/vit-fmnist --recipe w4a8 --out "$VW" > /dev/null
+$Q quantize --model models/bert-austen --recipe minmax-w8a8 --calib 512 --out "$BW" > /dev/null
 out=docs/BENCHMARKS.md
 rss() { sed -n 's/^peak RSS *\([0-9.]*\) MiB.*/\1/p'; }
 # section TITLE FLOAT_DIR QDIR BATCHES...: speed table, bytes, peak RSS and parity of one model.
@@ -48,6 +52,19 @@ section() {
   echo
   section "vit-fmnist, FQ-ViT 8/8/4" models/vit-fmnist "$VQ" 1 64
   section "bert-austen, FQ-ViT 8/8/8" models/bert-austen "$BQ" 1 32
+  echo "## Recipes with float LayerNorm and Softmax (int8 GEMMs, float between them: docs/RUNTIME.md)"
+  echo
+  for pair in "vit-fmnist w4a8:models/vit-fmnist:$VW:64" "bert-austen minmax-w8a8:models/bert-austen:$BW:32"; do
+    IFS=: read -r title fp qd b <<<"$pair"
+    echo "### $title"
+    echo
+    $Q bench --model "$qd" --float-model "$fp" --batch 1 --batch "$b" --threads 1 --repeats 10 2>/dev/null
+    echo
+    echo '```'
+    $Q parity --model "$qd" --threads 2 2>/dev/null
+    echo '```'
+    echo
+  done
   echo "## Kernel microbenchmarks (Google Benchmark, 1 thread)"
   echo
   echo "\`build/qtx_kernel_bench\` (bench/kernels_bench.cpp). GEMM shapes M/N/K: 17 rows = one image, 1088 = a"
