@@ -384,14 +384,9 @@ class HybridBert : public IntModel {
   const ModelConfig& config() const override { return cfg_; }
 
   std::vector<float> classify_tokens(const int32_t* ids, const int32_t* mask, int B, int T) override {
-    if (B < 1 || T < 1) fail("bert", "empty input: no tokens");
-    if (T > cfg_.max_position_embeddings)
-      fail("bert", "sequence of " + std::to_string(T) + " tokens exceeds max_position_embeddings " +
-                       std::to_string(cfg_.max_position_embeddings));
+    check_tokens(cfg_, ids, B, T);
     const int M = B * T;
     const size_t MD = static_cast<size_t>(M) * D_;
-    for (int i = 0; i < M; ++i)
-      if (ids[i] < 0 || ids[i] >= V_) fail("bert", "token id " + std::to_string(ids[i]) + " outside the vocabulary (0.." + std::to_string(V_ - 1) + ")");
     for (auto* v : {&h_, &t_, &u_}) grow(*v, MD);
     // Embeddings (token type 0 throughout), each add quantized where the recipe says so.
     for (int i = 0; i < M; ++i)

@@ -99,13 +99,8 @@ class IntBert : public IntModel {
   const ModelConfig& config() const override { return cfg_; }
 
   std::vector<float> classify_tokens(const int32_t* ids, const int32_t* mask, int B, int T) override {
-    if (B < 1 || T < 1) fail("bert", "empty input: no tokens");
-    if (T > cfg_.max_position_embeddings)
-      fail("bert", "sequence of " + std::to_string(T) + " tokens exceeds max_position_embeddings " +
-                       std::to_string(cfg_.max_position_embeddings));
+    check_tokens(cfg_, ids, B, T);
     const int M = B * T;
-    for (int i = 0; i < M; ++i)
-      if (ids[i] < 0 || ids[i] >= V_) fail("bert", "token id " + std::to_string(ids[i]) + " outside the vocabulary (0.." + std::to_string(V_ - 1) + ")");
     const size_t MD = static_cast<size_t>(M) * D_, MF = static_cast<size_t>(M) * F_;
     for (auto* v : {&h_, &h2_}) grow(*v, MD);
     for (auto* v : {&x_, &y_}) grow(*v, std::max(MD, MF));

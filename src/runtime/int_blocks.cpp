@@ -172,6 +172,17 @@ void IntSelfAttention::run(const uint8_t* in, const int32_t* valid, int B, int T
   o.run(s.x.data(), M, o_acc);
 }
 
+void check_tokens(const ModelConfig& cfg, const int32_t* ids, int B, int T) {
+  if (B < 1 || T < 1) fail("bert", "empty input: no tokens");
+  if (T > cfg.max_position_embeddings)
+    fail("bert", "sequence of " + std::to_string(T) + " tokens exceeds max_position_embeddings " +
+                     std::to_string(cfg.max_position_embeddings));
+  const int M = B * T;
+  for (int i = 0; i < M; ++i)
+    if (ids[i] < 0 || ids[i] >= cfg.vocab_size)
+      fail("bert", "token id " + std::to_string(ids[i]) + " outside the vocabulary (0.." + std::to_string(cfg.vocab_size - 1) + ")");
+}
+
 std::vector<float> dequantize_logits(const IntLinear& head, const int32_t* acc, int B) {
   const int L = head.N;
   std::vector<float> logits(static_cast<size_t>(B) * L);

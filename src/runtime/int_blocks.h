@@ -84,6 +84,10 @@ void grow(Vec& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
+// A text model's input: B, T ≥ 1, T within max_position_embeddings, every id in the vocabulary
+// (throws qtx::Error naming what is wrong).
+void check_tokens(const ModelConfig& cfg, const int32_t* ids, int B, int T);
+
 // A classifier's accumulators → float logits (the output boundary).
 std::vector<float> dequantize_logits(const IntLinear& head, const int32_t* acc, int B);
 // Row 0 of each of B sequences of T rows of D codes (the CLS rows).
