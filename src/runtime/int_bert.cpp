@@ -191,13 +191,6 @@ class IntBert : public IntModel {
 
 }  // namespace
 
-std::unique_ptr<IntModel> make_hybrid_bert(const Artifact& a, Kernels kernels);
-
-// As for ViT: a LayerNorm input quantizer means integer-only, else int8 GEMMs with float between.
-std::unique_ptr<IntModel> make_int_bert(const Artifact& a, Kernels kernels) {
-  StoredQuant ln;
-  if (!a.quant("bert.embeddings.LayerNorm", "input0", Role::LayerNormInput, &ln)) return make_hybrid_bert(a, kernels);
-  return std::make_unique<IntBert>(a, kernels);
-}
+std::unique_ptr<IntModel> make_int_bert(const Artifact& a, Kernels kernels) { return std::make_unique<IntBert>(a, kernels); }
 
 }  // namespace qtx::rt

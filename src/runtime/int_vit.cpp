@@ -150,14 +150,6 @@ class IntVit : public IntModel {
 
 }  // namespace
 
-std::unique_ptr<IntModel> make_hybrid_vit(const Artifact& a, Kernels kernels);
-
-// Fully quantized recipes (a LayerNorm input quantizer) run integer-only; recipes that keep
-// LayerNorm and Softmax in float (W8A8, W4A8, …) run with int8 GEMMs and float in between.
-std::unique_ptr<IntModel> make_int_vit(const Artifact& a, Kernels kernels) {
-  StoredQuant ln;
-  if (!a.quant("vit.encoder.layer.0.layernorm_before", "input0", Role::LayerNormInput, &ln)) return make_hybrid_vit(a, kernels);
-  return std::make_unique<IntVit>(a, kernels);
-}
+std::unique_ptr<IntModel> make_int_vit(const Artifact& a, Kernels kernels) { return std::make_unique<IntVit>(a, kernels); }
 
 }  // namespace qtx::rt
