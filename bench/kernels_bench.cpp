@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "runtime/gemm.h"
+#include "runtime/int_blocks.h"
 #include "runtime/int_kernels.h"
 
 using namespace qtx::rt;
@@ -130,6 +131,25 @@ void BM_LogIntSoftmaxRow(benchmark::State& st) {
   st.SetItemsProcessed(st.iterations() * rows * n);
 }
 BENCHMARK(BM_LogIntSoftmaxRow)->Args({17, 4})->Args({128, 4})->Args({128, 8})->Unit(benchmark::kMicrosecond);
+
+// GELU by table on fc1's accumulators (vit-fmnist batch 64: 1088 rows of 768).
+void BM_IntElementwiseGelu(benchmark::State& st) {
+  const int M = static_cast<int>(st.range(0)), N = 768;
+  IntLinear fc1;
+  fc1.N = N;
+  fc1.acc_scale.assign(N, 2e-5);
+  fc1.bias.assign(N, 0.01);
+  const QParams out{0.02, 10, 0, 255};
+  IntElementwise gelu = IntElementwise::make(fc1, activation_fn("gelu"), out, -8.0, 5.0);
+  auto acc = random_codes<int32_t>(static_cast<size_t>(M) * N, -200000, 200000, 12);
+  std::vector<uint8_t> codes(acc.size());
+  for (auto _ : st) {
+    gelu.rows(acc.data(), M, codes.data());
+    benchmark::DoNotOptimize(codes.data());
+  }
+  st.SetItemsProcessed(st.iterations() * M * N);
+}
+BENCHMARK(BM_IntElementwiseGelu)->Arg(1088)->Unit(benchmark::kMicrosecond);
 
 void BM_IntExp(benchmark::State& st) {
   IntExp ie = IntExp::for_scale(0.002);

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "runtime/gemm.h"
+#include "runtime/int_blocks.h"
 #include "runtime/int_kernels.h"
 
 using namespace qtx::rt;
@@ -92,6 +93,47 @@ TEST(IntKernels, OneDnnGemmMatchesReferenceBitExactly) {
     fast.run(A.data(), M, za, c3.data());  // the cached plan gives the same result
     EXPECT_EQ(c1, c3);
   }
+}
+
+// GELU by table: the one-pass (AVX-512 where compiled for it) rows equal the plain two-step
+// rows bit for bit, and both equal quantized erf-GELU computed in double except where the
+// exact value lies within 1e-4 of an output step's rounding boundary (the table's input grid
+// is 2^-30 of its range) or outside the table's range (clamped to its ends).
+TEST(IntKernels, ElementwiseTableOnePassMatchesReferenceAndExactGelu) {
+  const int N = 37;  // two 16-channel vectors and a tail
+  std::mt19937 rng(5);
+  IntLinear fc1;
+  fc1.N = N;
+  for (int c = 0; c < N; ++c) {
+    fc1.acc_scale.push_back(std::uniform_real_distribution<double>(5e-6, 5e-5)(rng));
+    fc1.bias.push_back(std::uniform_real_distribution<double>(-0.5, 0.5)(rng));
+  }
+  const QParams out{0.021, 9, 0, 255};
+  const double lo = -8.0, hi = (out.qmax - out.zero + 1) * out.scale;
+  auto gelu = activation_fn("gelu");
+  IntElementwise e = IntElementwise::make(fc1, gelu, out, lo, hi);
+  const int M = 400;
+  std::vector<int32_t> acc(static_cast<size_t>(M) * N);
+  std::uniform_int_distribution<int32_t> wide(-400000, 400000);
+  for (auto& a : acc) a = wide(rng);
+  acc[0] = INT32_MIN + 1;  // far outside the range on both sides
+  acc[1] = INT32_MAX;
+  std::vector<uint8_t> fast(acc.size()), ref(acc.size());
+  e.rows(acc.data(), M, fast.data());
+  e.rows_reference(acc.data(), M, ref.data());
+  ASSERT_EQ(fast, ref);
+  int checked = 0;
+  for (size_t i = 0; i < acc.size(); ++i) {
+    const size_t c = i % N;
+    const double x = std::min(hi, std::max(lo, acc[i] * fc1.acc_scale[c] + fc1.bias[c]));
+    const double y = gelu(x) / out.scale;
+    const double r = y >= 0 ? std::floor(y + 0.5) : -std::floor(-y + 0.5);
+    const double exact = std::min<double>(out.qmax, std::max<double>(out.qmin, r + out.zero));
+    if (std::fabs(y - std::floor(y) - 0.5) < 1e-4) continue;
+    EXPECT_EQ(ref[i], exact) << "row " << i / N << " channel " << c << " x " << x;
+    ++checked;
+  }
+  EXPECT_GT(checked, M * N * 9 / 10);
 }
 
 TEST(IntKernels, ChannelRequantWithinHalfAStepOfExact) {

@@ -21,6 +21,9 @@ class Int8Gemm {
   int N() const { return N_; }
   int K() const { return K_; }
   void run(const uint8_t* A, int M, int32_t za, int32_t* C) const;
+  // Σ_k W[n,k] per output channel: callers that fold −za · Σ_k W[n,k] into a later per-channel
+  // bias run with za = 0 and skip the correction pass over C.
+  const std::vector<int32_t>& weight_sums() const { return wsum_; }
 
  private:
   void run_uncounted(const uint8_t* A, int M, int32_t za, int32_t* C) const;

@@ -74,7 +74,7 @@ class IntBert : public IntModel {
       b.fc1 = IntLinear::load(a, p + "intermediate.dense", F_, D_, true, kernels);
       b.fc2 = IntLinear::load(a, p + "output.dense", D_, F_, true, kernels);
       QParams r1 = per_tensor(a.need_quant(p + "attention.output.residual", "output", Role::Residual), p + "attention.output.residual");
-      b.res1 = ResidualRequant::make(b.attn.o.acc_scale, b.attn.o.bias, h, r1);
+      b.res1 = ResidualRequant::make(b.attn.o.acc_scale, b.attn.o.bias, h, r1, b.attn.o.acc_offset);
       QParams h1 = stream(a, p + "attention.output.LayerNorm");
       b.ln1 = IntLayerNormSite::load(a, p + "attention.output.LayerNorm", p + "attention.output.LayerNorm", D_, r1, h1);
       b.fc1_in = table_between(h1, b.fc1.in);
@@ -82,7 +82,7 @@ class IntBert : public IntModel {
       b.act = IntElementwise::make(b.fc1, act, ao, -8.0, std::max(1.0, (ao.qmax - ao.zero + 1) * ao.scale));
       b.act_to_fc2 = table_between(ao, b.fc2.in);
       QParams r2 = per_tensor(a.need_quant(p + "output.residual", "output", Role::Residual), p + "output.residual");
-      b.res2 = ResidualRequant::make(b.fc2.acc_scale, b.fc2.bias, h1, r2);
+      b.res2 = ResidualRequant::make(b.fc2.acc_scale, b.fc2.bias, h1, r2, b.fc2.acc_offset);
       h = stream(a, p + "output.LayerNorm");
       b.ln2 = IntLayerNormSite::load(a, p + "output.LayerNorm", p + "output.LayerNorm", D_, r2, h);
       blocks_.push_back(std::move(b));
@@ -104,7 +104,7 @@ class IntBert : public IntModel {
     const size_t MD = static_cast<size_t>(M) * D_, MF = static_cast<size_t>(M) * F_;
     for (auto* v : {&h_, &h2_}) grow(*v, MD);
     for (auto* v : {&x_, &y_}) grow(*v, std::max(MD, MF));
-    for (auto* v : {&acc_, &idx_}) grow(*v, std::max(MD, MF));
+    grow(acc_, std::max(MD, MF));
     embed(ids, B, T);
     const IntSelfAttention::TapFn tap_fn = [this](const std::string& k, const uint8_t* c, size_t n) { tap(k, c, n); };
     for (size_t li = 0; li < blocks_.size(); ++li) {
@@ -117,7 +117,7 @@ class IntBert : public IntModel {
       tap(p + "attention.output.LayerNorm.output", h_.data(), MD);
       apply_table(blk.fc1_in, h_.data(), MD, x_.data());
       blk.fc1.run(x_.data(), M, acc_.data());
-      blk.act.rows(acc_.data(), M, y_.data(), idx_.data());
+      blk.act.rows(acc_.data(), M, y_.data());
       tap(p + "intermediate.intermediate_act_fn.output", y_.data(), MF);
       apply_table(blk.act_to_fc2, y_.data(), MF, y_.data());
       blk.fc2.run(y_.data(), M, acc_.data());
@@ -129,9 +129,9 @@ class IntBert : public IntModel {
     // Pooler and classifier on the CLS rows; logits dequantized (the output boundary).
     std::vector<uint8_t> cls = first_rows(h_.data(), B, T, D_), pooled(cls.size());
     apply_table(pool_in_, cls.data(), cls.size(), cls.data());
-    std::vector<int32_t> acc(static_cast<size_t>(B) * std::max(D_, L_)), grid(cls.size());
+    std::vector<int32_t> acc(static_cast<size_t>(B) * std::max(D_, L_));
     pool_.run(cls.data(), B, acc.data());
-    tanh_.rows(acc.data(), B, pooled.data(), grid.data());
+    tanh_.rows(acc.data(), B, pooled.data());
     tap("bert.pooler.activation.output", pooled.data(), pooled.size());
     apply_table(tanh_to_head_, pooled.data(), pooled.size(), pooled.data());
     head_.run(pooled.data(), B, acc.data());
@@ -185,7 +185,7 @@ class IntBert : public IntModel {
   IntElementwise tanh_;
   // Scratch reused across calls (one forward at a time per model).
   std::vector<uint8_t> h_, h2_, x_, y_;
-  std::vector<int32_t> acc_, idx_;
+  std::vector<int32_t> acc_;
   IntSelfAttention::Scratch attn_scratch_;
 };
 

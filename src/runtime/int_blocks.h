@@ -17,15 +17,19 @@ namespace qtx::rt {
 // A per-tensor activation quantizer as integers (fails if the stored one is not per tensor).
 QParams per_tensor(const StoredQuant& q, const std::string& what);
 
+// run() leaves raw accumulators Σ_k x[m,k]·w[c,k]: the input zero point's term −z_in·Σ_k w[c,k]
+// is `acc_offset`, which every consumer folds into its per-channel bias at load (one pass over
+// the accumulators fewer per GEMM; oneDNN's own source zero point was measured slower).
 struct IntLinear {
   std::unique_ptr<Int8Gemm> gemm;
   QParams in;                      // its input quantizer
   std::vector<double> acc_scale;   // s_in · s_w[c]
   std::vector<double> bias;        // float bias (0 when absent)
+  std::vector<int64_t> acc_offset; // −z_in · Σ_k w[c,k]
   int N = 0, K = 0;
   // Reads weight, scales, input quantizer and bias of `site` (weight [N, K]).
   static IntLinear load(const Artifact& a, const std::string& site, int N, int K, bool has_bias, Kernels kernels);
-  void run(const uint8_t* x, int M, int32_t* acc) const { gemm->run(x, M, in.zero, acc); }
+  void run(const uint8_t* x, int M, int32_t* acc) const { gemm->run(x, M, 0, acc); }
 };
 
 // LayerNorm whose input quantizer (PTF or uniform) re-quantizes 8-bit residual codes: a table
@@ -107,9 +111,14 @@ struct IntElementwise {
   std::vector<Cell> cells;
   // The cells packed as boundary | before << 16 | after << 24: one 32-bit gather per value.
   std::vector<uint32_t> packed;
+  static constexpr int kCellBits = 14, kCellMask = (1 << kCellBits) - 1;
   static IntElementwise make(const IntLinear& producer, const std::function<double(double)>& f, const QParams& out,
                              double lo, double hi);
-  void rows(const int32_t* acc, int M, uint8_t* out, int32_t* scratch) const;
+  // acc [M, N] → out codes [M, N] in one pass (AVX-512 when compiled for it).
+  void rows(const int32_t* acc, int M, uint8_t* out) const;
+  // The plain form: all grid indices (ChannelRequant), then a cell lookup each.
+  void rows_reference(const int32_t* acc, int M, uint8_t* out) const;
+  uint8_t code_at(int32_t grid_index) const;
 };
 
 // Requantization helpers shared by the integer models.

@@ -284,7 +284,8 @@ int32_t clamp32(int64_t v, int32_t lo, int32_t hi) { return static_cast<int32_t>
 }  // namespace
 
 ChannelRequant ChannelRequant::make(const std::vector<double>& acc_scale, const std::vector<double>& bias_real,
-                                    int bias_rows, double out_scale, int32_t zo, int32_t qmin, int32_t qmax) {
+                                    int bias_rows, double out_scale, int32_t zo, int32_t qmin, int32_t qmax,
+                                    const std::vector<int64_t>& acc_offset) {
   ChannelRequant r;
   r.N = static_cast<int>(acc_scale.size());
   r.bias_rows = bias_rows;
@@ -295,6 +296,10 @@ ChannelRequant ChannelRequant::make(const std::vector<double>& acc_scale, const 
   r.bias.resize(static_cast<size_t>(bias_rows) * r.N, 0);
   for (size_t i = 0; i < bias_real.size() && i < r.bias.size(); ++i)
     r.bias[i] = std::llround(bias_real[i] / out_scale * std::ldexp(1.0, r.shift));
+  if (!acc_offset.empty()) {
+    if (acc_offset.size() != static_cast<size_t>(r.N)) throw std::invalid_argument("ChannelRequant: one offset per channel");
+    for (size_t i = 0; i < r.bias.size(); ++i) r.bias[i] += acc_offset[i % r.N] * r.m[i % r.N];
+  }
   r.zo = zo;
   r.qmin = qmin;
   r.qmax = qmax;
@@ -326,7 +331,7 @@ void ChannelRequant::rows(const int32_t* acc, int M, uint8_t* out) const { apply
 void ChannelRequant::rows32(const int32_t* acc, int M, int32_t* out) const { apply(acc, M, out); }
 
 ResidualRequant ResidualRequant::make(const std::vector<double>& acc_scale, const std::vector<double>& bias_real,
-                                      const QParams& h, const QParams& out) {
+                                      const QParams& h, const QParams& out, const std::vector<int64_t>& acc_offset) {
   ResidualRequant r;
   r.N = static_cast<int>(acc_scale.size());
   double mx = h.scale / out.scale;
@@ -335,6 +340,7 @@ ResidualRequant ResidualRequant::make(const std::vector<double>& acc_scale, cons
   for (size_t c = 0; c < acc_scale.size(); ++c) {
     r.ma.push_back(static_cast<int32_t>(std::llround(acc_scale[c] / out.scale * std::ldexp(1.0, r.shift))));
     r.bias.push_back(std::llround(bias_real[c] / out.scale * std::ldexp(1.0, r.shift)));
+    if (!acc_offset.empty()) r.bias.back() += acc_offset.at(c) * r.ma.back();
   }
   r.mb = std::llround(h.scale / out.scale * std::ldexp(1.0, r.shift));
   r.zh = h.zero;

@@ -103,8 +103,11 @@ struct ChannelRequant {
   std::vector<int64_t> bias;  // [bias_rows, N]
   int32_t zo = 0, qmin = 0, qmax = 255;
   // acc_scale[c]: real value of one accumulator step in channel c; out_scale: of one output step.
+  // acc_offset[c] (empty: none): an integer added to every accumulator of channel c before the
+  // scaling, folded exactly into bias_c (the GEMM input's zero-point term −za · Σ_k W[c,k]).
   static ChannelRequant make(const std::vector<double>& acc_scale, const std::vector<double>& bias_real, int bias_rows,
-                             double out_scale, int32_t zo, int32_t qmin, int32_t qmax);
+                             double out_scale, int32_t zo, int32_t qmin, int32_t qmax,
+                             const std::vector<int64_t>& acc_offset = {});
   void rows(const int32_t* acc, int M, uint8_t* out) const;        // out codes [M, N]
   void rows32(const int32_t* acc, int M, int32_t* out) const;      // same into int32 (grid indices)
   // make() throws std::invalid_argument when the scales need a shift outside [1, 62].
@@ -123,8 +126,9 @@ struct ResidualRequant {
   std::vector<int64_t> bias;
   int64_t mb = 0;
   int32_t zh = 0, zo = 0, qmin = 0, qmax = 255;
+  // acc_offset: as in ChannelRequant::make.
   static ResidualRequant make(const std::vector<double>& acc_scale, const std::vector<double>& bias_real,
-                              const QParams& h, const QParams& out);
+                              const QParams& h, const QParams& out, const std::vector<int64_t>& acc_offset = {});
   void rows(const int32_t* acc, const uint8_t* h, int M, uint8_t* out) const;
 };
 

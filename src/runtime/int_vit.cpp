@@ -40,7 +40,8 @@ class IntVit : public IntModel {
     std::vector<double> off(static_cast<size_t>(T_ - 1) * D_);
     for (int t = 1; t < T_; ++t)
       for (int d = 0; d < D_; ++d) off[static_cast<size_t>(t - 1) * D_ + d] = proj_.bias[static_cast<size_t>(d)] + pos[static_cast<size_t>(t) * D_ + d];
-    embed_ = ChannelRequant::make(proj_.acc_scale, off, T_ - 1, residual0_.scale, residual0_.zero, residual0_.qmin, residual0_.qmax);
+    embed_ = ChannelRequant::make(proj_.acc_scale, off, T_ - 1, residual0_.scale, residual0_.zero, residual0_.qmin, residual0_.qmax,
+                                  proj_.acc_offset);
     for (int d = 0; d < D_; ++d)  // CLS row: a constant, quantized once
       cls_codes_.push_back(code_of(cls[static_cast<size_t>(d)] + pos[static_cast<size_t>(d)], residual0_));
     auto act = activation_fn(c.hidden_act);
@@ -54,13 +55,13 @@ class IntVit : public IntModel {
       b.fc2 = IntLinear::load(a, p + "output.dense", D_, F_, true, kernels);
       b.ln1 = IntLayerNormSite::load(a, p + "layernorm_before", p + "layernorm_before", D_, h, q_in);
       QParams r1 = per_tensor(a.need_quant(p + "residual_attention", "output", Role::Residual), p + "residual_attention");
-      b.res1 = ResidualRequant::make(b.attn.o.acc_scale, b.attn.o.bias, h, r1);
+      b.res1 = ResidualRequant::make(b.attn.o.acc_scale, b.attn.o.bias, h, r1, b.attn.o.acc_offset);
       b.ln2 = IntLayerNormSite::load(a, p + "layernorm_after", p + "layernorm_after", D_, r1, b.fc1.in);
       QParams ao = per_tensor(a.need_quant(p + "intermediate.intermediate_act_fn", "output", Role::ActOutput), p + "intermediate.intermediate_act_fn");
       b.act = IntElementwise::make(b.fc1, act, ao, -8.0, std::max(1.0, (ao.qmax - ao.zero + 1) * ao.scale));
       b.act_to_fc2 = table_between(ao, b.fc2.in);
       QParams r2 = per_tensor(a.need_quant(p + "residual_mlp", "output", Role::Residual), p + "residual_mlp");
-      b.res2 = ResidualRequant::make(b.fc2.acc_scale, b.fc2.bias, r1, r2);
+      b.res2 = ResidualRequant::make(b.fc2.acc_scale, b.fc2.bias, r1, r2, b.fc2.acc_offset);
       h = r2;
       blocks_.push_back(std::move(b));
     }
@@ -102,7 +103,6 @@ class IntVit : public IntModel {
     tap("vit.embeddings.position_add.output", h_.data(), h_.size());
     x_.resize(static_cast<size_t>(M) * std::max(D_, F_));
     y_.resize(x_.size());
-    idx_.resize(static_cast<size_t>(M) * F_);
     h2_.resize(h_.size());
     const IntSelfAttention::TapFn tap_fn = [this](const std::string& k, const uint8_t* c, size_t n) { tap(k, c, n); };
     for (size_t li = 0; li < blocks_.size(); ++li) {
@@ -116,7 +116,7 @@ class IntVit : public IntModel {
       tap(p + "residual_attention.output", h2_.data(), MD);
       blk.ln2.rows(h2_.data(), M, x_.data());
       blk.fc1.run(x_.data(), M, acc_.data());
-      blk.act.rows(acc_.data(), M, y_.data(), idx_.data());
+      blk.act.rows(acc_.data(), M, y_.data());
       tap(p + "intermediate.intermediate_act_fn.output", y_.data(), static_cast<size_t>(M) * F_);
       apply_table(blk.act_to_fc2, y_.data(), static_cast<size_t>(M) * F_, y_.data());
       blk.fc2.run(y_.data(), M, acc_.data());
@@ -145,7 +145,6 @@ class IntVit : public IntModel {
   std::vector<uint8_t> patches_, codes_, h_, h2_, x_, y_;
   std::vector<int32_t> acc_;
   IntSelfAttention::Scratch attn_scratch_;
-  std::vector<int32_t> idx_;
 };
 
 }  // namespace
