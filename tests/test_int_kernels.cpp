@@ -52,15 +52,19 @@ TEST(IntKernels, GemmReferenceHandCase) {
 }
 
 TEST(IntKernels, IsqrtIsExactFloorSqrt) {
-  for (uint64_t n = 0; n < 200000; ++n) {
-    uint64_t r = isqrt(n);
-    ASSERT_TRUE(r * r <= n && (r + 1) * (r + 1) > n) << n;
-  }
+  // Small n exhaustively, around perfect squares up to the largest root, random magnitudes.
+  auto exact = [](uint64_t n, uint64_t r) {
+    return static_cast<unsigned __int128>(r) * r <= n && static_cast<unsigned __int128>(r + 1) * (r + 1) > n;
+  };
+  std::vector<uint64_t> ns;
+  for (uint64_t n = 0; n < 200000; ++n) ns.push_back(n);
+  for (uint64_t r : {uint64_t{1} << 25, (uint64_t{1} << 26) - 1, uint64_t{1} << 26, uint64_t{4294967295}})
+    for (uint64_t n : {r * r - 1, r * r, r * r + 1}) ns.push_back(n);
   std::mt19937_64 rng(2);
-  for (int i = 0; i < 20000; ++i) {
-    uint64_t n = rng() >> (rng() % 40);
-    uint64_t r = isqrt(n);
-    ASSERT_TRUE(static_cast<unsigned __int128>(r) * r <= n && static_cast<unsigned __int128>(r + 1) * (r + 1) > n) << n;
+  for (int i = 0; i < 20000; ++i) ns.push_back(rng() >> (rng() % 64));
+  ns.push_back(~uint64_t{0});
+  for (uint64_t n : ns) {
+    ASSERT_TRUE(exact(n, isqrt(n))) << n;
   }
 }
 
@@ -205,9 +209,11 @@ TEST(IntKernels, TableLogIntSoftmaxMatchesReferenceBitExactly) {
 
 TEST(IntKernels, AttentionScoresAndLog2AvMatchPlainLoops) {
   std::mt19937 rng(5);
-  // dh 32 and 64 take the register-accumulator paths, 8 the generic one.
-  for (int dh : {8, 32, 64}) {
-    const int T = 9, ld = 3 * dh, kmax = 15;
+  // dh 32 and 64 take the register-accumulator paths of A·V, 8 and 6 the generic one; dh 6 the
+  // plain Q·Kᵀ where the VNNI one (dh a multiple of 4, T ≥ 32) is compiled; T 37 and 50 the tails
+  // of 16-key vectors and of 4-query passes.
+  for (auto [dh, T] : std::vector<std::pair<int, int>>{{8, 9}, {6, 40}, {32, 37}, {64, 9}, {64, 50}, {128, 33}}) {
+    const int ld = 3 * dh, kmax = 15;
     std::vector<uint8_t> q(static_cast<size_t>(T) * ld), k(q.size()), v(q.size());
     for (auto* t : {&q, &k, &v})
       for (auto& x : *t) x = static_cast<uint8_t>(rng());

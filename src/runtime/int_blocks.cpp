@@ -2,11 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 #include "formats/error.h"
+#include "runtime/simd.h"
 
 namespace qtx::rt {
 
@@ -53,7 +51,14 @@ IntLayerNormSite IntLayerNormSite::load(const Artifact& a, const std::string& si
     K = q.spec.ptf_k;
     for (int c = 0; c < C; ++c) s.alpha[static_cast<size_t>(c)] = static_cast<int>(q.alpha[static_cast<size_t>(c)]);
   }
-  for (int k = 0; k <= K; ++k) s.to_input.push_back(requant_table(residual, q.scale[0] * std::ldexp(1.0, k), z, q.spec.qmin(), q.spec.qmax()));
+  if (K < 0 || K > 8) fail(site, "PTF factor K = " + std::to_string(K) + " outside 0..8");
+  for (int c = 0; c < C; ++c)
+    if (s.alpha[static_cast<size_t>(c)] < 0 || s.alpha[static_cast<size_t>(c)] > K)
+      fail(a.weights_path(), "'qtx." + site + ".input0.alpha' holds " + std::to_string(s.alpha[static_cast<size_t>(c)]) + " outside 0..K = " + std::to_string(K));
+  for (int k = 0; k <= K; ++k) {
+    const std::vector<uint8_t> t = requant_table(residual, q.scale[0] * std::ldexp(1.0, k), z, q.spec.qmin(), q.spec.qmax());
+    for (int code = 0; code < 256; ++code) s.centred.push_back((static_cast<int32_t>(t[static_cast<size_t>(code)]) - z) * (1 << k));
+  }
   std::vector<float> gamma = a.param(param_prefix + ".weight", C), beta = a.param(param_prefix + ".bias", C);
   s.norm = IntLayerNorm::make(z, s.alpha, gamma, beta, out);
   return s;
@@ -62,12 +67,14 @@ IntLayerNormSite IntLayerNormSite::load(const Artifact& a, const std::string& si
 void IntLayerNormSite::rows(const uint8_t* h, int M, uint8_t* out) const {
 #pragma omp parallel
   {
-    std::vector<uint8_t> in(static_cast<size_t>(C));
+    std::vector<int32_t> x(static_cast<size_t>(C));
+    const int32_t* __restrict tab = centred.data();
+    const int* __restrict al = alpha.data();
 #pragma omp for schedule(static)
     for (int i = 0; i < M; ++i) {
-      const uint8_t* r = h + static_cast<size_t>(i) * C;
-      for (int c = 0; c < C; ++c) in[static_cast<size_t>(c)] = to_input[static_cast<size_t>(alpha[static_cast<size_t>(c)])][r[c]];
-      norm.row(in.data(), out + static_cast<size_t>(i) * C);
+      const uint8_t* __restrict r = h + static_cast<size_t>(i) * C;
+      for (int c = 0; c < C; ++c) x[static_cast<size_t>(c)] = tab[al[c] * 256 + r[c]];
+      norm.row_centred(x.data(), out + static_cast<size_t>(i) * C);
     }
   }
 }
@@ -250,9 +257,6 @@ void IntElementwise::rows_reference(const int32_t* acc, int M, uint8_t* out) con
   for (size_t i = 0; i < grid.size(); ++i) out[i] = code_at(grid[i]);
 }
 
-// GCC 12 warns about its own intrinsics' undefined-vector placeholders (a known false positive).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
   // One pass: accumulator → grid index → cell, without writing the grid indices out. The same
   // integer steps as rows_reference (ChannelRequant::apply, then code_at); with AVX-512 sixteen
@@ -269,26 +273,16 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
     uint8_t* __restrict o = out + static_cast<size_t>(i) * n;
     int c = 0;
 #if defined(__AVX512F__)
-    const __m512i half_v = _mm512_set1_epi64(half), z_v = _mm512_set1_epi64(z), hi_v = _mm512_set1_epi64(hi),
-                  zero_v = _mm512_setzero_si512(), mask_v = _mm512_set1_epi32(kCellMask), low16 = _mm512_set1_epi32(0xffff),
-                  low8 = _mm512_set1_epi32(0xff);
-    const __m128i sh_v = _mm_cvtsi32_si128(sh);
-    auto grid8 = [&](__m256i a8, __m256i m8, const int64_t* b8) {  // 8 channels → 8 grid indices
-      __m512i v = _mm512_mul_epi32(_mm512_cvtepi32_epi64(a8), _mm512_cvtepi32_epi64(m8));
-      v = _mm512_add_epi64(_mm512_add_epi64(v, _mm512_loadu_si512(b8)), half_v);
-      v = _mm512_add_epi64(_mm512_sra_epi64(v, sh_v), z_v);
-      return _mm512_cvtepi64_epi32(_mm512_min_epi64(_mm512_max_epi64(v, zero_v), hi_v));
-    };
+    const simd::Requant16 to_index(sh, z, 0, hi);
+    const __m512i mask_v = _mm512_set1_epi32(kCellMask), low16 = _mm512_set1_epi32(0xffff), low8 = _mm512_set1_epi32(0xff);
     for (; c + 16 <= n; c += 16) {
-      const __m512i av = _mm512_loadu_si512(a + c), mv = _mm512_loadu_si512(mm + c);
-      const __m256i g0 = grid8(_mm512_castsi512_si256(av), _mm512_castsi512_si256(mv), bb + c);
-      const __m256i g1 = grid8(_mm512_extracti64x4_epi64(av, 1), _mm512_extracti64x4_epi64(mv, 1), bb + c + 8);
-      const __m512i g = _mm512_inserti64x4(_mm512_castsi256_si512(g0), g1, 1);
+      const __m512i g = to_index(_mm512_loadu_si512(a + c), _mm512_loadu_si512(mm + c), _mm512_loadu_si512(bb + c),
+                                 _mm512_loadu_si512(bb + c + 8));
       const __m512i cv = _mm512_i32gather_epi32(_mm512_srli_epi32(g, kCellBits), cell, 4);
       const __mmask16 before = _mm512_cmplt_epu32_mask(_mm512_and_si512(g, mask_v), _mm512_and_si512(cv, low16));
       const __m512i code = _mm512_mask_blend_epi32(before, _mm512_srli_epi32(cv, 24),
                                                    _mm512_and_si512(_mm512_srli_epi32(cv, 16), low8));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(o + c), _mm512_cvtepi32_epi8(code));
+      simd::store_u8(o + c, code);
     }
 #endif
     for (; c < n; ++c) {
@@ -299,7 +293,6 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
     }
   }
 }
-#pragma GCC diagnostic pop
 
 namespace {
 bool same(const QParams& a, const QParams& b) { return a.scale == b.scale && a.zero == b.zero && a.qmin == b.qmin && a.qmax == b.qmax; }

@@ -35,7 +35,7 @@ struct IntLinear {
 // LayerNorm whose input quantizer (PTF or uniform) re-quantizes 8-bit residual codes: a table
 // per PTF exponent maps residual codes to the LayerNorm's input codes, then IntLayerNorm.
 struct IntLayerNormSite {
-  std::vector<std::vector<uint8_t>> to_input;  // [K + 1][256]
+  std::vector<int32_t> centred;                // [K + 1][256]: residual code → (input code − z) << α
   std::vector<int> alpha;                      // per channel
   IntLayerNorm norm;
   int C = 0;

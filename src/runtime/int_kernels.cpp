@@ -7,6 +7,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "runtime/simd.h"
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#define QTX_VNNI 1
+#endif
+
 namespace qtx::rt {
 
 Requant Requant::from_real(double M) {
@@ -199,24 +205,26 @@ IntLayerNorm IntLayerNorm::make(int32_t z, const std::vector<int>& alpha, const 
   return n;
 }
 
-void IntLayerNorm::row(const uint8_t* q_in, uint8_t* out_in) const {
+void IntLayerNorm::row(const uint8_t* q, uint8_t* out) const {
+  int32_t x[4096];
+  for (int c = 0; c < C; ++c) x[c] = (static_cast<int32_t>(q[c]) - z) * (1 << alpha[static_cast<size_t>(c)]);
+  row_centred(x, out);
+}
+
+void IntLayerNorm::row_centred(const int32_t* x_in, uint8_t* out_in) const {
   // Fields in restrict-qualified locals: 8-bit stores may alias anything, and the compiler
   // would otherwise reload every member per element and not vectorise.
   const int n = C;
-  const int64_t zq = z;
-  const uint8_t* __restrict q = q_in;
+  const int32_t* __restrict x = x_in;
   uint8_t* __restrict out = out_in;
-  const int* __restrict al = alpha.data();
-  int64_t x[4096];
-  int64_t sum = 0;
-  for (int c = 0; c < n; ++c) sum += x[c] = (static_cast<int64_t>(q[c]) - zq) << al[c];
-  // d_c = C·(x_c − μ) stays integral; Σd² = C³·var.
-  uint64_t v = 0;
+  int64_t sum = 0, sq = 0;
   for (int c = 0; c < n; ++c) {
-    x[c] = n * x[c] - sum;
-    v += static_cast<uint64_t>(x[c] * x[c]);
+    sum += x[c];
+    sq += static_cast<int64_t>(x[c]) * x[c];
   }
-  const uint64_t vc = v / static_cast<uint64_t>(n);  // C²·var
+  // With d_c = C·x_c − Σx (integral), Σd² = C²·Σx² − C·(Σx)² = C³·var: one pass, no stored d.
+  const __int128 dsq = static_cast<__int128>(n) * n * sq - static_cast<__int128>(n) * sum * sum;
+  const uint64_t vc = static_cast<uint64_t>(dsq) / static_cast<uint64_t>(n);  // C²·var
   // sd = C·σ·2^k with k chosen so sd has ~24 significant bits.
   int k = 0;
   if (vc > 0) {
@@ -226,14 +234,18 @@ void IntLayerNorm::row(const uint8_t* q_in, uint8_t* out_in) const {
   const int64_t sd = static_cast<int64_t>(isqrt(vc << (2 * k)));
   // t = d · 2^(k+24) / sd as d · R / 2^32 with R = 2^(k+56) / sd, one division per row:
   // |d|·2^k ≤ √C·sd, so |d·R| < 2^(33+log2 √C) stays far inside int64.
-  const int64_t R = sd > 0 ? static_cast<int64_t>((static_cast<unsigned __int128>(1) << (k + 56)) / static_cast<uint64_t>(sd)) : 0;
+  // (A 64-bit division where the numerator fits: the 128-bit one is a library call.)
+  const int64_t R = sd <= 0 ? 0
+                    : k + 56 < 64 ? static_cast<int64_t>((uint64_t{1} << (k + 56)) / static_cast<uint64_t>(sd))
+                                  : static_cast<int64_t>((static_cast<unsigned __int128>(1) << (k + 56)) / static_cast<uint64_t>(sd));
   const int64_t* __restrict g = gain.data();
   const int64_t* __restrict b = bias.data();
   const int s = shift + 24;
-  const int64_t zout = zo, lo = qmin, hi = qmax;
+  const int64_t zout = zo, lo = qmin, hi = qmax, nn = n;
   for (int c = 0; c < n; ++c) {
-    const int64_t t = (x[c] * R + (int64_t{1} << 31)) >> 32;  // normalised value · 2^24
-    const int64_t qo = ((t * g[c] + b[c]) >> s) + zout;         // round(γ·t/s_out + β/s_out) + zo
+    const int64_t d = nn * x[c] - sum;
+    const int64_t t = (d * R + (int64_t{1} << 31)) >> 32;  // normalised value · 2^24
+    const int64_t qo = ((t * g[c] + b[c]) >> s) + zout;    // round(γ·t/s_out + β/s_out) + zo
     out[c] = static_cast<uint8_t>(qo < lo ? lo : (qo > hi ? hi : qo));
   }
 }
@@ -320,7 +332,14 @@ void ChannelRequant::apply(const int32_t* acc, int M, Out* out) const {
     const int32_t* __restrict a = acc + static_cast<size_t>(i) * n;
     const int64_t* __restrict b = bb + static_cast<size_t>(i % br) * n;
     Out* __restrict o = out + static_cast<size_t>(i) * n;
-    for (int c = 0; c < n; ++c) {
+    int c = 0;
+#if defined(__AVX512F__)
+    const simd::Requant16 rq(sh, z, lo, hi);
+    for (; c + 16 <= n; c += 16)
+      simd::store_u8(o + c, rq(_mm512_loadu_si512(a + c), _mm512_loadu_si512(mm + c), _mm512_loadu_si512(b + c),
+                               _mm512_loadu_si512(b + c + 8)));
+#endif
+    for (; c < n; ++c) {
       const int64_t v = ((static_cast<int64_t>(a[c]) * mm[c] + b[c] + half) >> sh) + z;
       o[c] = static_cast<Out>(v < lo ? lo : (v > hi ? hi : v));
     }
@@ -362,7 +381,19 @@ void ResidualRequant::rows(const int32_t* acc, const uint8_t* h, int M, uint8_t*
     const int32_t* __restrict a = acc + off;
     const uint8_t* __restrict hr = h + off;
     uint8_t* __restrict o = out + off;
-    for (int c = 0; c < n; ++c) {
+    int c = 0;
+#if defined(__AVX512F__)
+    const simd::Requant16 rq(sh, z, lo, hi);
+    const __m512i mh_v = _mm512_set1_epi64(mh), zr_v = _mm512_set1_epi32(static_cast<int32_t>(zr));
+    for (; c + 16 <= n; c += 16) {
+      const __m512i hc = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hr + c))), zr_v);
+      const __m512i add0 = _mm512_add_epi64(_mm512_loadu_si512(b + c), _mm512_mul_epi32(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(hc)), mh_v));
+      const __m512i add1 = _mm512_add_epi64(_mm512_loadu_si512(b + c + 8),
+                                            _mm512_mul_epi32(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(hc, 1)), mh_v));
+      simd::store_u8(o + c, rq(_mm512_loadu_si512(a + c), _mm512_loadu_si512(ma_ + c), add0, add1));
+    }
+#endif
+    for (; c < n; ++c) {
       const int64_t v = ((static_cast<int64_t>(a[c]) * ma_[c] + b[c] + (static_cast<int64_t>(hr[c]) - zr) * mh + half) >> sh) + z;
       o[c] = static_cast<uint8_t>(v < lo ? lo : (v > hi ? hi : v));
     }
@@ -379,8 +410,9 @@ std::vector<uint8_t> requant_table(const QParams& from, double out_scale, int32_
   return t;
 }
 
-void qk_scores(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int T, int dh, int ld, int32_t* S) {
-  // Centred int16 operands: each score is an int16 dot product (pmaddwd once vectorised).
+namespace {
+// The plain form: centred int16 operands, each score an int16 dot product.
+void qk_scores_plain(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int T, int dh, int ld, int32_t* S) {
   thread_local std::vector<int16_t> kc, qc;
   kc.resize(static_cast<size_t>(T) * dh);
   qc.resize(static_cast<size_t>(dh));
@@ -396,6 +428,78 @@ void qk_scores(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int T
       S[static_cast<size_t>(t) * T + j] = s;
     }
   }
+}
+
+#ifdef QTX_VNNI
+// With AVX512-VNNI: vpdpbusd multiplies four u8 (q) by four s8 and adds them into each int32
+// lane. K' = k − 128 is s8 (k ^ 0x80), packed as [T/16][dh/4][16 keys][4 dims]; then
+// Σ_d (q − zq)(k − zk) = Σ_d q·K' − zq·Σ_d K' + (128 − zk)·Σ_d (q − zq), the last two terms
+// one number per key and per query. Sixteen keys per vector, four queries per pass.
+void qk_scores_vnni(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int T, int dh, int ld, int32_t* S) {
+  const int G = dh / 4, JB = (T + 15) / 16;
+  thread_local std::vector<uint32_t> kp;
+  thread_local std::vector<int32_t> key_term, query_term;
+  kp.assign(static_cast<size_t>(JB) * G * 16, 0);
+  key_term.assign(static_cast<size_t>(JB) * 16, 0);
+  query_term.resize(static_cast<size_t>(T));
+  for (int j = 0; j < T; ++j) {
+    const uint8_t* kr = k + static_cast<size_t>(j) * ld;
+    uint32_t* dst = kp.data() + static_cast<size_t>(j / 16) * G * 16 + j % 16;
+    int32_t sum = 0;
+    for (int g = 0; g < G; ++g) {
+      uint32_t w;
+      std::memcpy(&w, kr + 4 * g, 4);
+      dst[static_cast<size_t>(g) * 16] = w ^ 0x80808080u;
+    }
+    for (int d = 0; d < dh; ++d) sum += kr[d] - 128;
+    key_term[static_cast<size_t>(j)] = -zq * sum;
+  }
+  for (int t = 0; t < T; ++t) {
+    int32_t sum = 0;
+    for (int d = 0; d < dh; ++d) sum += q[static_cast<size_t>(t) * ld + d] - zq;
+    query_term[static_cast<size_t>(t)] = (128 - zk) * sum;
+  }
+  auto bcast = [&](int t, int g) {
+    uint32_t w;
+    std::memcpy(&w, q + static_cast<size_t>(t) * ld + 4 * g, 4);
+    return _mm512_set1_epi32(static_cast<int32_t>(w));
+  };
+  for (int jb = 0; jb < JB; ++jb) {
+    const uint32_t* kb = kp.data() + static_cast<size_t>(jb) * G * 16;
+    const __m512i kt = _mm512_loadu_si512(key_term.data() + static_cast<size_t>(jb) * 16);
+    const __mmask16 m = T - jb * 16 >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (T - jb * 16)) - 1);
+    int t = 0;
+    for (; t + 4 <= T; t += 4) {
+      __m512i a0 = kt, a1 = kt, a2 = kt, a3 = kt;
+      for (int g = 0; g < G; ++g) {
+        const __m512i kv = _mm512_loadu_si512(kb + static_cast<size_t>(g) * 16);
+        a0 = _mm512_dpbusd_epi32(a0, bcast(t, g), kv);
+        a1 = _mm512_dpbusd_epi32(a1, bcast(t + 1, g), kv);
+        a2 = _mm512_dpbusd_epi32(a2, bcast(t + 2, g), kv);
+        a3 = _mm512_dpbusd_epi32(a3, bcast(t + 3, g), kv);
+      }
+      const __m512i acc[4] = {a0, a1, a2, a3};
+      for (int r = 0; r < 4; ++r)
+        _mm512_mask_storeu_epi32(S + static_cast<size_t>(t + r) * T + jb * 16, m,
+                                 _mm512_add_epi32(acc[r], _mm512_set1_epi32(query_term[static_cast<size_t>(t + r)])));
+    }
+    for (; t < T; ++t) {
+      __m512i a = kt;
+      for (int g = 0; g < G; ++g) a = _mm512_dpbusd_epi32(a, bcast(t, g), _mm512_loadu_si512(kb + static_cast<size_t>(g) * 16));
+      _mm512_mask_storeu_epi32(S + static_cast<size_t>(t) * T + jb * 16, m,
+                               _mm512_add_epi32(a, _mm512_set1_epi32(query_term[static_cast<size_t>(t)])));
+    }
+  }
+}
+#endif
+}  // namespace
+
+void qk_scores(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int T, int dh, int ld, int32_t* S) {
+#ifdef QTX_VNNI
+  // Below two vectors of keys the packing costs more than it saves (measured: 17 tokens slower).
+  if (dh % 4 == 0 && T >= 32) return qk_scores_vnni(q, zq, k, zk, T, dh, ld, S);
+#endif
+  qk_scores_plain(q, zq, k, zk, T, dh, ld, S);
 }
 
 namespace {

@@ -90,6 +90,8 @@ struct IntLayerNorm {
   static IntLayerNorm make(int32_t z, const std::vector<int>& alpha, const std::vector<float>& gamma,
                            const std::vector<float>& beta, const QParams& out);
   void row(const uint8_t* q, uint8_t* out) const;
+  // The same from x_c = (q_c − z) << α_c, already computed (e.g. by a table from other codes).
+  void row_centred(const int32_t* x, uint8_t* out) const;
 };
 
 // Per-channel requantization of int32 accumulators to 8-bit codes with one shift for all
