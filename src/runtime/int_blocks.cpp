@@ -55,6 +55,7 @@ IntLayerNormSite IntLayerNormSite::load(const Artifact& a, const std::string& si
   for (int c = 0; c < C; ++c)
     if (s.alpha[static_cast<size_t>(c)] < 0 || s.alpha[static_cast<size_t>(c)] > K)
       fail(a.weights_path(), "'qtx." + site + ".input0.alpha' holds " + std::to_string(s.alpha[static_cast<size_t>(c)]) + " outside 0..K = " + std::to_string(K));
+  for (int c = 0; c < C; ++c) s.table_base.push_back(s.alpha[static_cast<size_t>(c)] * 256);
   for (int k = 0; k <= K; ++k) {
     const std::vector<uint8_t> t = requant_table(residual, q.scale[0] * std::ldexp(1.0, k), z, q.spec.qmin(), q.spec.qmax());
     for (int code = 0; code < 256; ++code) s.centred.push_back((static_cast<int32_t>(t[static_cast<size_t>(code)]) - z) * (1 << k));
@@ -73,7 +74,16 @@ void IntLayerNormSite::rows(const uint8_t* h, int M, uint8_t* out) const {
 #pragma omp for schedule(static)
     for (int i = 0; i < M; ++i) {
       const uint8_t* __restrict r = h + static_cast<size_t>(i) * C;
-      for (int c = 0; c < C; ++c) x[static_cast<size_t>(c)] = tab[al[c] * 256 + r[c]];
+      int c = 0;
+#if defined(__AVX512F__)
+      const int32_t* __restrict base = table_base.data();  // α_c · 256
+      for (; c + 16 <= C; c += 16) {
+        const __m512i idx = _mm512_add_epi32(_mm512_loadu_si512(base + c),
+                                             _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + c))));
+        _mm512_storeu_si512(x.data() + c, _mm512_i32gather_epi32(idx, tab, 4));
+      }
+#endif
+      for (; c < C; ++c) x[static_cast<size_t>(c)] = tab[al[c] * 256 + r[c]];
       norm.row_centred(x.data(), out + static_cast<size_t>(i) * C);
     }
   }
@@ -214,8 +224,7 @@ std::vector<uint8_t> first_rows(const uint8_t* h, int B, int T, int D) {
 
 IntElementwise IntElementwise::make(const IntLinear& producer, const std::function<double(double)>& f, const QParams& out,
                                     double lo, double hi) {
-  constexpr int kCells = 1 << 16;
-  constexpr int32_t kSteps = int32_t{1} << 30;
+  constexpr int32_t kSteps = int32_t{1} << kGridBits;
   IntElementwise e;
   const double g = (hi - lo) / (kSteps - 1);
   const int32_t z = static_cast<int32_t>(std::llround(-lo / g));
@@ -225,30 +234,36 @@ IntElementwise IntElementwise::make(const IntLinear& producer, const std::functi
     const double r = y >= 0 ? std::floor(y + 0.5) : -std::floor(-y + 0.5);
     return static_cast<uint8_t>(std::min<double>(out.qmax, std::max<double>(out.qmin, r + out.zero)));
   };
-  e.cells.resize(kCells);
-  for (int c = 0; c < kCells; ++c) {
-    const int64_t first = static_cast<int64_t>(c) << kCellBits, last = first + (1 << kCellBits) - 1;
-    Cell& cell = e.cells[static_cast<size_t>(c)];
-    cell.before = code(first);
-    cell.after = code(last);
-    if (cell.before == cell.after) {
-      cell.boundary = 1 << kCellBits;
-      continue;
+  // The largest cells in which the code never moves by more than one step; cells with a dip and
+  // a rise inside (f's minimum) keep the codes at their ends.
+  for (e.cell_bits = 16; e.cell_bits >= 8; --e.cell_bits) {
+    const int64_t cells = int64_t{1} << (kGridBits - e.cell_bits), width = int64_t{1} << e.cell_bits;
+    e.packed.assign(static_cast<size_t>(cells), 0);
+    bool fits = true;
+    for (int64_t c = 0; c < cells && fits; ++c) {
+      const int64_t first = c * width, last = first + width - 1;
+      const uint8_t before = code(first), after = code(last);
+      int64_t boundary = 0;
+      if (before != after) {
+        fits = std::abs(before - after) == 1;
+        int64_t a = first, b = last;  // code(a) == before, code(b) == after
+        while (b - a > 1) {
+          const int64_t m = (a + b) / 2;
+          (code(m) == before ? a : b) = m;
+        }
+        boundary = b - first;
+      }
+      e.packed[static_cast<size_t>(c)] = static_cast<uint32_t>(boundary) | static_cast<uint32_t>(before) << 16 | static_cast<uint32_t>(after) << 24;
     }
-    int64_t a = first, b = last;  // code(a) == before, code(b) == after
-    while (b - a > 1) {
-      const int64_t m = (a + b) / 2;
-      (code(m) == cell.before ? a : b) = m;
-    }
-    cell.boundary = static_cast<uint16_t>(b - first);
+    if (fits) return e;
   }
-  for (const Cell& c : e.cells) e.packed.push_back(c.boundary | static_cast<uint32_t>(c.before) << 16 | static_cast<uint32_t>(c.after) << 24);
-  return e;
+  throw std::invalid_argument("elementwise table: output steps too dense for the input grid");
 }
 
 uint8_t IntElementwise::code_at(int32_t g) const {
-  const uint32_t c = packed[static_cast<size_t>(g) >> kCellBits];
-  return static_cast<uint8_t>(static_cast<uint32_t>(g & kCellMask) < (c & 0xffffu) ? c >> 16 : c >> 24);
+  const uint32_t c = packed[static_cast<uint32_t>(g) >> cell_bits];
+  const uint32_t off = static_cast<uint32_t>(g) & ((1u << cell_bits) - 1);
+  return static_cast<uint8_t>(off < (c & 0xffffu) ? c >> 16 : c >> 24);
 }
 
 void IntElementwise::rows_reference(const int32_t* acc, int M, uint8_t* out) const {
@@ -262,7 +277,8 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
   // integer steps as rows_reference (ChannelRequant::apply, then code_at); with AVX-512 sixteen
   // channels at a time, the cell read as one gather (GCC does not emit gathers when tuning for
   // AMD CPUs, so the loop is written with intrinsics there).
-  const int n = to_grid.N, sh = to_grid.shift;
+  const int n = to_grid.N, sh = to_grid.shift, cb = cell_bits;
+  const uint32_t cmask = (1u << cb) - 1;
   const int64_t half = int64_t{1} << (sh - 1), z = to_grid.zo, hi = to_grid.qmax;
   const int32_t* __restrict mm = to_grid.m.data();
   const int64_t* __restrict bb = to_grid.bias.data();
@@ -274,11 +290,12 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
     int c = 0;
 #if defined(__AVX512F__)
     const simd::Requant16 to_index(sh, z, 0, hi);
-    const __m512i mask_v = _mm512_set1_epi32(kCellMask), low16 = _mm512_set1_epi32(0xffff), low8 = _mm512_set1_epi32(0xff);
+    const __m512i mask_v = _mm512_set1_epi32((1 << cb) - 1), low16 = _mm512_set1_epi32(0xffff), low8 = _mm512_set1_epi32(0xff);
+    const __m128i cb_v = _mm_cvtsi32_si128(cb);
     for (; c + 16 <= n; c += 16) {
       const __m512i g = to_index(_mm512_loadu_si512(a + c), _mm512_loadu_si512(mm + c), _mm512_loadu_si512(bb + c),
                                  _mm512_loadu_si512(bb + c + 8));
-      const __m512i cv = _mm512_i32gather_epi32(_mm512_srli_epi32(g, kCellBits), cell, 4);
+      const __m512i cv = _mm512_i32gather_epi32(_mm512_srl_epi32(g, cb_v), cell, 4);
       const __mmask16 before = _mm512_cmplt_epu32_mask(_mm512_and_si512(g, mask_v), _mm512_and_si512(cv, low16));
       const __m512i code = _mm512_mask_blend_epi32(before, _mm512_srli_epi32(cv, 24),
                                                    _mm512_and_si512(_mm512_srli_epi32(cv, 16), low8));
@@ -288,8 +305,8 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
     for (; c < n; ++c) {
       const int64_t v = ((static_cast<int64_t>(a[c]) * mm[c] + bb[c] + half) >> sh) + z;
       const int32_t g = static_cast<int32_t>(v < 0 ? 0 : (v > hi ? hi : v));
-      const uint32_t cv = cell[static_cast<uint32_t>(g) >> kCellBits];
-      o[c] = static_cast<uint8_t>(static_cast<uint32_t>(g & kCellMask) < (cv & 0xffffu) ? cv >> 16 : cv >> 24);
+      const uint32_t cv = cell[static_cast<uint32_t>(g) >> cb];
+      o[c] = static_cast<uint8_t>((static_cast<uint32_t>(g) & cmask) < (cv & 0xffffu) ? cv >> 16 : cv >> 24);
     }
   }
 }

@@ -36,6 +36,7 @@ struct IntLinear {
 // per PTF exponent maps residual codes to the LayerNorm's input codes, then IntLayerNorm.
 struct IntLayerNormSite {
   std::vector<int32_t> centred;                // [K + 1][256]: residual code → (input code − z) << α
+  std::vector<int32_t> table_base;             // per channel: α_c · 256, its row in `centred`
   std::vector<int> alpha;                      // per channel
   IntLayerNorm norm;
   int C = 0;
@@ -98,20 +99,18 @@ std::vector<float> dequantize_logits(const IntLinear& head, const int32_t* acc, 
 std::vector<uint8_t> first_rows(const uint8_t* h, int B, int T, int D);
 
 // f applied to a linear layer's output, quantized by `out`, with integers only at run time.
-// The accumulator is requantized to a fine grid of 2^30 steps over the input range that
-// matters; the grid is cut into 2^16 cells, and each cell stores the out-code at its start, the
-// code after the one boundary it may contain, and that boundary's offset (found by bisection at
-// load). So the result is exact up to the 2^-30 input grid — far finer than any output step.
+// The accumulator is requantized to a fine grid of 2^29 steps over the input range that
+// matters; the grid is cut into cells (2^13 of them where the output steps allow: 32 KB, the
+// size of a first-level cache), and each cell stores the out-code at its start, the code after
+// the one boundary it may contain, and that boundary's offset (found by bisection at load). So
+// the result is exact up to the 2^-29 input grid — far finer than any output step.
 struct IntElementwise {
-  struct Cell {
-    uint16_t boundary;  // offset (0..16383) of the first fine step with code `after`; 16384: none
-    uint8_t before, after;
-  };
+  static constexpr int kGridBits = 29;
+  int cell_bits = 16;  // 2^cell_bits fine steps per cell (smaller when output steps are dense)
   ChannelRequant to_grid;
-  std::vector<Cell> cells;
-  // The cells packed as boundary | before << 16 | after << 24: one 32-bit gather per value.
+  // Per cell: boundary (offset of the first fine step with code `after`; 0 with after == before
+  // when the cell has none) | before << 16 | after << 24: one 32-bit gather per value.
   std::vector<uint32_t> packed;
-  static constexpr int kCellBits = 14, kCellMask = (1 << kCellBits) - 1;
   static IntElementwise make(const IntLinear& producer, const std::function<double(double)>& f, const QParams& out,
                              double lo, double hi);
   // acc [M, N] → out codes [M, N] in one pass (AVX-512 when compiled for it).

@@ -91,7 +91,8 @@ struct IntLayerNorm {
                            const std::vector<float>& beta, const QParams& out);
   void row(const uint8_t* q, uint8_t* out) const;
   // The same from x_c = (q_c − z) << α_c, already computed (e.g. by a table from other codes).
-  void row_centred(const int32_t* x, uint8_t* out) const;
+  // vectorised = false: the plain loop only (the reference the AVX-512 form is tested against).
+  void row_centred(const int32_t* x, uint8_t* out, bool vectorised = true) const;
 };
 
 // Per-channel requantization of int32 accumulators to 8-bit codes with one shift for all
