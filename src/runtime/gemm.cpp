@@ -1,3 +1,4 @@
+#include "runtime/parallel.h"
 #include "runtime/gemm.h"
 
 #include <omp.h>
@@ -16,8 +17,21 @@ using dnnl::memory;
 using tag = memory::format_tag;
 using dt = memory::data_type;
 
+namespace {
+// One CPU engine for the process and one stream per thread: creating them per call cost
+// microseconds per GEMM, which shows at batch 1.
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+dnnl::stream& thread_stream() {
+  thread_local dnnl::stream s(cpu_engine());
+  return s;
+}
+}  // namespace
+
 struct Int8Gemm::Dnnl {
-  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  const dnnl::engine& eng = cpu_engine();
   // One primitive per row count M (shapes are fixed per model and batch size), each with the
   // weight in the layout that primitive wants; most M share one layout, reordered once.
   struct Plan {
@@ -95,18 +109,17 @@ void Int8Gemm::run_uncounted(const uint8_t* A, int M, int32_t za, int32_t* C) co
     }
     plan = &it->second;
   }
-  dnnl::stream s(d.eng);
+  dnnl::stream& s = thread_stream();
   memory src(plan->src, d.eng, const_cast<uint8_t*>(A)), dst(plan->dst, d.eng, C);
   plan->prim.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, *plan->w}, {DNNL_ARG_DST, dst}});
   s.wait();
   if (za != 0) {
     const int N = N_;
     const int32_t* __restrict ws = wsum_.data();  // a local: C's stores may alias the member
-#pragma omp parallel for schedule(static)
-    for (int m = 0; m < M; ++m) {
+    parallel_for(M, static_cast<size_t>(M) * N, [&](int m) {
       int32_t* __restrict c = C + static_cast<size_t>(m) * N;
       for (int n = 0; n < N; ++n) c[n] -= za * ws[n];
-    }
+    });
   }
 }
 

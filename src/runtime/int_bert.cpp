@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "formats/error.h"
+#include "runtime/parallel.h"
 #include "runtime/int_blocks.h"
 #include "runtime/int_model.h"
 
@@ -151,20 +152,26 @@ class IntBert : public IntModel {
     const int64_t half1 = int64_t{1} << (shift1_ - 1), half2 = int64_t{1} << (shift2_ - 1);
     const int8_t* type_row = type_.table.codes.data();  // token type 0
     const int64_t mt = m_type_[0], ms = m_sum_, za = add_type_.zero, zp = add_pos_.zero;
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < M; ++i) {
+    const int64_t lo1 = add_type_.qmin, hi1 = add_type_.qmax, lo2 = add_pos_.qmin, hi2 = add_pos_.qmax;
+    const int sh1 = shift1_, sh2 = shift2_;
+    const int8_t *words = word_.table.codes.data(), *positions = pos_.table.codes.data();
+    const int64_t *m_word = m_word_.data(), *m_pos = m_pos_.data();
+    uint8_t *sum_out = y_.data(), *pos_out = x_.data();
+    // By value, and only locals in the loop: its 8-bit stores may alias anything else.
+    parallel_for(M, static_cast<size_t>(M) * D, [=](int i) {
       const int t = i % T, id = ids[i];
-      const int8_t* w = word_.table.codes.data() + static_cast<size_t>(id) * D;
-      const int8_t* pr = pos_.table.codes.data() + static_cast<size_t>(t) * D;
-      const int64_t mw = m_word_[static_cast<size_t>(id)], mp = m_pos_[static_cast<size_t>(t)];
-      uint8_t* o = x_.data() + static_cast<size_t>(i) * D;
-      uint8_t* s = y_.data() + static_cast<size_t>(i) * D;
+      const int8_t* __restrict w = words + static_cast<size_t>(id) * D;
+      const int8_t* __restrict pr = positions + static_cast<size_t>(t) * D;
+      const int8_t* __restrict ty = type_row;
+      const int64_t mw = m_word[static_cast<size_t>(id)], mp = m_pos[static_cast<size_t>(t)];
+      uint8_t* __restrict o = pos_out + static_cast<size_t>(i) * D;
+      uint8_t* __restrict s = sum_out + static_cast<size_t>(i) * D;
       for (int d = 0; d < D; ++d) {
-        const int64_t a = std::clamp<int64_t>(((w[d] * mw + type_row[d] * mt + half1) >> shift1_) + za, add_type_.qmin, add_type_.qmax);
+        const int64_t a = std::clamp<int64_t>(((w[d] * mw + ty[d] * mt + half1) >> sh1) + za, lo1, hi1);
         s[d] = static_cast<uint8_t>(a);
-        o[d] = static_cast<uint8_t>(std::clamp<int64_t>((((a - za) * ms + pr[d] * mp + half2) >> shift2_) + zp, add_pos_.qmin, add_pos_.qmax));
+        o[d] = static_cast<uint8_t>(std::clamp<int64_t>((((a - za) * ms + pr[d] * mp + half2) >> sh2) + zp, lo2, hi2));
       }
-    }
+    });
     tap("bert.embeddings.add_token_type.output", y_.data(), static_cast<size_t>(M) * D);
     tap("bert.embeddings.add_position.output", x_.data(), static_cast<size_t>(M) * D);
     eln_.rows(x_.data(), M, h_.data());

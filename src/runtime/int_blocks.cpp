@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "formats/error.h"
+#include "runtime/parallel.h"
 #include "runtime/simd.h"
 
 namespace qtx::rt {
@@ -66,13 +67,12 @@ IntLayerNormSite IntLayerNormSite::load(const Artifact& a, const std::string& si
 }
 
 void IntLayerNormSite::rows(const uint8_t* h, int M, uint8_t* out) const {
-#pragma omp parallel
-  {
-    std::vector<int32_t> x(static_cast<size_t>(C));
-    const int32_t* __restrict tab = centred.data();
-    const int* __restrict al = alpha.data();
-#pragma omp for schedule(static)
-    for (int i = 0; i < M; ++i) {
+  const int32_t* __restrict tab = centred.data();
+  const int* __restrict al = alpha.data();
+  parallel_for(M, static_cast<size_t>(M) * C, [&](int i) {
+    thread_local std::vector<int32_t> x;
+    grow(x, static_cast<size_t>(C));
+    {
       const uint8_t* __restrict r = h + static_cast<size_t>(i) * C;
       int c = 0;
 #if defined(__AVX512F__)
@@ -86,7 +86,7 @@ void IntLayerNormSite::rows(const uint8_t* h, int M, uint8_t* out) const {
       for (; c < C; ++c) x[static_cast<size_t>(c)] = tab[al[c] * 256 + r[c]];
       norm.row_centred(x.data(), out + static_cast<size_t>(i) * C);
     }
-  }
+  });
 }
 
 double IntAttention::ctx_scale() const { return v.scale * std::ldexp(1.0, -kmax); }
@@ -116,14 +116,17 @@ IntAttention IntAttention::load(const Artifact& a, const std::string& prefix, in
 void IntAttention::run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, const int32_t* valid, int B, int T,
                        int32_t* ctx) const {
   const int D = heads * dh;
-#pragma omp parallel
-  {
-    std::vector<int32_t> S(static_cast<size_t>(T) * T);
-    std::vector<int8_t> codes(static_cast<size_t>(T) * T);
-    std::vector<uint8_t> ok(static_cast<size_t>(T), 1);
-#pragma omp for schedule(static) collapse(2)
-    for (int b = 0; b < B; ++b)
-      for (int h = 0; h < heads; ++h) {
+  // One (sequence, head) pair per iteration; its scratch is per thread, kept between calls.
+  parallel_for(B * heads, static_cast<size_t>(B) * heads * T * T, [&](int bh) {
+    const int b = bh / heads, h = bh % heads;
+    thread_local std::vector<int32_t> S;
+    thread_local std::vector<int8_t> codes;
+    thread_local std::vector<uint8_t> ok;
+    grow(S, static_cast<size_t>(T) * T);
+    grow(codes, static_cast<size_t>(T) * T);
+    grow(ok, static_cast<size_t>(T));
+    {
+      {
         const size_t base = static_cast<size_t>(b) * T * D + static_cast<size_t>(h) * dh;
         if (valid)
           for (int j = 0; j < T; ++j) ok[static_cast<size_t>(j)] = valid[static_cast<size_t>(b) * T + j] != 0;
@@ -131,7 +134,7 @@ void IntAttention::run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, 
         qk_scores(qc + base, q.zero, kc + base, k.zero, T, dh, D, S.data());
         {  // scores → score codes − zero point (locals: the loop vectorises)
           int32_t* __restrict sp = S.data();
-          const size_t n = S.size();
+          const size_t n = static_cast<size_t>(T) * T;
           const int64_t m = score_requant.m, lo = scores.qmin - scores.zero, hi = scores.qmax - scores.zero;
           const int sh = score_requant.shift;
           for (size_t i = 0; i < n; ++i) {
@@ -143,7 +146,8 @@ void IntAttention::run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, 
           lis.row(S.data() + static_cast<size_t>(t) * T, mask, T, codes.data() + static_cast<size_t>(t) * T);
         av_log2(codes.data(), vc + base, v.zero, T, dh, D, kmax, ctx + base, D);
       }
-  }
+    }
+  });
 }
 
 IntSelfAttention IntSelfAttention::load(const Artifact& a, const std::string& prefix, const std::string& o_site, int D,
@@ -283,8 +287,7 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
   const int32_t* __restrict mm = to_grid.m.data();
   const int64_t* __restrict bb = to_grid.bias.data();
   const uint32_t* __restrict cell = packed.data();
-#pragma omp parallel for schedule(static)
-  for (int i = 0; i < M; ++i) {
+  parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
     const int32_t* __restrict a = acc + static_cast<size_t>(i) * n;
     uint8_t* __restrict o = out + static_cast<size_t>(i) * n;
     int c = 0;
@@ -308,7 +311,7 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
       const uint32_t cv = cell[static_cast<uint32_t>(g) >> cb];
       o[c] = static_cast<uint8_t>((static_cast<uint32_t>(g) & cmask) < (cv & 0xffffu) ? cv >> 16 : cv >> 24);
     }
-  }
+  });
 }
 
 namespace {
@@ -327,8 +330,12 @@ void apply_table(const std::vector<uint8_t>& t, const uint8_t* in, size_t n, uin
   const uint8_t* __restrict tab = t.data();  // a local: 8-bit stores may alias the vector
   const uint8_t* __restrict src = in;
   uint8_t* dst = out;  // may be `in` (in place)
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; ++i) dst[i] = tab[src[i]];
+  parallel_range(n, [=](size_t begin, size_t end) {  // by value: see requant_to_codes
+    const uint8_t* __restrict t_ = tab;
+    const uint8_t* __restrict s_ = src;
+    uint8_t* d_ = dst;
+    for (size_t i = begin; i < end; ++i) d_[i] = t_[s_[i]];
+  });
 }
 
 ChannelRequant to_codes(const IntLinear& l, const QParams& out) {

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "runtime/parallel.h"
 #include "runtime/simd.h"
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 #include <immintrin.h>
@@ -283,17 +284,24 @@ void requant_to_codes(const int32_t* in_p, size_t n, const Requant& r, const QPa
     }
     return;
   }
+  // The loop gets its values as locals (by value into the lambda, then restrict pointers): an
+  // 8-bit store may alias anything reached through the closure, which stops vectorisation.
   const int sh = r.shift;
   const int64_t half = int64_t{1} << (sh - 1);
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; ++i) {
-    // round_shift branch-free: shift |x| with half added, then restore the sign.
-    const int64_t x = in[i] * m;
-    const int64_t sgn = x >> 63;
-    const int64_t a = ((((x ^ sgn) - sgn) + half) >> sh);
-    const int64_t v = ((a ^ sgn) - sgn) + z;
-    out[i] = static_cast<uint8_t>(v < lo ? lo : (v > hi ? hi : v));
-  }
+  parallel_range(n, [=](size_t begin, size_t end) {
+    const int32_t* __restrict src = in;
+    uint8_t* __restrict dst = out;
+    const int64_t m_ = m, z_ = z, lo_ = lo, hi_ = hi, half_ = half;
+    const int sh_ = sh;
+    for (size_t i = begin; i < end; ++i) {
+      // round_shift branch-free: shift |x| with half added, then restore the sign.
+      const int64_t x = src[i] * m_;
+      const int64_t sgn = x >> 63;
+      const int64_t a = ((((x ^ sgn) - sgn) + half_) >> sh_);
+      const int64_t v = ((a ^ sgn) - sgn) + z_;
+      dst[i] = static_cast<uint8_t>(v < lo_ ? lo_ : (v > hi_ ? hi_ : v));
+    }
+  });
 }
 
 }  // namespace qtx::rt
@@ -349,8 +357,7 @@ void ChannelRequant::apply(const int32_t* acc, int M, Out* out) const {
   const int64_t z = zo, lo = qmin, hi = qmax;
   const int32_t* __restrict mm = m.data();
   const int64_t* __restrict bb = bias.data();
-#pragma omp parallel for schedule(static)
-  for (int i = 0; i < M; ++i) {
+  parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
     const int32_t* __restrict a = acc + static_cast<size_t>(i) * n;
     const int64_t* __restrict b = bb + static_cast<size_t>(i % br) * n;
     Out* __restrict o = out + static_cast<size_t>(i) * n;
@@ -365,7 +372,7 @@ void ChannelRequant::apply(const int32_t* acc, int M, Out* out) const {
       const int64_t v = ((static_cast<int64_t>(a[c]) * mm[c] + b[c] + half) >> sh) + z;
       o[c] = static_cast<Out>(v < lo ? lo : (v > hi ? hi : v));
     }
-  }
+  });
 }
 
 void ChannelRequant::rows(const int32_t* acc, int M, uint8_t* out) const { apply(acc, M, out); }
@@ -397,8 +404,7 @@ void ResidualRequant::rows(const int32_t* acc, const uint8_t* h, int M, uint8_t*
   const int64_t z = zo, lo = qmin, hi = qmax, mh = mb, zr = zh;
   const int32_t* __restrict ma_ = ma.data();
   const int64_t* __restrict b = bias.data();
-#pragma omp parallel for schedule(static)
-  for (int i = 0; i < M; ++i) {
+  parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
     const size_t off = static_cast<size_t>(i) * n;
     const int32_t* __restrict a = acc + off;
     const uint8_t* __restrict hr = h + off;
@@ -419,7 +425,7 @@ void ResidualRequant::rows(const int32_t* acc, const uint8_t* h, int M, uint8_t*
       const int64_t v = ((static_cast<int64_t>(a[c]) * ma_[c] + b[c] + (static_cast<int64_t>(hr[c]) - zr) * mh + half) >> sh) + z;
       o[c] = static_cast<uint8_t>(v < lo ? lo : (v > hi ? hi : v));
     }
-  }
+  });
 }
 
 std::vector<uint8_t> requant_table(const QParams& from, double out_scale, int32_t zo, int32_t qmin, int32_t qmax) {

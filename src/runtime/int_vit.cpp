@@ -4,6 +4,7 @@
 // and dequantizing the logits.
 #include <cmath>
 
+#include "runtime/parallel.h"
 #include "runtime/int_blocks.h"
 #include "runtime/int_model.h"
 
@@ -77,8 +78,7 @@ class IntVit : public IntModel {
     patches_.resize(static_cast<size_t>(B) * NP * KP);
     const QParams& qi = proj_.in;
     const int S = cfg_.image_size;
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < B; ++b)
+    parallel_for(B, patches_.size(), [&](int b) {
       for (int gy = 0; gy < G_; ++gy)
         for (int gx = 0; gx < G_; ++gx) {
           uint8_t* row = patches_.data() + (static_cast<size_t>(b) * NP + gy * G_ + gx) * KP;
@@ -90,6 +90,7 @@ class IntVit : public IntModel {
                 row[(ch * P_ + y) * P_ + x] = static_cast<uint8_t>(std::min<double>(qi.qmax, std::max<double>(qi.qmin, r)));
               }
         }
+    });
     acc_.resize(static_cast<size_t>(M) * std::max(D_, F_));
     h_.resize(static_cast<size_t>(M) * D_);
     proj_.run(patches_.data(), B * NP, acc_.data());
