@@ -34,6 +34,17 @@ struct IntEmbedding {
   }
 };
 
+// One token: word + type codes → add_type codes (s), then + position → add_position codes (o).
+void embed_row(const int8_t* __restrict w, const int8_t* __restrict ty, const int8_t* __restrict pr, int64_t mw, int64_t mt,
+               int64_t mp, int64_t ms, int64_t half1, int64_t half2, int sh1, int sh2, int64_t za, int64_t zp, int64_t lo1,
+               int64_t hi1, int64_t lo2, int64_t hi2, int D, uint8_t* __restrict s, uint8_t* __restrict o) {
+  for (int d = 0; d < D; ++d) {
+    const int64_t a = std::clamp<int64_t>(((w[d] * mw + ty[d] * mt + half1) >> sh1) + za, lo1, hi1);
+    s[d] = static_cast<uint8_t>(a);
+    o[d] = static_cast<uint8_t>(std::clamp<int64_t>((((a - za) * ms + pr[d] * mp + half2) >> sh2) + zp, lo2, hi2));
+  }
+}
+
 class IntBert : public IntModel {
  public:
   IntBert(const Artifact& a, Kernels kernels) : cfg_(a.config()) {
@@ -116,8 +127,12 @@ class IntBert : public IntModel {
       tap(p + "attention.output.residual.output", h2_.data(), MD);
       blk.ln1.rows(h2_.data(), M, h_.data());
       tap(p + "attention.output.LayerNorm.output", h_.data(), MD);
-      apply_table(blk.fc1_in, h_.data(), MD, x_.data());
-      blk.fc1.run(x_.data(), M, acc_.data());
+      const uint8_t* fc1_x = h_.data();  // the stream's codes, unless fc1 reads another grid
+      if (!blk.fc1_in.empty()) {
+        apply_table(blk.fc1_in, h_.data(), MD, x_.data());
+        fc1_x = x_.data();
+      }
+      blk.fc1.run(fc1_x, M, acc_.data());
       blk.act.rows(acc_.data(), M, y_.data());
       tap(p + "intermediate.intermediate_act_fn.output", y_.data(), MF);
       apply_table(blk.act_to_fc2, y_.data(), MF, y_.data());
@@ -157,20 +172,13 @@ class IntBert : public IntModel {
     const int8_t *words = word_.table.codes.data(), *positions = pos_.table.codes.data();
     const int64_t *m_word = m_word_.data(), *m_pos = m_pos_.data();
     uint8_t *sum_out = y_.data(), *pos_out = x_.data();
-    // By value, and only locals in the loop: its 8-bit stores may alias anything else.
-    parallel_for(M, static_cast<size_t>(M) * D, [=](int i) {
+    parallel_for(M, static_cast<size_t>(M) * D, [&](int i) {
       const int t = i % T, id = ids[i];
-      const int8_t* __restrict w = words + static_cast<size_t>(id) * D;
-      const int8_t* __restrict pr = positions + static_cast<size_t>(t) * D;
-      const int8_t* __restrict ty = type_row;
-      const int64_t mw = m_word[static_cast<size_t>(id)], mp = m_pos[static_cast<size_t>(t)];
-      uint8_t* __restrict o = pos_out + static_cast<size_t>(i) * D;
-      uint8_t* __restrict s = sum_out + static_cast<size_t>(i) * D;
-      for (int d = 0; d < D; ++d) {
-        const int64_t a = std::clamp<int64_t>(((w[d] * mw + ty[d] * mt + half1) >> sh1) + za, lo1, hi1);
-        s[d] = static_cast<uint8_t>(a);
-        o[d] = static_cast<uint8_t>(std::clamp<int64_t>((((a - za) * ms + pr[d] * mp + half2) >> sh2) + zp, lo2, hi2));
-      }
+      // A function of its own: the loop's 8-bit stores could alias anything reached through the
+      // closure, so its constants must be parameters (locals) for it to vectorise.
+      embed_row(words + static_cast<size_t>(id) * D, type_row, positions + static_cast<size_t>(t) * D, m_word[static_cast<size_t>(id)], mt,
+                m_pos[static_cast<size_t>(t)], ms, half1, half2, sh1, sh2, za, zp, lo1, hi1, lo2, hi2, D,
+                sum_out + static_cast<size_t>(i) * D, pos_out + static_cast<size_t>(i) * D);
     });
     tap("bert.embeddings.add_token_type.output", y_.data(), static_cast<size_t>(M) * D);
     tap("bert.embeddings.add_position.output", x_.data(), static_cast<size_t>(M) * D);

@@ -467,8 +467,12 @@ void qk_scores_vnni(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, 
   const int G = dh / 4, JB = (T + 15) / 16;
   thread_local std::vector<uint32_t> kp;
   thread_local std::vector<int32_t> key_term, query_term;
-  kp.assign(static_cast<size_t>(JB) * G * 16, 0);
-  key_term.assign(static_cast<size_t>(JB) * 16, 0);
+  kp.resize(static_cast<size_t>(JB) * G * 16);
+  key_term.resize(static_cast<size_t>(JB) * 16);
+  for (int j = T; j < JB * 16; ++j) {  // keys past T: zero (their scores are not stored)
+    key_term[static_cast<size_t>(j)] = 0;
+    for (int g = 0; g < G; ++g) kp[static_cast<size_t>(j / 16) * G * 16 + static_cast<size_t>(g) * 16 + j % 16] = 0;
+  }
   query_term.resize(static_cast<size_t>(T));
   for (int j = 0; j < T; ++j) {
     const uint8_t* kr = k + static_cast<size_t>(j) * ld;
