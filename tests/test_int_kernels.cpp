@@ -212,15 +212,16 @@ TEST(IntKernels, AttentionScoresAndLog2AvMatchPlainLoops) {
   // dh 32 and 64 take the register-accumulator paths of A·V, 8 and 6 the generic one; dh 6 the
   // plain Q·Kᵀ where the VNNI one (dh a multiple of 4, T ≥ 32) is compiled; T 37 and 50 the tails
   // of 16-key vectors and of 4-query passes.
-  for (auto [dh, T] : std::vector<std::pair<int, int>>{{8, 9}, {6, 40}, {32, 37}, {64, 9}, {64, 50}, {128, 33}}) {
-    const int ld = 3 * dh, kmax = 15;
+  // kmax 15 (4-bit softmax) and 20 (8-bit: three byte planes in the VNNI A·V).
+  for (auto [dh, T, kmax] : std::vector<std::array<int, 3>>{{8, 9, 15}, {6, 40, 15}, {32, 37, 15}, {64, 9, 20}, {64, 50, 15}, {64, 50, 20}, {128, 33, 20}}) {
+    const int ld = 3 * dh;
     std::vector<uint8_t> q(static_cast<size_t>(T) * ld), k(q.size()), v(q.size());
     for (auto* t : {&q, &k, &v})
       for (auto& x : *t) x = static_cast<uint8_t>(rng());
     std::vector<int32_t> S(static_cast<size_t>(T) * T);
     qk_scores(q.data(), 128, k.data(), 120, T, dh, ld, S.data());
     std::vector<int8_t> codes(S.size());
-    for (auto& c : codes) c = static_cast<int8_t>(static_cast<int>(rng() % 18) - 1);  // -1 (zero) .. 16 (dropped)
+    for (auto& c : codes) c = static_cast<int8_t>(static_cast<int>(rng() % (kmax + 3)) - 1);  // -1 (zero) .. kmax + 1 (dropped)
     std::vector<int32_t> ctx(static_cast<size_t>(T) * ld, 7);
     av_log2(codes.data(), v.data(), 131, T, dh, ld, kmax, ctx.data(), ld);
     for (int t = 0; t < T; ++t) {

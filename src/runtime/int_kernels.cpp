@@ -558,8 +558,86 @@ void av_log2_rows(const int8_t* codes, const int32_t* vc, int T, int dh_rt, int 
 }
 }  // namespace
 
+#ifdef QTX_VNNI
+namespace {
+// A·V with AVX512-VNNI. The weight 2^(kmax − code) of a key is split by its exponent e into
+// byte planes: plane p holds 2^(e − 8p) where ⌊e/8⌋ = p, 0 elsewhere, so each plane is u8 and
+// Σ_j 2^e·(v_j − z) = Σ_p 2^(8p)·Σ_j plane_p[j]·(v_j − 128) + (128 − z)·Σ_j 2^e — vpdpbusd
+// products with V − 128 as s8, plus one term per query. Arithmetic is mod 2^32 like the
+// shifting loop's, so the two agree bit for bit.
+void av_log2_vnni(const int8_t* codes, const uint8_t* v, int32_t zv, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc) {
+  const int TJ = (T + 3) & ~3, G = TJ / 4, DB = dh / 16, planes = kmax / 8 + 1;
+  thread_local std::vector<uint8_t> P;    // [planes][T][TJ]
+  thread_local std::vector<uint32_t> vp;  // [G][dh]: four keys' v − 128 per dimension
+  thread_local std::vector<int32_t> weight_sum;
+  P.resize(static_cast<size_t>(planes) * T * TJ);
+  vp.resize(static_cast<size_t>(G) * dh);
+  weight_sum.resize(static_cast<size_t>(T));
+  for (int g = 0; g < G; ++g)
+    for (int d = 0; d < dh; ++d) {
+      uint32_t w = 0;
+      for (int i = 0; i < 4; ++i) {
+        const int j = 4 * g + i;
+        const uint32_t b = j < T ? (v[static_cast<size_t>(j) * ld + d] ^ 0x80u) : 0u;
+        w |= b << (8 * i);
+      }
+      vp[static_cast<size_t>(g) * dh + d] = w;
+    }
+  const uint32_t km = static_cast<uint32_t>(kmax);
+  for (int t = 0; t < T; ++t) {
+    const int8_t* __restrict ct = codes + static_cast<size_t>(t) * T;
+    for (int p = 0; p < planes; ++p) {
+      uint8_t* __restrict row = P.data() + (static_cast<size_t>(p) * T + t) * TJ;
+      const uint32_t pp = static_cast<uint32_t>(p);
+      for (int j = 0; j < T; ++j) {
+        const uint32_t e = km - static_cast<uint32_t>(static_cast<int32_t>(ct[j]));  // > kmax when the code is out of range
+        row[j] = static_cast<uint8_t>(e <= km && (e >> 3) == pp ? 1u << (e & 7) : 0u);
+      }
+      for (int j = T; j < TJ; ++j) row[j] = 0;
+    }
+    uint32_t sum = 0;
+    for (int j = 0; j < T; ++j) {
+      const uint32_t e = km - static_cast<uint32_t>(static_cast<int32_t>(ct[j]));
+      sum += e <= km ? 1u << e : 0u;
+    }
+    weight_sum[static_cast<size_t>(t)] = static_cast<int32_t>(sum * static_cast<uint32_t>(128 - zv));
+  }
+  for (int t = 0; t < T; ++t) {
+    for (int d0 = 0; d0 < DB; d0 += 4) {  // four 16-wide blocks of the head per pass
+      const int nb = std::min(4, DB - d0);
+      __m512i total[4];
+      for (int i = 0; i < 4; ++i) total[i] = _mm512_set1_epi32(weight_sum[static_cast<size_t>(t)]);
+      for (int p = 0; p < planes; ++p) {
+        const uint8_t* row = P.data() + (static_cast<size_t>(p) * T + t) * TJ;
+        __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+        for (int g = 0; g < G; ++g) {
+          uint32_t w;
+          std::memcpy(&w, row + 4 * g, 4);
+          const __m512i wv = _mm512_set1_epi32(static_cast<int32_t>(w));
+          const uint32_t* vr = vp.data() + static_cast<size_t>(g) * dh + static_cast<size_t>(d0) * 16;
+          if (nb == 4) {
+            acc[0] = _mm512_dpbusd_epi32(acc[0], wv, _mm512_loadu_si512(vr));
+            acc[1] = _mm512_dpbusd_epi32(acc[1], wv, _mm512_loadu_si512(vr + 16));
+            acc[2] = _mm512_dpbusd_epi32(acc[2], wv, _mm512_loadu_si512(vr + 32));
+            acc[3] = _mm512_dpbusd_epi32(acc[3], wv, _mm512_loadu_si512(vr + 48));
+          } else {
+            for (int i = 0; i < nb; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], wv, _mm512_loadu_si512(vr + 16 * i));
+          }
+        }
+        for (int i = 0; i < nb; ++i) total[i] = _mm512_add_epi32(total[i], _mm512_slli_epi32(acc[i], static_cast<unsigned>(8 * p)));
+      }
+      for (int i = 0; i < nb; ++i) _mm512_storeu_si512(ctx + static_cast<size_t>(t) * ldc + (d0 + i) * 16, total[i]);
+    }
+  }
+}
+}  // namespace
+#endif
+
 void av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc) {
   if (dh > 1024) throw std::invalid_argument("av_log2: head size above 1024");
+#ifdef QTX_VNNI
+  if (dh % 16 == 0 && T >= 32 && kmax <= 23) return av_log2_vnni(codes, v, zv, T, dh, ld, kmax, ctx, ldc);
+#endif
   thread_local std::vector<int32_t> vc;
   vc.resize(static_cast<size_t>(T) * dh);
   for (int j = 0; j < T; ++j)
