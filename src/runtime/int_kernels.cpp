@@ -244,7 +244,7 @@ void IntLayerNorm::row_centred(const int32_t* x_in, uint8_t* out_in, bool vector
   const int s = shift + 24;
   const int64_t zout = zo, lo = qmin, hi = qmax, nn = n;
   int c = 0;
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && defined(__AVX512DQ__)  // DQ: the 64-bit multiply
   if (vectorised) {
     // The same integer steps; t (|t| ≤ 2^24·√C < 2^31) and γ/s_out (< 2^30) are int32, so t·g is
     // one 32×32→64 multiply. d = C·x − Σx is int32 too (|d| < 2^26).
@@ -573,16 +573,24 @@ void av_log2_vnni(const int8_t* codes, const uint8_t* v, int32_t zv, int T, int 
   P.resize(static_cast<size_t>(planes) * T * TJ);
   vp.resize(static_cast<size_t>(G) * dh);
   weight_sum.resize(static_cast<size_t>(T));
-  for (int g = 0; g < G; ++g)
-    for (int d = 0; d < dh; ++d) {
-      uint32_t w = 0;
-      for (int i = 0; i < 4; ++i) {
-        const int j = 4 * g + i;
-        const uint32_t b = j < T ? (v[static_cast<size_t>(j) * ld + d] ^ 0x80u) : 0u;
-        w |= b << (8 * i);
-      }
-      vp[static_cast<size_t>(g) * dh + d] = w;
+  // Four keys' rows interleaved byte by byte (16 dimensions at a time); keys past T are zero.
+  const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));
+  for (int g = 0; g < G; ++g) {
+    const uint8_t* rows[4];
+    for (int i = 0; i < 4; ++i) rows[i] = 4 * g + i < T ? v + static_cast<size_t>(4 * g + i) * ld : nullptr;
+    for (int d = 0; d < dh; d += 16) {
+      __m128i r[4];
+      for (int i = 0; i < 4; ++i)
+        r[i] = rows[i] ? _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i] + d)), flip) : _mm_setzero_si128();
+      const __m128i lo01 = _mm_unpacklo_epi8(r[0], r[1]), lo23 = _mm_unpacklo_epi8(r[2], r[3]);
+      const __m128i hi01 = _mm_unpackhi_epi8(r[0], r[1]), hi23 = _mm_unpackhi_epi8(r[2], r[3]);
+      __m128i* out = reinterpret_cast<__m128i*>(vp.data() + static_cast<size_t>(g) * dh + d);
+      _mm_storeu_si128(out, _mm_unpacklo_epi16(lo01, lo23));
+      _mm_storeu_si128(out + 1, _mm_unpackhi_epi16(lo01, lo23));
+      _mm_storeu_si128(out + 2, _mm_unpacklo_epi16(hi01, hi23));
+      _mm_storeu_si128(out + 3, _mm_unpackhi_epi16(hi01, hi23));
     }
+  }
   const uint32_t km = static_cast<uint32_t>(kmax);
   for (int t = 0; t < T; ++t) {
     const int8_t* __restrict ct = codes + static_cast<size_t>(t) * T;
