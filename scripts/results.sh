@@ -1,47 +1,93 @@
 #!/usr/bin/env bash
-# Regenerates docs/RESULTS.md: FP32 vs every quantization recipe on the shipped models, plus the
-# LayerNorm-bits x attention-bits sweep (MinMax vs PTF vs LIS vs both). Long: run it as a
-# command, not in CI. Usage: scripts/results.sh [THREADS]
+# Regenerates docs/RESULTS.md: FP32 vs every quantization recipe on the shipped models, the
+# LayerNorm-bits x attention-bits sweep (MinMax vs PTF vs LIS vs both) and Liu et al.'s tables.
+# Long (hours): run it as a command, not in CI.
+#
+#   scripts/results.sh [THREADS] [MODEL_NAME...]
+#
+# Every row is cached under runs/results/rows/, keyed by the model's bytes, the row's arguments
+# and the source of everything that decides a row's numbers (formats, models, quant, calib, data,
+# eval, tasks). A rerun recomputes only rows whose key changed, so the table can be filled over
+# several sittings; any change to the model or to that code invalidates the affected rows. Naming
+# models (e.g. `bert-austen`) computes only their rows and writes runs/results/partial-NAME.md;
+# without names every model runs and docs/RESULTS.md is written.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T=${1:-$(nproc)}
-Q=./build/qtx
-[ -x $Q ] || bash scripts/build.sh -DQTX_BUILD_TESTS=OFF
+shift || true
+[ -x build/qtx ] || bash scripts/build.sh -DQTX_BUILD_TESTS=OFF
 W=runs/results
-mkdir -p $W
-OUT=docs/RESULTS.md
+mkdir -p $W/rows
+# A private copy, so rebuilding qtx while this runs cannot pull the binary from under it.
+Q=$W/qtx.$$
+cp build/qtx $Q
+trap 'rm -f $Q' EXIT
+if [ $# -gt 0 ]; then MODELS=(); for m in "$@"; do MODELS+=(models/$m); done; OUT=$W/partial-$(IFS=-; echo "$*").md
+else MODELS=(models/vit-fmnist models/bert-austen); OUT=docs/RESULTS.md; fi
+for m in "${MODELS[@]}"; do [ -f $m/config.json ] || { echo "results.sh: no model at $m" >&2; exit 2; }; done
+
+# What decides a row's numbers: the tracked source of these folders plus any uncommitted edit.
+CODE=$( { git ls-files -s src/formats src/models src/quant src/calib src/data src/eval src/tasks;
+          git diff HEAD -- src/formats src/models src/quant src/calib src/data src/eval src/tasks; } | sha1sum | cut -c1-12)
+declare -A MODEL_HASH
+model_hash() { [ -n "${MODEL_HASH[$1]:-}" ] || MODEL_HASH[$1]=$(cat $1/*.json $1/model.safetensors | sha1sum | cut -c1-12); echo "${MODEL_HASH[$1]}"; }
+
+# cached NAME MODEL ARGS... : prints the cached row for NAME if its key matches, else returns 1.
+row_key() { local name=$1 model=$2; shift 2; echo "$name $(model_hash $model) $CODE $T $*" | sha1sum | cut -c1-16; }
+row_file() { echo "$W/rows/$1.$2.row"; }
 
 acc() { sed -n 's/^accuracy *\([0-9.]*\)%.*/\1/p'; }
 
-# eval_row MODEL_DIR -> accuracy
+# eval_acc MODEL_DIR -> accuracy (not cached: callers cache the row it goes into)
 eval_acc() { $Q eval --model "$1" --threads "$T" 2>/dev/null | acc; }
+
+# fp_acc MODEL -> FP32 accuracy, cached like a row
+fp_acc() {
+  local model=$1 k f a
+  k=$(row_key fp $model); f=$(row_file fp-$(basename $model) $k)
+  if [ ! -s $f ]; then
+    a=$(eval_acc $model)
+    [ -n "$a" ] || { echo "results.sh: qtx eval gave no accuracy for $model" >&2; exit 1; }
+    echo "$a" >$f
+  fi
+  cat $f
+}
+
+# quantize_cached NAME MODEL QUANTIZE_ARGS... -> "accuracy seconds rss bytes" (cached)
+quantize_cached() {
+  local name=$1 model=$2; shift 2
+  local k f; k=$(row_key $name $model "$@"); f=$(row_file $name $k)
+  if [ ! -s $f ]; then
+    echo "[results] $name ..." >&2
+    local log=$W/$name.log
+    $Q quantize --model "$model" --out "$W/$name" --threads "$T" "$@" >"$log" 2>&1 ||
+      { echo "results.sh: qtx quantize failed for $name (see $log)" >&2; exit 1; }
+    local secs rss bytes a
+    secs=$(sed -n 's/^calibration *[0-9]* samples, \([0-9.]*\) s.*/\1/p' "$log")
+    rss=$(sed -n 's/^calibration .*peak RSS \([0-9]*\) MB.*/\1/p' "$log")
+    bytes=$(stat -c %s "$W/$name/model.safetensors")
+    a=$(eval_acc "$W/$name")
+    [ -n "$a" ] || { echo "results.sh: qtx eval gave no accuracy for $name" >&2; exit 1; }
+    echo "$a ${secs:--} ${rss:--} $bytes" >$f
+  fi
+  cat $f
+}
 
 # quant_row LABEL MODEL RECIPE FP_ACC
 quant_row() {
-  local label=$1 model=$2 recipe=$3 fp=$4 name
-  name=$(basename "$model")-$(basename "$recipe" .json)
-  local log=$W/$name.log
-  $Q quantize --model "$model" --recipe "$recipe" --out "$W/$name" --threads "$T" >"$log" 2>&1
-  local secs bytes a
-  secs=$(sed -n 's/^calibration *[0-9]* samples, \([0-9.]*\) s.*/\1/p' "$log")
-  bytes=$(stat -c %s "$W/$name/model.safetensors")
-  a=$(eval_acc "$W/$name")
-  printf '| %s | %.2f | %+.2f | %.2f | %.1f |\n' "$label" "$a" "$(echo "$a - $fp" | bc -l)" "$(echo "$bytes / 1000000" | bc -l)" "$secs"
+  local label=$1 model=$2 recipe=$3 fp=$4 r a secs rss bytes
+  r=$(quantize_cached "$(basename "$model")-$(basename "$recipe" .json)" $model --recipe "$recipe")
+  read -r a secs rss bytes <<<"$r"
+  printf '| %s | %.2f | %+.2f | %.2f | %s |\n' "$label" "$a" "$(echo "$a - $fp" | bc -l)" "$(echo "$bytes / 1000000" | bc -l)" "$secs"
 }
 
 # method_row LABEL MODEL RECIPE FP TAG QUANTIZE_ARGS... -> one row of the Liu et al. table
 method_row() {
-  local label=$1 model=$2 recipe=$3 fp=$4 tag=$5
+  local label=$1 model=$2 recipe=$3 fp=$4 tag=$5 r a secs rss bytes
   shift 5
-  local name=$(basename "$model")-$recipe-$tag
-  local log=$W/$name.log
-  $Q quantize --model "$model" --recipe "$recipe" --out "$W/$name" --threads "$T" "$@" >"$log" 2>&1
-  local secs rss bytes a
-  secs=$(sed -n 's/^calibration *[0-9]* samples, \([0-9.]*\) s.*/\1/p' "$log")
-  rss=$(sed -n 's/^calibration .*peak RSS \([0-9]*\) MB.*/\1/p' "$log")
-  bytes=$(stat -c %s "$W/$name/model.safetensors")
-  a=$(eval_acc "$W/$name")
-  printf '| %s | %s | %.2f | %+.2f | %.2f | %.1f | %s |\n' "$recipe" "$label" "$a" "$(echo "$a - $fp" | bc -l)" \
+  r=$(quantize_cached "$(basename "$model")-$recipe-$tag" $model --recipe "$recipe" "$@")
+  read -r a secs rss bytes <<<"$r"
+  printf '| %s | %s | %.2f | %+.2f | %.2f | %s | %s |\n' "$recipe" "$label" "$a" "$(echo "$a - $fp" | bc -l)" \
     "$(echo "$bytes / 1000000" | bc -l)" "$secs" "$rss"
 }
 
@@ -106,13 +152,16 @@ JSON
 {
   echo "# Results"
   echo
-  echo "Regenerated by \`scripts/results.sh\` on $(uname -m), $(nproc) cores, $T threads, $(date -u +%Y-%m-%d)."
+  echo "Regenerated by \`scripts/results.sh\` on $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $T threads,"
+  echo "$(date -u +%Y-%m-%d), quantization code $CODE. Rows are cached between runs (see the script); each row's"
+  echo "calibration seconds and peak RSS were measured by the run that computed it, and may include time"
+  echo "when the machine was shared with other jobs: read them as upper bounds."
   echo "Accuracy on the full test split (Fashion-MNIST 10 000 images; austen-6 test passages);"
   echo "calibration on the default sample of the training split (1000 images / 512 passages, seed 0)."
   echo "Model bytes = size of model.safetensors."
-  for model in models/vit-fmnist models/bert-austen; do
+  for model in "${MODELS[@]}"; do
     $Q stats --model $model --out docs/plots/$(basename $model) --calib 256 --threads "$T" >/dev/null
-    fp=$(eval_acc $model)
+    fp=$(fp_acc $model)
     fpb=$(stat -c %s $model/model.safetensors)
     echo
     echo "## $(basename $model)"
@@ -128,22 +177,27 @@ JSON
       quant_row "$r" $model $r "$fp"
     done
     echo
-    echo "### Sweep: LayerNorm-input bits x attention bits (fully quantized, W8A8 elsewhere unless noted)"
+    echo "### Sweep: LayerNorm-input bits x attention bits, fully quantized"
+    echo
+    echo "Every other site at W8A8 (upper block) or W4A4 (lower block); plain MinMax calibration everywhere."
+    echo "Cells: accuracy % (drop vs FP)."
     echo
     echo "| LN bits | attn bits | W/A | MinMax | PTF | LIS | PTF+LIS (FQ-ViT) |"
     echo "| --- | --- | --- | --- | --- | --- | --- |"
-    for cfg in "8 8 8 8" "8 4 8 8" "6 3 8 8" "6 8 8 8" "4 8 8 8" "4 4 8 8" "4 3 8 8" "4 2 8 8" "8 2 8 8" "4 4 4 4"; do
-      set -- $cfg
-      row="| $1 | $2 | W$3A$4 |"
-      for pl in "0 0" "1 0" "0 1" "1 1"; do
-        set -- $cfg $pl
-        f=$(sweep_recipe $1 $2 $5 $6 $3 $4)
-        name=$(basename $model)-$(basename $f .json)
-        $Q quantize --model $model --recipe $f --out $W/$name --threads $T >/dev/null 2>&1
-        a=$(eval_acc $W/$name)
-        row="$row $(printf '%.2f (%+.2f)' "$a" "$(echo "$a - $fp" | bc -l)") |"
+    for wa in 8 4; do
+      for ln in 8 6 4; do
+        for attn in 8 4 3 2; do
+          row="| $ln | $attn | W${wa}A${wa} |"
+          for pl in "0 0" "1 0" "0 1" "1 1"; do
+            set -- $pl
+            f=$(sweep_recipe $ln $attn $1 $2 $wa $wa)
+            r=$(quantize_cached "$(basename $model)-$(basename $f .json)" $model --recipe $f)
+            a=${r%% *}
+            row="$row $(printf '%.2f (%+.2f)' "$a" "$(echo "$a - $fp" | bc -l)") |"
+          done
+          echo "$row"
+        done
       done
-      echo "$row"
     done
     liu_section $model "$fp"
   done
