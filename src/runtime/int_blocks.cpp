@@ -72,7 +72,7 @@ void IntLayerNormSite::rows(const uint8_t* h, int M, uint8_t* out) const {
   parallel_for(M, static_cast<size_t>(M) * C, [&](int i) {
     thread_local std::vector<int32_t> x;
     grow(x, static_cast<size_t>(C));
-    {
+    {  // (a block: the loop below reads only restrict locals)
       const uint8_t* __restrict r = h + static_cast<size_t>(i) * C;
       int c = 0;
 #if defined(__AVX512F__)
@@ -125,28 +125,24 @@ void IntAttention::run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, 
     grow(S, static_cast<size_t>(T) * T);
     grow(codes, static_cast<size_t>(T) * T);
     grow(ok, static_cast<size_t>(T));
-    {
-      {
-        const size_t base = static_cast<size_t>(b) * T * D + static_cast<size_t>(h) * dh;
-        if (valid)
-          for (int j = 0; j < T; ++j) ok[static_cast<size_t>(j)] = valid[static_cast<size_t>(b) * T + j] != 0;
-        const uint8_t* mask = valid ? ok.data() : nullptr;
-        qk_scores(qc + base, q.zero, kc + base, k.zero, T, dh, D, S.data());
-        {  // scores → score codes − zero point (locals: the loop vectorises)
-          int32_t* __restrict sp = S.data();
-          const size_t n = static_cast<size_t>(T) * T;
-          const int64_t m = score_requant.m, lo = scores.qmin - scores.zero, hi = scores.qmax - scores.zero;
-          const int sh = score_requant.shift;
-          for (size_t i = 0; i < n; ++i) {
-            const int64_t c = round_shift(sp[i] * m, sh);
-            sp[i] = static_cast<int32_t>(c < lo ? lo : (c > hi ? hi : c));
-          }
-        }
-        for (int t = 0; t < T; ++t)
-          lis.row(S.data() + static_cast<size_t>(t) * T, mask, T, codes.data() + static_cast<size_t>(t) * T);
-        av_log2(codes.data(), vc + base, v.zero, T, dh, D, kmax, ctx + base, D);
+    const size_t base = static_cast<size_t>(b) * T * D + static_cast<size_t>(h) * dh;
+    if (valid)
+      for (int j = 0; j < T; ++j) ok[static_cast<size_t>(j)] = valid[static_cast<size_t>(b) * T + j] != 0;
+    const uint8_t* mask = valid ? ok.data() : nullptr;
+    qk_scores(qc + base, q.zero, kc + base, k.zero, T, dh, D, S.data());
+    {  // scores → score codes − zero point (locals: the loop vectorises)
+      int32_t* __restrict sp = S.data();
+      const size_t n = static_cast<size_t>(T) * T;
+      const int64_t m = score_requant.m, lo = scores.qmin - scores.zero, hi = scores.qmax - scores.zero;
+      const int sh = score_requant.shift;
+      for (size_t i = 0; i < n; ++i) {
+        const int64_t c = round_shift(sp[i] * m, sh);
+        sp[i] = static_cast<int32_t>(c < lo ? lo : (c > hi ? hi : c));
       }
     }
+    for (int t = 0; t < T; ++t)
+      lis.row(S.data() + static_cast<size_t>(t) * T, mask, T, codes.data() + static_cast<size_t>(t) * T);
+    av_log2(codes.data(), vc + base, v.zero, T, dh, D, kmax, ctx + base, D);
   });
 }
 
