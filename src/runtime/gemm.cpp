@@ -18,6 +18,9 @@ using tag = memory::format_tag;
 using dt = memory::data_type;
 
 namespace {
+// Below this many multiply-adds a GEMM runs in one thread (see run_uncounted).
+constexpr double kMinParallelMacs = 4.0e6;
+
 // One CPU engine for the process and one stream per thread: creating them per call cost
 // microseconds per GEMM, which shows at batch 1.
 const dnnl::engine& cpu_engine() {
@@ -86,6 +89,20 @@ void Int8Gemm::run_uncounted(const uint8_t* A, int M, int32_t za, int32_t* C) co
     return;
   }
   Dnnl& d = *dnnl_;
+  // Small products run in this thread alone, plan and execution alike: splitting ~1 M
+  // multiply-adds over threads costs more in synchronisation than it saves (ViT at batch 1 on
+  // two threads was slower than on one).
+  struct OneThread {  // restores the thread count on every way out
+    int threads = omp_get_max_threads();
+    bool on = false;
+    ~OneThread() {
+      if (on) omp_set_num_threads(threads);
+    }
+  } one;
+  if (one.threads > 1 && static_cast<double>(M) * N_ * K_ < kMinParallelMacs) {
+    one.on = true;
+    omp_set_num_threads(1);
+  }
   Dnnl::Plan* plan;
   {
     std::lock_guard<std::mutex> lock(d.mu);
