@@ -151,6 +151,20 @@ void BM_IntElementwiseGelu(benchmark::State& st) {
 }
 BENCHMARK(BM_IntElementwiseGelu)->Arg(1088)->Unit(benchmark::kMicrosecond);
 
+// Integer square root on LayerNorm-sized arguments (C²·var with ~48 significant bits): once per row.
+void BM_Isqrt(benchmark::State& st) {
+  std::mt19937_64 rng(13);
+  std::vector<uint64_t> v(4096);
+  for (auto& x : v) x = rng() >> 16;
+  uint64_t sum = 0;
+  for (auto _ : st) {
+    for (uint64_t x : v) sum += isqrt(x);
+    benchmark::DoNotOptimize(sum);
+  }
+  st.SetItemsProcessed(st.iterations() * static_cast<int64_t>(v.size()));
+}
+BENCHMARK(BM_Isqrt);
+
 void BM_IntExp(benchmark::State& st) {
   IntExp ie = IntExp::for_scale(0.002);
   auto q = random_codes<int32_t>(4096, -20000, 0, 11);
