@@ -35,14 +35,16 @@ dnnl::stream& thread_stream() {
 
 struct Int8Gemm::Dnnl {
   const dnnl::engine& eng = cpu_engine();
-  // One primitive per row count M (shapes are fixed per model and batch size), each with the
+  // One primitive per row count M and thread count (fixed per model, batch size and setting), each with the
   // weight in the layout that primitive wants; most M share one layout, reordered once.
   struct Plan {
     dnnl::matmul prim;
     memory::desc src, dst;
     std::shared_ptr<memory> w;
   };
-  std::map<int, Plan> plans;
+  // Keyed by (M, threads): oneDNN splits the work among the threads it sees when the primitive
+  // is made, so a plan made for one thread runs a two-thread call on one core's partition.
+  std::map<std::pair<int, int>, Plan> plans;
   std::vector<std::pair<memory::desc, std::shared_ptr<memory>>> packed;
   std::mutex mu;
 };
@@ -106,7 +108,8 @@ void Int8Gemm::run_uncounted(const uint8_t* A, int M, int32_t za, int32_t* C) co
   Dnnl::Plan* plan;
   {
     std::lock_guard<std::mutex> lock(d.mu);
-    auto it = d.plans.find(M);
+    const std::pair<int, int> key(M, omp_get_max_threads());
+    auto it = d.plans.find(key);
     if (it == d.plans.end()) {
       memory::desc src({M, K_}, dt::u8, tag::ab), dst({M, N_}, dt::s32, tag::ab);
       memory::desc wany({K_, N_}, dt::s8, tag::any);
@@ -122,7 +125,7 @@ void Int8Gemm::run_uncounted(const uint8_t* A, int M, int32_t za, int32_t* C) co
         s.wait();
         d.packed.emplace_back(pd.weights_desc(), p.w);
       }
-      it = d.plans.emplace(M, std::move(p)).first;
+      it = d.plans.emplace(key, std::move(p)).first;
     }
     plan = &it->second;
   }
