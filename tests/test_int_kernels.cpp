@@ -140,6 +140,52 @@ TEST(IntKernels, ElementwiseTableOnePassMatchesReferenceAndExactGelu) {
   EXPECT_GT(checked, M * N * 9 / 10);
 }
 
+// The requantization loops on 37 channels (two 16-wide AVX-512 vectors and a tail, where that is
+// compiled) against their integer formula evaluated here one value at a time, bit for bit:
+// clamp(((acc · m_c + bias + half) >> shift) + zo), with the zero-point offset folded in.
+TEST(IntKernels, RequantizationVectorsMatchTheScalarFormula) {
+  const int N = 37, M = 50;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> scale(1e-5, 9e-4), real(-2.0, 2.0);
+  std::vector<double> acc_scale, bias;
+  std::vector<int64_t> offset;
+  for (int c = 0; c < N; ++c) {
+    acc_scale.push_back(scale(rng));
+    bias.push_back(real(rng));
+    offset.push_back(static_cast<int64_t>(rng() % 200001) - 100000);
+  }
+  std::vector<double> bias2 = bias;  // two bias rows (ViT folds position embeddings this way)
+  for (double b : bias) bias2.push_back(-b);
+  std::vector<int32_t> acc(static_cast<size_t>(M) * N);
+  std::vector<uint8_t> h(acc.size());
+  for (size_t i = 0; i < acc.size(); ++i) {
+    acc[i] = static_cast<int32_t>(rng() % 400001) - 200000;
+    h[i] = static_cast<uint8_t>(rng());
+  }
+  auto clamp = [](int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); };
+  const ChannelRequant r = ChannelRequant::make(acc_scale, bias2, 2, 0.03, 110, 0, 255, offset);
+  std::vector<uint8_t> out(acc.size());
+  std::vector<int32_t> out32(acc.size());
+  r.rows(acc.data(), M, out.data());
+  r.rows32(acc.data(), M, out32.data());
+  const int64_t half = int64_t{1} << (r.shift - 1);
+  for (int i = 0; i < M; ++i)
+    for (int c = 0; c < N; ++c) {
+      const size_t k = static_cast<size_t>(i) * N + c;
+      const int64_t want = clamp(((static_cast<int64_t>(acc[k]) * r.m[c] + r.bias[static_cast<size_t>(i % 2) * N + c] + half) >> r.shift) + r.zo, r.qmin, r.qmax);
+      ASSERT_EQ(out[k], want) << "row " << i << " channel " << c;
+      ASSERT_EQ(out32[k], want) << "row " << i << " channel " << c;
+    }
+  const ResidualRequant res = ResidualRequant::make(acc_scale, bias, QParams{0.021, 120, 0, 255}, QParams{0.03, 128, 0, 255}, offset);
+  res.rows(acc.data(), h.data(), M, out.data());
+  const int64_t rhalf = int64_t{1} << (res.shift - 1);
+  for (size_t k = 0; k < acc.size(); ++k) {
+    const size_t c = k % N;
+    const int64_t v = static_cast<int64_t>(acc[k]) * res.ma[c] + res.bias[c] + (static_cast<int64_t>(h[k]) - res.zh) * res.mb;
+    ASSERT_EQ(out[k], clamp(((v + rhalf) >> res.shift) + res.zo, res.qmin, res.qmax)) << k;
+  }
+}
+
 TEST(IntKernels, ChannelRequantWithinHalfAStepOfExact) {
   const std::vector<double> acc_scale = {1.3e-4, 2.9e-5, 7.7e-4}, bias = {0.31, -1.7, 0.05};
   ChannelRequant r = ChannelRequant::make(acc_scale, bias, 1, 0.04, 100, 0, 255);

@@ -1,4 +1,3 @@
-#include "runtime/parallel.h"
 #include "runtime/gemm.h"
 
 #include <omp.h>
@@ -10,6 +9,7 @@
 #include <mutex>
 
 #include "runtime/int_kernels.h"
+#include "runtime/parallel.h"
 
 namespace qtx::rt {
 
@@ -136,7 +136,7 @@ void Int8Gemm::run_uncounted(const uint8_t* A, int M, int32_t za, int32_t* C) co
   if (za != 0) {
     const int N = N_;
     const int32_t* __restrict ws = wsum_.data();  // a local: C's stores may alias the member
-    parallel_for(M, static_cast<size_t>(M) * N, [&](int m) {
+    parallel_for(M, static_cast<size_t>(M) * N, [=](int m) {  // by value: C's stores may alias a captured reference
       int32_t* __restrict c = C + static_cast<size_t>(m) * N;
       for (int n = 0; n < N; ++n) c[n] -= za * ws[n];
     });

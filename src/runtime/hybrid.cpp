@@ -312,9 +312,7 @@ class HybridVit : public IntModel {
       add_into(h_.data(), u_.data(), MD);
       blk.res2.apply(h_.data(), MD);
     }
-    std::vector<float> cls(static_cast<size_t>(B) * D_), ln(cls.size()), logits(static_cast<size_t>(B) * L_);
-    for (int b = 0; b < B; ++b)
-      std::copy_n(h_.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(b) * T_ * D_), D_, cls.begin() + static_cast<ptrdiff_t>(b) * D_);
+    std::vector<float> cls = first_rows(h_.data(), B, T_, D_), ln(cls.size()), logits(static_cast<size_t>(B) * L_);
     lnf_.rows(cls.data(), B, ln.data());
     head_.run(ln.data(), B, logits.data(), s_.codes, s_.acc);
     return logits;
@@ -407,9 +405,7 @@ class HybridBert : public IntModel {
       blk.res2.apply(u_.data(), MD);
       blk.ln2.rows(u_.data(), M, h_.data());
     }
-    std::vector<float> cls(static_cast<size_t>(B) * D_), pooled(cls.size()), logits(static_cast<size_t>(B) * L_);
-    for (int b = 0; b < B; ++b)
-      std::copy_n(h_.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(b) * T * D_), D_, cls.begin() + static_cast<ptrdiff_t>(b) * D_);
+    std::vector<float> cls = first_rows(h_.data(), B, T, D_), pooled(cls.size()), logits(static_cast<size_t>(B) * L_);
     pool_.run(cls.data(), B, pooled.data(), s_.codes, s_.acc);
     for (float& x : pooled) x = std::tanh(x);
     tanh_out_.apply(pooled.data(), pooled.size());

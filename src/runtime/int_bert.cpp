@@ -9,9 +9,9 @@
 #include <cmath>
 
 #include "formats/error.h"
-#include "runtime/parallel.h"
 #include "runtime/int_blocks.h"
 #include "runtime/int_model.h"
+#include "runtime/parallel.h"
 
 namespace qtx::rt {
 namespace {

@@ -216,12 +216,6 @@ std::vector<float> dequantize_logits(const IntLinear& head, const int32_t* acc, 
   return logits;
 }
 
-std::vector<uint8_t> first_rows(const uint8_t* h, int B, int T, int D) {
-  std::vector<uint8_t> out(static_cast<size_t>(B) * D);
-  for (int b = 0; b < B; ++b) std::copy(h + static_cast<size_t>(b) * T * D, h + (static_cast<size_t>(b) * T + 1) * D, out.begin() + static_cast<size_t>(b) * D);
-  return out;
-}
-
 IntElementwise IntElementwise::make(const IntLinear& producer, const std::function<double(double)>& f, const QParams& out,
                                     double lo, double hi) {
   constexpr int32_t kSteps = int32_t{1} << kGridBits;
@@ -298,7 +292,7 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
       const __mmask16 before = _mm512_cmplt_epu32_mask(_mm512_and_si512(g, mask_v), _mm512_and_si512(cv, low16));
       const __m512i code = _mm512_mask_blend_epi32(before, _mm512_srli_epi32(cv, 24),
                                                    _mm512_and_si512(_mm512_srli_epi32(cv, 16), low8));
-      simd::store_u8(o + c, code);
+      simd::store_lanes(o + c, code);
     }
 #endif
     for (; c < n; ++c) {

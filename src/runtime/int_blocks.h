@@ -3,6 +3,7 @@
 // Log-Int-Softmax attention and the whole attention half of a block, elementwise functions by
 // table, and the helpers at the model's ends. Each is assembled from an Artifact at load.
 #pragma once
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <string>
@@ -33,7 +34,8 @@ struct IntLinear {
 };
 
 // LayerNorm whose input quantizer (PTF or uniform) re-quantizes 8-bit residual codes: a table
-// per PTF exponent maps residual codes to the LayerNorm's input codes, then IntLayerNorm.
+// per PTF exponent maps a residual code straight to the centred, shifted input value
+// (q − z) << α, then IntLayerNorm::row_centred.
 struct IntLayerNormSite {
   std::vector<int32_t> centred;                // [K + 1][256]: residual code → (input code − z) << α
   std::vector<int32_t> table_base;             // per channel: α_c · 256, its row in `centred`
@@ -95,8 +97,13 @@ void check_tokens(const ModelConfig& cfg, const int32_t* ids, int B, int T);
 
 // A classifier's accumulators → float logits (the output boundary).
 std::vector<float> dequantize_logits(const IntLinear& head, const int32_t* acc, int B);
-// Row 0 of each of B sequences of T rows of D codes (the CLS rows).
-std::vector<uint8_t> first_rows(const uint8_t* h, int B, int T, int D);
+// Row 0 of each of B sequences of T rows of D values (the CLS rows): codes or floats.
+template <typename V>
+std::vector<V> first_rows(const V* h, int B, int T, int D) {
+  std::vector<V> out(static_cast<size_t>(B) * D);
+  for (int b = 0; b < B; ++b) std::copy(h + static_cast<size_t>(b) * T * D, h + (static_cast<size_t>(b) * T + 1) * D, out.begin() + static_cast<size_t>(b) * D);
+  return out;
+}
 
 // f applied to a linear layer's output, quantized by `out`, with integers only at run time.
 // The accumulator is requantized to a fine grid of 2^29 steps over the input range that

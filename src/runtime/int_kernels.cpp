@@ -261,7 +261,7 @@ void IntLayerNorm::row_centred(const int32_t* x_in, uint8_t* out_in, bool vector
     for (; c + 16 <= n; c += 16) {
       const __m512i d = _mm512_sub_epi32(_mm512_mullo_epi32(_mm512_loadu_si512(x + c), n_v), sum_v);
       const __m256i q0 = eight(_mm512_castsi512_si256(d), g + c, b + c), q1 = eight(_mm512_extracti64x4_epi64(d, 1), g + c + 8, b + c + 8);
-      simd::store_u8(out + c, _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1));
+      simd::store_lanes(out + c, _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1));
     }
   }
 #endif
@@ -365,7 +365,7 @@ void ChannelRequant::apply(const int32_t* acc, int M, Out* out) const {
 #if defined(__AVX512F__)
     const simd::Requant16 rq(sh, z, lo, hi);
     for (; c + 16 <= n; c += 16)
-      simd::store_u8(o + c, rq(_mm512_loadu_si512(a + c), _mm512_loadu_si512(mm + c), _mm512_loadu_si512(b + c),
+      simd::store_lanes(o + c, rq(_mm512_loadu_si512(a + c), _mm512_loadu_si512(mm + c), _mm512_loadu_si512(b + c),
                                _mm512_loadu_si512(b + c + 8)));
 #endif
     for (; c < n; ++c) {
@@ -418,7 +418,7 @@ void ResidualRequant::rows(const int32_t* acc, const uint8_t* h, int M, uint8_t*
       const __m512i add0 = _mm512_add_epi64(_mm512_loadu_si512(b + c), _mm512_mul_epi32(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(hc)), mh_v));
       const __m512i add1 = _mm512_add_epi64(_mm512_loadu_si512(b + c + 8),
                                             _mm512_mul_epi32(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(hc, 1)), mh_v));
-      simd::store_u8(o + c, rq(_mm512_loadu_si512(a + c), _mm512_loadu_si512(ma_ + c), add0, add1));
+      simd::store_lanes(o + c, rq(_mm512_loadu_si512(a + c), _mm512_loadu_si512(ma_ + c), add0, add1));
     }
 #endif
     for (; c < n; ++c) {

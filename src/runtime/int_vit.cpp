@@ -4,9 +4,9 @@
 // and dequantizing the logits.
 #include <cmath>
 
-#include "runtime/parallel.h"
 #include "runtime/int_blocks.h"
 #include "runtime/int_model.h"
+#include "runtime/parallel.h"
 
 namespace qtx::rt {
 namespace {

@@ -42,9 +42,9 @@ class Requant16 {
   __m128i shift_;
 };
 
-// 16 int32 → 16 uint8 (values already in 0..255).
-inline void store_u8(uint8_t* p, __m512i v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(v)); }
-inline void store_u8(int32_t* p, __m512i v) { _mm512_storeu_si512(p, v); }
+// 16 int32 lanes stored as 16 uint8 (values already in 0..255) or as they are.
+inline void store_lanes(uint8_t* p, __m512i v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(v)); }
+inline void store_lanes(int32_t* p, __m512i v) { _mm512_storeu_si512(p, v); }
 
 }  // namespace qtx::rt::simd
 #endif
