@@ -635,31 +635,68 @@ void av_log2_vnni(const int8_t* codes, const uint8_t* v, int32_t zv, int T, int 
     }
     weight_sum[static_cast<size_t>(t)] = static_cast<int32_t>(sum * static_cast<uint32_t>(128 - zv));
   }
-  for (int t = 0; t < T; ++t) {
+  // Two queries per pass share each load of V (eight accumulators); groups of four keys whose
+  // weights are zero for both queries in a plane (plane 0 holds only probabilities below
+  // 2^(8−kmax)) are left out of that plane's loop.
+  thread_local std::vector<int> live;
+  live.resize(static_cast<size_t>(G));
+  for (int t0 = 0; t0 < T; t0 += 2) {
+    const int nt = std::min(2, T - t0);
     for (int d0 = 0; d0 < DB; d0 += 4) {  // four 16-wide blocks of the head per pass
       const int nb = std::min(4, DB - d0);
-      __m512i total[4];
-      for (int i = 0; i < 4; ++i) total[i] = _mm512_set1_epi32(weight_sum[static_cast<size_t>(t)]);
+      __m512i total[2][4];
+      for (int u = 0; u < 2; ++u)
+        for (int i = 0; i < 4; ++i) total[u][i] = _mm512_set1_epi32(weight_sum[static_cast<size_t>(t0 + (u < nt ? u : 0))]);
       for (int p = 0; p < planes; ++p) {
-        const uint8_t* row = P.data() + (static_cast<size_t>(p) * T + t) * TJ;
-        __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+        const uint8_t* r0 = P.data() + (static_cast<size_t>(p) * T + t0) * TJ;
+        const uint8_t* r1 = nt == 2 ? r0 + TJ : r0;
+        int nlive = 0;
         for (int g = 0; g < G; ++g) {
-          uint32_t w;
-          std::memcpy(&w, row + 4 * g, 4);
-          const __m512i wv = _mm512_set1_epi32(static_cast<int32_t>(w));
-          const uint32_t* vr = vp.data() + static_cast<size_t>(g) * dh + static_cast<size_t>(d0) * 16;
-          if (nb == 4) {
-            acc[0] = _mm512_dpbusd_epi32(acc[0], wv, _mm512_loadu_si512(vr));
-            acc[1] = _mm512_dpbusd_epi32(acc[1], wv, _mm512_loadu_si512(vr + 16));
-            acc[2] = _mm512_dpbusd_epi32(acc[2], wv, _mm512_loadu_si512(vr + 32));
-            acc[3] = _mm512_dpbusd_epi32(acc[3], wv, _mm512_loadu_si512(vr + 48));
-          } else {
-            for (int i = 0; i < nb; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], wv, _mm512_loadu_si512(vr + 16 * i));
+          uint32_t w0, w1;
+          std::memcpy(&w0, r0 + 4 * g, 4);
+          std::memcpy(&w1, r1 + 4 * g, 4);
+          live[static_cast<size_t>(nlive)] = g;
+          nlive += (w0 | w1) != 0;
+        }
+        if (nlive == 0) continue;
+        __m512i acc[2][4];
+        for (int u = 0; u < 2; ++u)
+          for (int i = 0; i < 4; ++i) acc[u][i] = _mm512_setzero_si512();
+        const uint32_t* vbase = vp.data() + static_cast<size_t>(d0) * 16;
+        if (nb == 4) {
+          for (int l = 0; l < nlive; ++l) {
+            const int g = live[static_cast<size_t>(l)];
+            uint32_t w0, w1;
+            std::memcpy(&w0, r0 + 4 * g, 4);
+            std::memcpy(&w1, r1 + 4 * g, 4);
+            const __m512i a = _mm512_set1_epi32(static_cast<int32_t>(w0)), b = _mm512_set1_epi32(static_cast<int32_t>(w1));
+            const uint32_t* vr = vbase + static_cast<size_t>(g) * dh;
+            for (int i = 0; i < 4; ++i) {
+              const __m512i vv = _mm512_loadu_si512(vr + 16 * i);
+              acc[0][i] = _mm512_dpbusd_epi32(acc[0][i], a, vv);
+              acc[1][i] = _mm512_dpbusd_epi32(acc[1][i], b, vv);
+            }
+          }
+        } else {
+          for (int l = 0; l < nlive; ++l) {
+            const int g = live[static_cast<size_t>(l)];
+            uint32_t w0, w1;
+            std::memcpy(&w0, r0 + 4 * g, 4);
+            std::memcpy(&w1, r1 + 4 * g, 4);
+            const __m512i a = _mm512_set1_epi32(static_cast<int32_t>(w0)), b = _mm512_set1_epi32(static_cast<int32_t>(w1));
+            const uint32_t* vr = vbase + static_cast<size_t>(g) * dh;
+            for (int i = 0; i < nb; ++i) {
+              const __m512i vv = _mm512_loadu_si512(vr + 16 * i);
+              acc[0][i] = _mm512_dpbusd_epi32(acc[0][i], a, vv);
+              acc[1][i] = _mm512_dpbusd_epi32(acc[1][i], b, vv);
+            }
           }
         }
-        for (int i = 0; i < nb; ++i) total[i] = _mm512_add_epi32(total[i], _mm512_slli_epi32(acc[i], static_cast<unsigned>(8 * p)));
+        for (int u = 0; u < 2; ++u)
+          for (int i = 0; i < nb; ++i) total[u][i] = _mm512_add_epi32(total[u][i], _mm512_slli_epi32(acc[u][i], static_cast<unsigned>(8 * p)));
       }
-      for (int i = 0; i < nb; ++i) _mm512_storeu_si512(ctx + static_cast<size_t>(t) * ldc + (d0 + i) * 16, total[i]);
+      for (int u = 0; u < nt; ++u)
+        for (int i = 0; i < nb; ++i) _mm512_storeu_si512(ctx + static_cast<size_t>(t0 + u) * ldc + (d0 + i) * 16, total[u][i]);
     }
   }
 }
