@@ -2,6 +2,7 @@
 // the reference GEMM.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <stdexcept>
@@ -336,4 +337,36 @@ TEST(IntKernels, IntegerLayerNormOnPtfShiftedCodesMatchesFloat) {
     }
   }
   EXPECT_GT(exact, total * 99 / 100);  // off by one step only at rounding ties of the float result
+}
+
+TEST(IntKernels, LayerNormSiteByteTablesMatchReference) {
+  // The 64-channel byte-permute path (AVX512-VBMI) and the gather path against the int32 table
+  // per element and the scalar row; C = 192 and 256 are whole blocks, 200 and 40 leave tails.
+  std::mt19937 rng(17);
+  const QParams residual{0.05, 131, 0, 255}, in{0.011, 97, 0, 255}, out{0.03, 120, 0, 255};
+  for (int C : {192, 256, 200, 40}) {
+    for (int K : {0, 3}) {
+      std::vector<int> alpha(static_cast<size_t>(C));
+      std::vector<float> gamma(static_cast<size_t>(C)), beta(static_cast<size_t>(C));
+      for (int c = 0; c < C; ++c) {
+        alpha[static_cast<size_t>(c)] = static_cast<int>(rng() % static_cast<uint32_t>(K + 1));
+        gamma[static_cast<size_t>(c)] = 0.5f + static_cast<float>(rng() % 1000) / 1000.0f;
+        beta[static_cast<size_t>(c)] = static_cast<float>(static_cast<int>(rng() % 200) - 100) / 200.0f;
+      }
+      const IntLayerNormSite site = IntLayerNormSite::make(alpha, K, residual, in, gamma, beta, out);
+      const int M = 9;
+      std::vector<uint8_t> h(static_cast<size_t>(M) * C);
+      for (auto& v : h) v = static_cast<uint8_t>(rng());
+      for (int c = 0; c < C; ++c) h[static_cast<size_t>(c)] = c % 2 ? 255 : 0;  // the table ends
+      std::vector<uint8_t> want(h.size()), got(h.size());
+      site.rows_reference(h.data(), M, want.data());
+      site.rows(h.data(), M, got.data());
+      ASSERT_EQ(want, got) << "C " << C << " K " << K;
+      // The table itself: the residual code requantized onto s·2^α, then (code − z) << α.
+      const int c = C - 1, code = h[static_cast<size_t>(C) + c], k = alpha[static_cast<size_t>(c)];
+      const double real = (code - residual.zero) * residual.scale / (in.scale * std::ldexp(1.0, k));
+      const int q = std::clamp(static_cast<int>(std::lround(real)) + in.zero, 0, 255);
+      EXPECT_EQ(site.centred[static_cast<size_t>(k * 256 + code)], (q - in.zero) << k);
+    }
+  }
 }

@@ -40,30 +40,58 @@ IntLinear IntLinear::load(const Artifact& a, const std::string& site, int N, int
 
 IntLayerNormSite IntLayerNormSite::load(const Artifact& a, const std::string& site, const std::string& param_prefix,
                                         int C, const QParams& residual, const QParams& out) {
-  IntLayerNormSite s;
-  s.C = C;
   StoredQuant q = a.need_quant(site, "input0", Role::LayerNormInput);
   if (q.scale.size() != 1) fail(site, "the integer runtime needs a layer-wise (PTF or per-tensor) LayerNorm input quantizer");
   const int32_t z = static_cast<int32_t>(q.zero[0]);
   int K = 0;
-  s.alpha.assign(static_cast<size_t>(C), 0);
+  std::vector<int> alpha(static_cast<size_t>(C), 0);
   if (q.spec.scheme == Scheme::Ptf) {
     if (static_cast<int>(q.alpha.size()) != C) fail(a.weights_path(), "'qtx." + site + ".input0.alpha' has " + std::to_string(q.alpha.size()) + " entries for " + std::to_string(C) + " channels");
     K = q.spec.ptf_k;
-    for (int c = 0; c < C; ++c) s.alpha[static_cast<size_t>(c)] = static_cast<int>(q.alpha[static_cast<size_t>(c)]);
+    for (int c = 0; c < C; ++c) alpha[static_cast<size_t>(c)] = static_cast<int>(q.alpha[static_cast<size_t>(c)]);
   }
   if (K < 0 || K > 8) fail(site, "PTF factor K = " + std::to_string(K) + " outside 0..8");
   for (int c = 0; c < C; ++c)
-    if (s.alpha[static_cast<size_t>(c)] < 0 || s.alpha[static_cast<size_t>(c)] > K)
-      fail(a.weights_path(), "'qtx." + site + ".input0.alpha' holds " + std::to_string(s.alpha[static_cast<size_t>(c)]) + " outside 0..K = " + std::to_string(K));
-  for (int c = 0; c < C; ++c) s.table_base.push_back(s.alpha[static_cast<size_t>(c)] * 256);
-  for (int k = 0; k <= K; ++k) {
-    const std::vector<uint8_t> t = requant_table(residual, q.scale[0] * std::ldexp(1.0, k), z, q.spec.qmin(), q.spec.qmax());
-    for (int code = 0; code < 256; ++code) s.centred.push_back((static_cast<int32_t>(t[static_cast<size_t>(code)]) - z) * (1 << k));
-  }
+    if (alpha[static_cast<size_t>(c)] < 0 || alpha[static_cast<size_t>(c)] > K)
+      fail(a.weights_path(), "'qtx." + site + ".input0.alpha' holds " + std::to_string(alpha[static_cast<size_t>(c)]) + " outside 0..K = " + std::to_string(K));
+  if (q.spec.qmin() < 0 || q.spec.qmax() > 255) fail(site, "the integer runtime needs an unsigned LayerNorm input quantizer (8 bits or fewer)");
   std::vector<float> gamma = a.param(param_prefix + ".weight", C), beta = a.param(param_prefix + ".bias", C);
-  s.norm = IntLayerNorm::make(z, s.alpha, gamma, beta, out);
+  QParams in{q.scale[0], z, q.spec.qmin(), q.spec.qmax()};
+  return make(alpha, K, residual, in, gamma, beta, out);
+}
+
+IntLayerNormSite IntLayerNormSite::make(const std::vector<int>& alpha, int K, const QParams& residual, const QParams& in,
+                                        const std::vector<float>& gamma, const std::vector<float>& beta, const QParams& out) {
+  IntLayerNormSite s;
+  s.C = static_cast<int>(alpha.size());
+  s.K = K;
+  s.alpha = alpha;
+  s.z = in.zero;
+  if (in.qmin < 0 || in.qmax > 255) throw std::invalid_argument("LayerNorm input quantizer must be unsigned 8-bit or narrower");
+  for (int c = 0; c < s.C; ++c) s.table_base.push_back(alpha[static_cast<size_t>(c)] * 256);
+  for (int k = 0; k <= K; ++k) {
+    const std::vector<uint8_t> t = requant_table(residual, in.scale * std::ldexp(1.0, k), in.zero, in.qmin, in.qmax);
+    s.grid.insert(s.grid.end(), t.begin(), t.end());
+    for (int code = 0; code < 256; ++code) s.centred.push_back((static_cast<int32_t>(t[static_cast<size_t>(code)]) - in.zero) * (1 << k));
+  }
+  // Per block of 64 channels and per k: which channels have α = k (the byte-table path's blends).
+  for (int c0 = 0; c0 + 64 <= s.C; c0 += 64)
+    for (int k = 0; k <= K; ++k) {
+      uint64_t m = 0;
+      for (int i = 0; i < 64; ++i) m |= static_cast<uint64_t>(alpha[static_cast<size_t>(c0 + i)] == k) << i;
+      s.alpha_masks.push_back(m);
+    }
+  s.norm = IntLayerNorm::make(in.zero, alpha, gamma, beta, out);
   return s;
+}
+
+void IntLayerNormSite::rows_reference(const uint8_t* h, int M, uint8_t* out) const {
+  std::vector<int32_t> x(static_cast<size_t>(C));
+  for (int i = 0; i < M; ++i) {
+    const uint8_t* r = h + static_cast<size_t>(i) * C;
+    for (int c = 0; c < C; ++c) x[static_cast<size_t>(c)] = centred[static_cast<size_t>(alpha[static_cast<size_t>(c)] * 256 + r[c])];
+    norm.row_centred(x.data(), out + static_cast<size_t>(i) * C, false);
+  }
 }
 
 void IntLayerNormSite::rows(const uint8_t* h, int M, uint8_t* out) const {
@@ -75,6 +103,32 @@ void IntLayerNormSite::rows(const uint8_t* h, int M, uint8_t* out) const {
     {  // (a block: the loop below reads only restrict locals)
       const uint8_t* __restrict r = h + static_cast<size_t>(i) * C;
       int c = 0;
+#if defined(__AVX512VBMI__)
+      // 64 channels at a time: each α's 256-byte table as two 128-byte permutes (vpermt2b) on the
+      // codes' low 7 bits, picked by bit 7 and then by the channel's α; (code − z) << α after.
+      {
+        const uint8_t* __restrict gt = grid.data();
+        const int32_t* __restrict sh = alpha.data();
+        const uint64_t* __restrict am = alpha_masks.data();
+        const __m512i zv = _mm512_set1_epi32(z);
+        int32_t* __restrict xd = x.data();
+        for (int blk = 0; c + 64 <= C; c += 64, ++blk) {
+          const __m512i code = _mm512_loadu_si512(r + c);
+          const __mmask64 upper = _mm512_movepi8_mask(code);
+          __m512i v = _mm512_setzero_si512();
+          for (int k = 0; k <= K; ++k) {
+            const uint8_t* t = gt + static_cast<size_t>(k) * 256;
+            const __m512i lo = _mm512_permutex2var_epi8(_mm512_loadu_si512(t), code, _mm512_loadu_si512(t + 64));
+            const __m512i hi = _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 128), code, _mm512_loadu_si512(t + 192));
+            v = _mm512_mask_blend_epi8(am[static_cast<size_t>(blk) * (K + 1) + k], v, _mm512_mask_blend_epi8(upper, lo, hi));
+          }
+          for (int j = 0; j < 4; ++j) {
+            const __m512i g = _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(v, j));
+            _mm512_storeu_si512(xd + c + 16 * j, _mm512_sllv_epi32(_mm512_sub_epi32(g, zv), _mm512_loadu_si512(sh + c + 16 * j)));
+          }
+        }
+      }
+#endif
 #if defined(__AVX512F__)
       const int32_t* __restrict base = table_base.data();  // α_c · 256
       for (; c + 16 <= C; c += 16) {

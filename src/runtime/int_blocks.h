@@ -37,14 +37,23 @@ struct IntLinear {
 // per PTF exponent maps a residual code straight to the centred, shifted input value
 // (q − z) << α, then IntLayerNorm::row_centred.
 struct IntLayerNormSite {
-  std::vector<int32_t> centred;                // [K + 1][256]: residual code → (input code − z) << α
+  std::vector<uint8_t> grid;                   // [K + 1][256]: residual code → input code at scale s·2^k
+  std::vector<int32_t> centred;                // [K + 1][256]: residual code → (input code − z) << k
   std::vector<int32_t> table_base;             // per channel: α_c · 256, its row in `centred`
+  std::vector<uint64_t> alpha_masks;           // [C / 64][K + 1]: bit i set where channel 64·b + i has α = k
   std::vector<int> alpha;                      // per channel
   IntLayerNorm norm;
-  int C = 0;
+  int C = 0, K = 0;
+  int32_t z = 0;                               // the input quantizer's zero point
   static IntLayerNormSite load(const Artifact& a, const std::string& site, const std::string& param_prefix, int C,
                                const QParams& residual, const QParams& out);
+  // α per channel (0..K), the residual stream's and the LayerNorm input's quantizers (in: the
+  // layer-wise scale s, unsigned codes), γ, β and the output quantizer.
+  static IntLayerNormSite make(const std::vector<int>& alpha, int K, const QParams& residual, const QParams& in,
+                               const std::vector<float>& gamma, const std::vector<float>& beta, const QParams& out);
   void rows(const uint8_t* h, int M, uint8_t* out) const;
+  // Plain loops: the int32 table per element, then the scalar LayerNorm row.
+  void rows_reference(const uint8_t* h, int M, uint8_t* out) const;
 };
 
 // Q·Kᵀ → score codes → Log-Int-Softmax → A·V by shifts, for all heads of a batch.
