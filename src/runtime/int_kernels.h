@@ -34,7 +34,7 @@ struct Requant {
 // weight as stored, per-output-channel symmetric so its zero point is 0).
 void gemm_u8s8_ref(const uint8_t* A, int32_t za, const int8_t* B, int32_t* C, int M, int N, int K);
 
-// Integer square root: ⌊√n⌋ by Newton's iteration (I-BERT), exact for all n ≥ 0.
+// Integer square root: ⌊√n⌋, exact for all n ≥ 0 (a double estimate settled by integer compares).
 uint64_t isqrt(uint64_t n);
 
 // I-BERT's i-exp on integer scores q ≤ 0 at scale s, with the grid refined by 2^R so that
