@@ -586,6 +586,28 @@ void av_log2_rows(const int8_t* codes, const int32_t* vc, int T, int dh_rt, int 
 
 #ifdef QTX_VNNI
 namespace {
+// Two queries' weights (rows r0, r1 of a plane) against the key groups in `live`: eight
+// accumulators, each V load used twice. NB: the number of 16-wide blocks as a constant (so the
+// inner loop unrolls), or 0 to take nb.
+template <int NB>
+[[gnu::always_inline]] inline void av_pair_accumulate(const int* live, int nlive, const uint8_t* r0, const uint8_t* r1,
+                                                      const uint32_t* vbase, int dh, int nb, __m512i (&acc)[2][4]) {
+  const int n_blocks = NB > 0 ? NB : nb;
+  for (int l = 0; l < nlive; ++l) {
+    const int g = live[l];
+    uint32_t w0, w1;
+    std::memcpy(&w0, r0 + 4 * g, 4);
+    std::memcpy(&w1, r1 + 4 * g, 4);
+    const __m512i a = _mm512_set1_epi32(static_cast<int32_t>(w0)), b = _mm512_set1_epi32(static_cast<int32_t>(w1));
+    const uint32_t* vr = vbase + static_cast<size_t>(g) * dh;
+    for (int i = 0; i < n_blocks; ++i) {
+      const __m512i vv = _mm512_loadu_si512(vr + 16 * i);
+      acc[0][i] = _mm512_dpbusd_epi32(acc[0][i], a, vv);
+      acc[1][i] = _mm512_dpbusd_epi32(acc[1][i], b, vv);
+    }
+  }
+}
+
 // A·V with AVX512-VNNI. The weight 2^(kmax − code) of a key is split by its exponent e into
 // byte planes: plane p holds 2^(e − 8p) where ⌊e/8⌋ = p, 0 elsewhere, so each plane is u8 and
 // Σ_j 2^e·(v_j − z) = Σ_p 2^(8p)·Σ_j plane_p[j]·(v_j − 128) + (128 − z)·Σ_j 2^e — vpdpbusd
@@ -664,35 +686,10 @@ void av_log2_vnni(const int8_t* codes, const uint8_t* v, int32_t zv, int T, int 
         for (int u = 0; u < 2; ++u)
           for (int i = 0; i < 4; ++i) acc[u][i] = _mm512_setzero_si512();
         const uint32_t* vbase = vp.data() + static_cast<size_t>(d0) * 16;
-        if (nb == 4) {
-          for (int l = 0; l < nlive; ++l) {
-            const int g = live[static_cast<size_t>(l)];
-            uint32_t w0, w1;
-            std::memcpy(&w0, r0 + 4 * g, 4);
-            std::memcpy(&w1, r1 + 4 * g, 4);
-            const __m512i a = _mm512_set1_epi32(static_cast<int32_t>(w0)), b = _mm512_set1_epi32(static_cast<int32_t>(w1));
-            const uint32_t* vr = vbase + static_cast<size_t>(g) * dh;
-            for (int i = 0; i < 4; ++i) {
-              const __m512i vv = _mm512_loadu_si512(vr + 16 * i);
-              acc[0][i] = _mm512_dpbusd_epi32(acc[0][i], a, vv);
-              acc[1][i] = _mm512_dpbusd_epi32(acc[1][i], b, vv);
-            }
-          }
-        } else {
-          for (int l = 0; l < nlive; ++l) {
-            const int g = live[static_cast<size_t>(l)];
-            uint32_t w0, w1;
-            std::memcpy(&w0, r0 + 4 * g, 4);
-            std::memcpy(&w1, r1 + 4 * g, 4);
-            const __m512i a = _mm512_set1_epi32(static_cast<int32_t>(w0)), b = _mm512_set1_epi32(static_cast<int32_t>(w1));
-            const uint32_t* vr = vbase + static_cast<size_t>(g) * dh;
-            for (int i = 0; i < nb; ++i) {
-              const __m512i vv = _mm512_loadu_si512(vr + 16 * i);
-              acc[0][i] = _mm512_dpbusd_epi32(acc[0][i], a, vv);
-              acc[1][i] = _mm512_dpbusd_epi32(acc[1][i], b, vv);
-            }
-          }
-        }
+        if (nb == 4)
+          av_pair_accumulate<4>(live.data(), nlive, r0, r1, vbase, dh, nb, acc);
+        else
+          av_pair_accumulate<0>(live.data(), nlive, r0, r1, vbase, dh, nb, acc);
         for (int u = 0; u < 2; ++u)
           for (int i = 0; i < nb; ++i) total[u][i] = _mm512_add_epi32(total[u][i], _mm512_slli_epi32(acc[u][i], static_cast<unsigned>(8 * p)));
       }
