@@ -267,25 +267,32 @@ TEST(IntKernels, AttentionScoresAndLog2AvMatchPlainLoops) {
       for (auto& x : *t) x = static_cast<uint8_t>(rng());
     std::vector<int32_t> S(static_cast<size_t>(T) * T);
     qk_scores(q.data(), 128, k.data(), 120, T, dh, ld, S.data());
-    std::vector<int8_t> codes(S.size());
-    for (auto& c : codes) c = static_cast<int8_t>(static_cast<int>(rng() % (kmax + 3)) - 1);  // -1 (zero) .. kmax + 1 (dropped)
-    std::vector<int32_t> ctx(static_cast<size_t>(T) * ld, 7);
-    av_log2(codes.data(), v.data(), 131, T, dh, ld, kmax, ctx.data(), ld);
-    for (int t = 0; t < T; ++t) {
+    for (int t = 0; t < T; ++t)
       for (int j = 0; j < T; ++j) {
         int32_t s = 0;
         for (int d = 0; d < dh; ++d) s += (q[static_cast<size_t>(t) * ld + d] - 128) * (k[static_cast<size_t>(j) * ld + d] - 120);
         EXPECT_EQ(S[static_cast<size_t>(t) * T + j], s);
       }
-      for (int d = 0; d < dh; ++d) {
-        int64_t want = 0;
-        for (int j = 0; j < T; ++j) {
-          const int c = codes[static_cast<size_t>(t) * T + j];
-          if (c >= 0 && c <= kmax) want += static_cast<int64_t>(v[static_cast<size_t>(j) * ld + d] - 131) << (kmax - c);
+    // Codes spread over -1 (zero) .. kmax + 1 (dropped), then sharp rows: mostly -1, a few large
+    // probabilities, so that whole key groups and whole byte planes are empty (the VNNI A·V
+    // skips them).
+    for (bool sharp : {false, true}) {
+      std::vector<int8_t> codes(S.size());
+      for (auto& c : codes)
+        c = static_cast<int8_t>(sharp ? (rng() % 9 == 0 ? static_cast<int>(rng() % 4) : -1) : static_cast<int>(rng() % (kmax + 3)) - 1);
+      std::vector<int32_t> ctx(static_cast<size_t>(T) * ld, 7);
+      av_log2(codes.data(), v.data(), 131, T, dh, ld, kmax, ctx.data(), ld);
+      for (int t = 0; t < T; ++t) {
+        for (int d = 0; d < dh; ++d) {
+          int64_t want = 0;
+          for (int j = 0; j < T; ++j) {
+            const int c = codes[static_cast<size_t>(t) * T + j];
+            if (c >= 0 && c <= kmax) want += static_cast<int64_t>(v[static_cast<size_t>(j) * ld + d] - 131) << (kmax - c);
+          }
+          EXPECT_EQ(ctx[static_cast<size_t>(t) * ld + d], want) << (sharp ? "sharp rows" : "spread rows");
         }
-        EXPECT_EQ(ctx[static_cast<size_t>(t) * ld + d], want);
+        EXPECT_EQ(ctx[static_cast<size_t>(t) * ld + dh], 7);  // columns outside the head untouched
       }
-      EXPECT_EQ(ctx[static_cast<size_t>(t) * ld + dh], 7);  // columns outside the head untouched
     }
   }
 }

@@ -13,7 +13,6 @@
 #include <immintrin.h>
 #endif
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-#include <immintrin.h>
 #define QTX_VNNI 1
 #endif
 
