@@ -26,15 +26,29 @@ if [ $# -gt 0 ]; then MODELS=(); for m in "$@"; do MODELS+=(models/$m); done; OU
 else MODELS=(models/vit-fmnist models/bert-austen); OUT=docs/RESULTS.md; fi
 for m in "${MODELS[@]}"; do [ -f $m/config.json ] || { echo "results.sh: no model at $m" >&2; exit 2; }; done
 
-# What decides a row's numbers: the tracked source of these folders plus any uncommitted edit.
-CODE=$( { git ls-files -s src/formats src/models src/quant src/calib src/data src/eval src/tasks;
-          git diff HEAD -- src/formats src/models src/quant src/calib src/data src/eval src/tasks; } | sha1sum | cut -c1-12)
+# What decides a row's numbers: the tracked source of these folders plus any uncommitted edit,
+# less the front ends of the integer runtime (they never touch a row).
+SRC=(src/formats src/models src/quant src/calib src/data src/eval src/tasks
+     ':!src/tasks/runtime_task.*' ':!src/tasks/predict_task.*')
+CODE=$( { git ls-files -s "${SRC[@]}"; git diff HEAD -- "${SRC[@]}"; } | sha1sum | cut -c1-12)
+# Rows cached before those files were left out carry the hash of the whole folders. For a code
+# state listed in scripts/results-code-aliases (recorded when both hashes described the same
+# quantization code), rows under the old hash are found and renamed instead of recomputed.
+ALIAS=$(sed -n "s/^$CODE \([0-9a-f]*\)$/\1/p" scripts/results-code-aliases 2>/dev/null || true)
 declare -A MODEL_HASH
 model_hash() { [ -n "${MODEL_HASH[$1]:-}" ] || MODEL_HASH[$1]=$(cat $1/*.json $1/model.safetensors | sha1sum | cut -c1-12); echo "${MODEL_HASH[$1]}"; }
 
-# cached NAME MODEL ARGS... : prints the cached row for NAME if its key matches, else returns 1.
-row_key() { local name=$1 model=$2; shift 2; echo "$name $(model_hash $model) $CODE $T $*" | sha1sum | cut -c1-16; }
-row_file() { echo "$W/rows/$1.$2.row"; }
+row_key() { local code=$1 name=$2 model=$3; shift 3; echo "$name $(model_hash $model) $code $T $*" | sha1sum | cut -c1-16; }
+# row_file FILE_NAME KEY_NAME MODEL ARGS... -> the cache file of that row (an aliased one renamed to it)
+row_file() {
+  local file=$1; shift
+  local f="$W/rows/$file.$(row_key $CODE "$@").row"
+  if [ ! -s "$f" ] && [ -n "$ALIAS" ]; then
+    local old="$W/rows/$file.$(row_key $ALIAS "$@").row"
+    [ -s "$old" ] && mv "$old" "$f"
+  fi
+  echo "$f"
+}
 
 acc() { sed -n 's/^accuracy *\([0-9.]*\)%.*/\1/p'; }
 
@@ -43,8 +57,8 @@ eval_acc() { $Q eval --model "$1" --threads "$T" 2>/dev/null | acc; }
 
 # fp_acc MODEL -> FP32 accuracy, cached like a row
 fp_acc() {
-  local model=$1 k f a
-  k=$(row_key fp $model); f=$(row_file fp-$(basename $model) $k)
+  local model=$1 f a
+  f=$(row_file fp-$(basename $model) fp $model)
   if [ ! -s $f ]; then
     a=$(eval_acc $model)
     [ -n "$a" ] || { echo "results.sh: qtx eval gave no accuracy for $model" >&2; exit 1; }
@@ -56,7 +70,7 @@ fp_acc() {
 # quantize_cached NAME MODEL QUANTIZE_ARGS... -> "accuracy seconds rss bytes" (cached)
 quantize_cached() {
   local name=$1 model=$2; shift 2
-  local k f; k=$(row_key $name $model "$@"); f=$(row_file $name $k)
+  local f; f=$(row_file $name $name $model "$@")
   if [ ! -s $f ]; then
     echo "[results] $name ..." >&2
     local log=$W/$name.log
