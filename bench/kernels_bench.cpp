@@ -59,7 +59,7 @@ void BM_ChannelRequant(benchmark::State& st) {
   }
   st.SetItemsProcessed(st.iterations() * M * N);
 }
-BENCHMARK(BM_ChannelRequant)->Args({1088, 192})->Args({1088, 768})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ChannelRequant)->Args({64, 768})->Args({1088, 192})->Args({1088, 768})->Unit(benchmark::kMicrosecond);
 
 void BM_ResidualRequant(benchmark::State& st) {
   const int M = static_cast<int>(st.range(0)), N = 192;
@@ -149,7 +149,7 @@ void BM_IntElementwiseGelu(benchmark::State& st) {
   }
   st.SetItemsProcessed(st.iterations() * M * N);
 }
-BENCHMARK(BM_IntElementwiseGelu)->Arg(1088)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_IntElementwiseGelu)->Arg(64)->Arg(1088)->Unit(benchmark::kMicrosecond);
 
 // Integer square root on LayerNorm-sized arguments (C²·var with ~48 significant bits): once per row.
 void BM_Isqrt(benchmark::State& st) {

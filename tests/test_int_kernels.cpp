@@ -6,11 +6,13 @@
 #include <array>
 #include <cmath>
 #include <stdexcept>
+#include <thread>
 #include <random>
 
 #include "runtime/gemm.h"
 #include "runtime/int_blocks.h"
 #include "runtime/int_kernels.h"
+#include "runtime/profile.h"
 
 using namespace qtx::rt;
 
@@ -376,4 +378,37 @@ TEST(IntKernels, LayerNormSiteByteTablesMatchReference) {
       EXPECT_EQ(site.centred[static_cast<size_t>(k * 256 + code)], (q - in.zero) << k);
     }
   }
+}
+
+// A fused region's wall time is shared among its laps' classes in proportion to their time:
+// 10 ms charged to softmax and 30 ms to A·V come out as about a quarter and three quarters of
+// the region, and the two sum to its wall time.
+TEST(IntKernels, FusedOpRegionSharesWallTimeByLaps) {
+  using qtx::rt::OpClass;
+  qtx::rt::profile_ops(true);
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    qtx::rt::FusedOpRegion region;
+    for (int i = 0; i < 2; ++i) {
+      qtx::rt::FusedOpRegion::Laps laps(region);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      laps.lap(OpClass::Softmax);
+      std::this_thread::sleep_for(std::chrono::milliseconds(15));
+      laps.lap(OpClass::AttentionMatmul);
+    }
+  }
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const qtx::rt::OpProfile p = qtx::rt::op_profile();
+  qtx::rt::profile_ops(false);
+  const double sm = p.seconds[static_cast<size_t>(OpClass::Softmax)], av = p.seconds[static_cast<size_t>(OpClass::AttentionMatmul)];
+  EXPECT_NEAR(sm / (sm + av), 0.25, 0.08);
+  EXPECT_NEAR(sm + av, wall, wall * 0.05);
+  EXPECT_EQ(p.seconds[static_cast<size_t>(OpClass::LinearGemm)], 0);
+  // Off: a region records nothing.
+  {
+    qtx::rt::FusedOpRegion region;
+    qtx::rt::FusedOpRegion::Laps laps(region);
+    laps.lap(OpClass::Softmax);
+  }
+  EXPECT_EQ(qtx::rt::op_profile().timed(), 0);
 }

@@ -5,6 +5,7 @@
 
 #include <numeric>
 
+#include <chrono>
 #include <cstdio>
 #include <cmath>
 #include <filesystem>
@@ -291,3 +292,30 @@ struct RemoveScratch {
   ~RemoveScratch() { std::filesystem::remove_all(scratch()); }
 } remove_scratch;
 }  // namespace
+
+// The op profiler (qtx bench, qtx_run --profile): every op class of a fully quantized ViT is
+// seen, no time is counted twice (the classes sum to at most the forward's wall time), most
+// of the forward is covered, and profiling changes no result.
+TEST(IntRuntime, OpProfileCoversTheForwardOnce) {
+  const std::string dir = vit_artifact().dir;
+  auto data = fmnist_test(dir, 8);
+  ModelInput in = data->batch({0, 1, 2, 3, 4, 5, 6, 7});
+  auto im = rt::load_int_model(dir);
+  std::vector<float> plain = int_logits(*im, in);
+  rt::profile_ops(true);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<float> profiled;
+  for (int r = 0; r < 5; ++r) profiled = int_logits(*im, in);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const rt::OpProfile p = rt::op_profile();
+  rt::profile_ops(false);
+  EXPECT_EQ(plain, profiled);
+  for (int c = 0; c < rt::kOpClasses; ++c)
+    EXPECT_GT(p.seconds[static_cast<size_t>(c)], 0) << rt::op_class_name(static_cast<rt::OpClass>(c));
+  EXPECT_LE(p.timed(), wall * 1.001);
+  EXPECT_GE(p.timed(), wall * 0.5);
+  EXPECT_GT(p.gemm_ops, 0);
+  // Off: nothing is recorded.
+  int_logits(*im, in);
+  EXPECT_EQ(rt::op_profile().timed(), 0);
+}

@@ -17,6 +17,7 @@
 #include "formats/error.h"
 #include "runtime/gemm.h"
 #include "runtime/int_model.h"
+#include "runtime/profile.h"
 
 namespace {
 
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
   std::string model, data;
   std::vector<std::string> images, texts;
   int limit = 0, batch = 64, threads = 0;
+  bool profile = false;
   app.add_option("--model", model, "Quantized folder written by qtx quantize")->required();
   app.add_option("--data", data,
                  "What to evaluate: fmnist (test split) or a folder with one sub-folder of images per label (ViT); "
@@ -45,6 +47,9 @@ int main(int argc, char** argv) {
   app.add_option("--limit", limit, "Evaluate the first N examples only")->check(CLI::NonNegativeNumber);
   app.add_option("--batch", batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--threads", threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  app.add_flag("--profile", profile,
+               "Print where the model's forward time goes, by op class (linear GEMMs, attention matmuls, softmax, "
+               "LayerNorm, activation, requantization, embedding)");
   CLI11_PARSE(app, argc, argv);
   try {
     if (threads > 0) qtx::rt::set_threads(threads);
@@ -57,6 +62,13 @@ int main(int argc, char** argv) {
     std::vector<std::string> names = vit ? images : texts;
     std::vector<int> labels;
     BatchFn run;
+    double forward_secs = 0;  // inside the model's forward only (no preprocessing)
+    auto timed_forward = [&](const std::function<std::vector<float>()>& f) {
+      const auto t0 = std::chrono::steady_clock::now();
+      std::vector<float> logits = f();
+      forward_secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      return logits;
+    };
     qtx::ImageSet set;
     qtx::TextSet text_set;
     if (vit) {
@@ -78,7 +90,7 @@ int main(int argc, char** argv) {
           std::vector<float> x = qtx::preprocess_image(set.images[static_cast<size_t>(i)], pp, cfg.num_channels, where);
           px.insert(px.end(), x.begin(), x.end());
         }
-        return im->classify_images(px.data(), b);
+        return timed_forward([&] { return im->classify_images(px.data(), b); });
       };
     } else {
       if (single) {
@@ -107,7 +119,7 @@ int main(int argc, char** argv) {
             ids[static_cast<size_t>(i) * T + t] = seqs[static_cast<size_t>(i)][t];
             mask[static_cast<size_t>(i) * T + t] = 1;
           }
-        return im->classify_tokens(ids.data(), mask.data(), b, static_cast<int>(T));
+        return timed_forward([&] { return im->classify_tokens(ids.data(), mask.data(), b, static_cast<int>(T)); });
       };
     }
     const int total = static_cast<int>(labels.size());
@@ -115,6 +127,7 @@ int main(int argc, char** argv) {
     const int L = cfg.num_labels();
     int correct = 0;
     double secs = 0;
+    if (profile) qtx::rt::profile_ops(true);
     for (int s = 0; s < n; s += batch) {
       const int b = std::min(batch, n - s);
       auto t0 = std::chrono::steady_clock::now();
@@ -135,6 +148,13 @@ int main(int argc, char** argv) {
     if (!single) {
       std::printf("accuracy   %.2f%% (%d/%d)\n", n ? 100.0 * correct / n : 0.0, correct, n);
       std::printf("speed      %.1f samples/s (batch %d; preprocessing included)\n", secs > 0 ? n / secs : 0.0, batch);
+    }
+    if (profile && forward_secs > 0) {
+      const qtx::rt::OpProfile p = qtx::rt::op_profile();
+      std::printf("forward    %.3f s in all; by op class:\n", forward_secs);
+      for (int c = 0; c < qtx::rt::kOpClasses; ++c)
+        std::printf("  %-18s %5.1f %%\n", qtx::rt::op_class_name(static_cast<qtx::rt::OpClass>(c)), 100 * p.seconds[static_cast<size_t>(c)] / forward_secs);
+      std::printf("  %-18s %5.1f %%\n", "untimed", 100 * (1 - p.timed() / forward_secs));
     }
     std::printf("peak RSS   %.1f MiB\n", peak_rss_mib());
   } catch (const std::exception& e) {

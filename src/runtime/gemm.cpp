@@ -2,14 +2,13 @@
 
 #include <omp.h>
 
-#include <atomic>
-#include <chrono>
 
 #include <dnnl.hpp>
 #include <mutex>
 
 #include "runtime/int_kernels.h"
 #include "runtime/parallel.h"
+#include "runtime/profile.h"
 
 namespace qtx::rt {
 
@@ -18,7 +17,7 @@ using tag = memory::format_tag;
 using dt = memory::data_type;
 
 namespace {
-// Below this many multiply-adds a GEMM runs in one thread (see run_uncounted).
+// Below this many multiply-adds a GEMM runs in one thread (see run_untimed).
 constexpr double kMinParallelMacs = 4.0e6;
 
 // One CPU engine for the process and one stream per thread: creating them per call cost
@@ -58,34 +57,13 @@ Int8Gemm::Int8Gemm(const int8_t* w, int N, int K, Kernels kernels)
 
 Int8Gemm::~Int8Gemm() = default;
 
-namespace {
-std::atomic<bool> g_counting{false};
-std::mutex g_counter_mu;
-GemmCounters g_counters;
-}  // namespace
-
-void count_gemms(bool on) {
-  std::lock_guard<std::mutex> lock(g_counter_mu);
-  g_counters = {};
-  g_counting = on;
-}
-
-GemmCounters gemm_counters() {
-  std::lock_guard<std::mutex> lock(g_counter_mu);
-  return g_counters;
-}
-
 void Int8Gemm::run(const uint8_t* A, int M, int32_t za, int32_t* C) const {
-  if (!g_counting) return run_uncounted(A, M, za, C);
-  const auto t0 = std::chrono::steady_clock::now();
-  run_uncounted(A, M, za, C);
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::lock_guard<std::mutex> lock(g_counter_mu);
-  g_counters.seconds += s;
-  g_counters.ops += 2.0 * M * N_ * K_;
+  OpTimer timer(OpClass::LinearGemm);
+  if (profiling_ops()) add_gemm_ops(2.0 * M * N_ * K_);
+  run_untimed(A, M, za, C);
 }
 
-void Int8Gemm::run_uncounted(const uint8_t* A, int M, int32_t za, int32_t* C) const {
+void Int8Gemm::run_untimed(const uint8_t* A, int M, int32_t za, int32_t* C) const {
   if (kernels_ == Kernels::Reference) {
     gemm_u8s8_ref(A, za, w_.data(), C, M, N_, K_);
     return;

@@ -26,7 +26,7 @@ class Int8Gemm {
   const std::vector<int32_t>& weight_sums() const { return wsum_; }
 
  private:
-  void run_uncounted(const uint8_t* A, int M, int32_t za, int32_t* C) const;
+  void run_untimed(const uint8_t* A, int M, int32_t za, int32_t* C) const;
   int N_, K_;
   Kernels kernels_;
   std::vector<int8_t> w_;       // reference path (and the source of reorders)
@@ -34,14 +34,6 @@ class Int8Gemm {
   struct Dnnl;
   std::unique_ptr<Dnnl> dnnl_;
 };
-
-// Time spent in Int8Gemm::run and the operations it did (2·M·N·K), summed over all GEMMs
-// while counting is on (qtx bench turns it on for one extra pass: the GEMM share of a forward).
-struct GemmCounters {
-  double seconds = 0, ops = 0;
-};
-void count_gemms(bool on);  // also resets the counters
-GemmCounters gemm_counters();
 
 // Threads of the runtime (OpenMP, shared with oneDNN); n <= 0 leaves the default.
 void set_threads(int n);

@@ -11,6 +11,7 @@
 #include "formats/error.h"
 #include "runtime/int_blocks.h"
 #include "runtime/int_model.h"
+#include "runtime/profile.h"
 
 namespace qtx::rt {
 namespace {
@@ -88,8 +89,9 @@ struct QLinear {
     const size_t MK = static_cast<size_t>(M) * K, MN = static_cast<size_t>(M) * N;
     grow(codes, MK);
     grow(acc, MN);
-    in.codes(x, MK, codes.data());
+    timed(OpClass::Requant, [&] { in.codes(x, MK, codes.data()); });
     gemm->run(codes.data(), M, in.zero_stored(), acc.data());
+    OpTimer timer(OpClass::Requant);  // the accumulators back to float
     const float* __restrict s = acc_scale.data();
     const float* __restrict b = bias.data();
     const int32_t* __restrict A = acc.data();
@@ -109,6 +111,7 @@ struct FloatLayerNorm {
     return {a.param(prefix + ".weight", C), a.param(prefix + ".bias", C), static_cast<float>(eps)};
   }
   void rows(const float* x, int M, float* y) const {
+    OpTimer timer(OpClass::LayerNorm);
     const int C = static_cast<int>(gamma.size());
 #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; ++m) {
@@ -165,11 +168,14 @@ struct HybridAttention {
     q.run(x, M, s.q.data(), s.codes, s.acc);
     k.run(x, M, s.k.data(), s.codes, s.acc);
     v.run(x, M, s.v.data(), s.codes, s.acc);
-    qk0.codes(s.q.data(), MD, s.qc.data());
-    qk1.codes(s.k.data(), MD, s.kc.data());
-    av1.codes(s.v.data(), MD, s.vc.data());
+    timed(OpClass::Requant, [&] {
+      qk0.codes(s.q.data(), MD, s.qc.data());
+      qk1.codes(s.k.data(), MD, s.kc.data());
+      av1.codes(s.v.data(), MD, s.vc.data());
+    });
     const float score_scale = qk0.scale * qk1.scale / std::sqrt(static_cast<float>(dh));
     const int32_t zv = av1.zero_stored();
+    FusedOpRegion region;  // ends with the parallel block below: before o.run, which times itself
 #pragma omp parallel
     {
       std::vector<int32_t> S(static_cast<size_t>(T) * T);
@@ -178,7 +184,9 @@ struct HybridAttention {
       for (int b = 0; b < B; ++b)
         for (int h = 0; h < heads; ++h) {
           const size_t base = static_cast<size_t>(b) * T * D + static_cast<size_t>(h) * dh;
+          FusedOpRegion::Laps laps(region);
           qk_scores(s.qc.data() + base, qk0.zero_stored(), s.kc.data() + base, qk1.zero_stored(), T, dh, D, S.data());
+          laps.lap(OpClass::AttentionMatmul);
           for (int t = 0; t < T; ++t) {
             const int32_t* row = S.data() + static_cast<size_t>(t) * T;
             float mx = -INFINITY;
@@ -192,6 +200,7 @@ struct HybridAttention {
             }
             for (int j = 0; j < T; ++j) P[static_cast<size_t>(j)] /= sum;
             probs.apply(P.data(), P.size());
+            laps.lap(OpClass::Softmax);
             std::fill(acc.begin(), acc.end(), 0.0f);
             for (int j = 0; j < T; ++j) {
               const float p = P[static_cast<size_t>(j)];
@@ -201,9 +210,11 @@ struct HybridAttention {
             }
             float* c = s.ctx.data() + base + static_cast<size_t>(t) * D;
             for (int d = 0; d < dh; ++d) c[d] = acc[static_cast<size_t>(d)] * av1.scale;
+            laps.lap(OpClass::AttentionMatmul);
           }
         }
     }
+    region.end();
     o.run(s.ctx.data(), M, out, s.codes, s.acc);
   }
 };
@@ -226,16 +237,21 @@ struct HybridMlp {
     grow(s.f, MF);
     fc1.run(x, M, s.f.data(), s.codes, s.acc);
     float* f = s.f.data();
+    timed(OpClass::Activation, [&] {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < MF; ++i) f[i] = static_cast<float>(act(f[i]));
-    act_out.apply(f, MF);
+      for (size_t i = 0; i < MF; ++i) f[i] = static_cast<float>(act(f[i]));
+      act_out.apply(f, MF);
+    });
     fc2.run(f, M, out, s.codes, s.acc);
   }
 };
 
-void add_into(float* h, const float* y, size_t n) {
+// h += y, then the add's output quantizer (if any).
+void residual_add(float* h, const float* y, size_t n, const MaybeQuant& out) {
+  OpTimer timer(OpClass::Requant);
 #pragma omp parallel for schedule(static)
   for (size_t i = 0; i < n; ++i) h[i] += y[i];
+  out.apply(h, n);
 }
 
 // A fully quantized recipe quantizes LayerNorm inputs; those artifacts run integer-only.
@@ -281,6 +297,7 @@ class HybridVit : public IntModel {
   std::vector<float> classify_images(const float* px, int B) override {
     const int NP = G_ * G_, KP = Ci_ * P_ * P_, M = B * T_, S = G_ * P_;
     const size_t MD = static_cast<size_t>(M) * D_;
+    OpTimer patch_timer(OpClass::Embedding);
     grow(s_.x, static_cast<size_t>(B) * NP * KP);
     for (int b = 0; b < B; ++b)  // patch rows [B·NP, Ci·P·P] in the projection weight's order
       for (int gy = 0; gy < G_; ++gy)
@@ -290,11 +307,13 @@ class HybridVit : public IntModel {
               for (int x = 0; x < P_; ++x)
                 s_.x[(static_cast<size_t>(b) * NP + gy * G_ + gx) * KP + (ch * P_ + y) * P_ + x] =
                     px[((static_cast<size_t>(b) * Ci_ + ch) * S + gy * P_ + y) * S + gx * P_ + x];
+    patch_timer.stop();
     grow(s_.y, static_cast<size_t>(B) * NP * D_);
     proj_.run(s_.x.data(), B * NP, s_.y.data(), s_.codes, s_.acc);
     grow(h_, MD);
     grow(t_, MD);
     grow(u_, MD);
+    OpTimer embedding_timer(OpClass::Embedding);
     for (int b = 0; b < B; ++b)
       for (int t = 0; t < T_; ++t)
         for (int d = 0; d < D_; ++d) {
@@ -302,15 +321,14 @@ class HybridVit : public IntModel {
           h_[(static_cast<size_t>(b) * T_ + t) * D_ + d] = e + pos_[static_cast<size_t>(t) * D_ + d];
         }
     pos_add_.apply(h_.data(), MD);
+    embedding_timer.stop();
     for (const Block& blk : blocks_) {
       blk.ln1.rows(h_.data(), M, t_.data());
       blk.attn.run(t_.data(), nullptr, B, T_, s_, u_.data());
-      add_into(h_.data(), u_.data(), MD);
-      blk.res1.apply(h_.data(), MD);
+      residual_add(h_.data(), u_.data(), MD, blk.res1);
       blk.ln2.rows(h_.data(), M, t_.data());
       blk.mlp.run(t_.data(), M, s_, u_.data());
-      add_into(h_.data(), u_.data(), MD);
-      blk.res2.apply(h_.data(), MD);
+      residual_add(h_.data(), u_.data(), MD, blk.res2);
     }
     std::vector<float> cls = first_rows(h_.data(), B, T_, D_), ln(cls.size()), logits(static_cast<size_t>(B) * L_);
     lnf_.rows(cls.data(), B, ln.data());
@@ -387,6 +405,7 @@ class HybridBert : public IntModel {
     const size_t MD = static_cast<size_t>(M) * D_;
     for (auto* v : {&h_, &t_, &u_}) grow(*v, MD);
     // Embeddings (token type 0 throughout), each add quantized where the recipe says so.
+    OpTimer embedding_timer(OpClass::Embedding);
     for (int i = 0; i < M; ++i)
       for (int d = 0; d < D_; ++d)
         t_[static_cast<size_t>(i) * D_ + d] = word_[static_cast<size_t>(ids[i]) * D_ + d] + type_[static_cast<size_t>(d)];
@@ -394,15 +413,14 @@ class HybridBert : public IntModel {
     for (int i = 0; i < M; ++i)
       for (int d = 0; d < D_; ++d) t_[static_cast<size_t>(i) * D_ + d] += pos_[static_cast<size_t>(i % T) * D_ + d];
     add_pos_.apply(t_.data(), MD);
+    embedding_timer.stop();
     eln_.rows(t_.data(), M, h_.data());
     for (const Block& blk : blocks_) {  // post-norm: h = LN(h + f(h))
       blk.attn.run(h_.data(), mask, B, T, s_, u_.data());
-      add_into(u_.data(), h_.data(), MD);
-      blk.res1.apply(u_.data(), MD);
+      residual_add(u_.data(), h_.data(), MD, blk.res1);
       blk.ln1.rows(u_.data(), M, h_.data());
       blk.mlp.run(h_.data(), M, s_, u_.data());
-      add_into(u_.data(), h_.data(), MD);
-      blk.res2.apply(u_.data(), MD);
+      residual_add(u_.data(), h_.data(), MD, blk.res2);
       blk.ln2.rows(u_.data(), M, h_.data());
     }
     std::vector<float> cls = first_rows(h_.data(), B, T, D_), pooled(cls.size()), logits(static_cast<size_t>(B) * L_);

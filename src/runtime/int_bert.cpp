@@ -12,6 +12,7 @@
 #include "runtime/int_blocks.h"
 #include "runtime/int_model.h"
 #include "runtime/parallel.h"
+#include "runtime/profile.h"
 
 namespace qtx::rt {
 namespace {
@@ -123,7 +124,7 @@ class IntBert : public IntModel {
       const BertBlock& blk = blocks_[li];
       const std::string p = "bert.encoder.layer." + std::to_string(li) + ".";
       blk.attn.run(h_.data(), mask, B, T, attn_scratch_, acc_.data(), tap_fn);
-      blk.res1.rows(acc_.data(), h_.data(), M, h2_.data());
+      timed(OpClass::Requant, [&] { blk.res1.rows(acc_.data(), h_.data(), M, h2_.data()); });
       tap(p + "attention.output.residual.output", h2_.data(), MD);
       blk.ln1.rows(h2_.data(), M, h_.data());
       tap(p + "attention.output.LayerNorm.output", h_.data(), MD);
@@ -137,7 +138,7 @@ class IntBert : public IntModel {
       tap(p + "intermediate.intermediate_act_fn.output", y_.data(), MF);
       apply_table(blk.act_to_fc2, y_.data(), MF, y_.data());
       blk.fc2.run(y_.data(), M, acc_.data());
-      blk.res2.rows(acc_.data(), h_.data(), M, h2_.data());
+      timed(OpClass::Requant, [&] { blk.res2.rows(acc_.data(), h_.data(), M, h2_.data()); });
       tap(p + "output.residual.output", h2_.data(), MD);
       blk.ln2.rows(h2_.data(), M, h_.data());
       tap(p + "output.LayerNorm.output", h_.data(), MD);
@@ -172,13 +173,15 @@ class IntBert : public IntModel {
     const int8_t *words = word_.table.codes.data(), *positions = pos_.table.codes.data();
     const int64_t *m_word = m_word_.data(), *m_pos = m_pos_.data();
     uint8_t *sum_out = y_.data(), *pos_out = x_.data();
-    parallel_for(M, static_cast<size_t>(M) * D, [&](int i) {
-      const int t = i % T, id = ids[i];
-      // A function of its own: the loop's 8-bit stores could alias anything reached through the
-      // closure, so its constants must be parameters (locals) for it to vectorise.
-      embed_row(words + static_cast<size_t>(id) * D, type_row, positions + static_cast<size_t>(t) * D, m_word[static_cast<size_t>(id)], mt,
-                m_pos[static_cast<size_t>(t)], ms, half1, half2, sh1, sh2, za, zp, lo1, hi1, lo2, hi2, D,
-                sum_out + static_cast<size_t>(i) * D, pos_out + static_cast<size_t>(i) * D);
+    timed(OpClass::Embedding, [&] {
+      parallel_for(M, static_cast<size_t>(M) * D, [&](int i) {
+        const int t = i % T, id = ids[i];
+        // A function of its own: the loop's 8-bit stores could alias anything reached through the
+        // closure, so its constants must be parameters (locals) for it to vectorise.
+        embed_row(words + static_cast<size_t>(id) * D, type_row, positions + static_cast<size_t>(t) * D, m_word[static_cast<size_t>(id)], mt,
+                  m_pos[static_cast<size_t>(t)], ms, half1, half2, sh1, sh2, za, zp, lo1, hi1, lo2, hi2, D,
+                  sum_out + static_cast<size_t>(i) * D, pos_out + static_cast<size_t>(i) * D);
+      });
     });
     tap("bert.embeddings.add_token_type.output", y_.data(), static_cast<size_t>(M) * D);
     tap("bert.embeddings.add_position.output", x_.data(), static_cast<size_t>(M) * D);

@@ -5,6 +5,7 @@
 
 #include "formats/error.h"
 #include "runtime/parallel.h"
+#include "runtime/profile.h"
 #include "runtime/simd.h"
 
 namespace qtx::rt {
@@ -95,6 +96,7 @@ void IntLayerNormSite::rows_reference(const uint8_t* h, int M, uint8_t* out) con
 }
 
 void IntLayerNormSite::rows(const uint8_t* h, int M, uint8_t* out) const {
+  OpTimer timer(OpClass::LayerNorm);
   const int32_t* __restrict tab = centred.data();
   const int* __restrict al = alpha.data();
   parallel_for(M, static_cast<size_t>(M) * C, [&](int i) {
@@ -170,8 +172,10 @@ IntAttention IntAttention::load(const Artifact& a, const std::string& prefix, in
 void IntAttention::run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, const int32_t* valid, int B, int T,
                        int32_t* ctx) const {
   const int D = heads * dh;
+  FusedOpRegion region;
   // One (sequence, head) pair per iteration; its scratch is per thread, kept between calls.
   parallel_for(B * heads, static_cast<size_t>(B) * heads * T * T, [&](int bh) {
+    FusedOpRegion::Laps laps(region);
     const int b = bh / heads, h = bh % heads;
     thread_local std::vector<int32_t> S;
     thread_local std::vector<int8_t> codes;
@@ -184,6 +188,7 @@ void IntAttention::run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, 
       for (int j = 0; j < T; ++j) ok[static_cast<size_t>(j)] = valid[static_cast<size_t>(b) * T + j] != 0;
     const uint8_t* mask = valid ? ok.data() : nullptr;
     qk_scores(qc + base, q.zero, kc + base, k.zero, T, dh, D, S.data());
+    laps.lap(OpClass::AttentionMatmul);
     {  // scores → score codes − zero point (locals: the loop vectorises)
       int32_t* __restrict sp = S.data();
       const size_t n = static_cast<size_t>(T) * T;
@@ -194,9 +199,12 @@ void IntAttention::run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, 
         sp[i] = static_cast<int32_t>(c < lo ? lo : (c > hi ? hi : c));
       }
     }
+    laps.lap(OpClass::Requant);
     for (int t = 0; t < T; ++t)
       lis.row(S.data() + static_cast<size_t>(t) * T, mask, T, codes.data() + static_cast<size_t>(t) * T);
+    laps.lap(OpClass::Softmax);
     av_log2(codes.data(), vc + base, v.zero, T, dh, D, kmax, ctx + base, D);
+    laps.lap(OpClass::AttentionMatmul);
   });
 }
 
@@ -234,7 +242,7 @@ void IntSelfAttention::run(const uint8_t* in, const int32_t* valid, int B, int T
       x = s.x.data();
     }
     l.run(x, M, o_acc);
-    out.rows(o_acc, M, codes);
+    timed(OpClass::Requant, [&] { out.rows(o_acc, M, codes); });
   };
   project(q_in, q, q_out, s.qc.data());
   project(k_in, k, k_out, s.kc.data());
@@ -242,7 +250,7 @@ void IntSelfAttention::run(const uint8_t* in, const int32_t* valid, int B, int T
   tap(prefix + "matmul_qk.input0", s.qc.data(), MD);
   tap(prefix + "matmul_av.input1", s.vc.data(), MD);
   attn.run(s.qc.data(), s.kc.data(), s.vc.data(), valid, B, T, s.ctx.data());
-  requant_to_codes(s.ctx.data(), MD, ctx_to_o, o.in, s.x.data());
+  timed(OpClass::Requant, [&] { requant_to_codes(s.ctx.data(), MD, ctx_to_o, o.in, s.x.data()); });
   tap(o_site + ".input0", s.x.data(), MD);
   o.run(s.x.data(), M, o_acc);
 }
@@ -321,6 +329,7 @@ void IntElementwise::rows_reference(const int32_t* acc, int M, uint8_t* out) con
 }
 
 void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
+  OpTimer timer(OpClass::Activation);
   // One pass: accumulator → grid index → cell, without writing the grid indices out. The same
   // integer steps as rows_reference (ChannelRequant::apply, then code_at); with AVX-512 sixteen
   // channels at a time, the cell read as one gather (GCC does not emit gathers when tuning for
@@ -367,6 +376,7 @@ std::vector<uint8_t> table_between(const QParams& from, const QParams& to) {
 }
 
 void apply_table(const std::vector<uint8_t>& t, const uint8_t* in, size_t n, uint8_t* out) {
+  OpTimer timer(OpClass::Requant);
   if (t.empty()) {
     if (in != out) std::copy(in, in + n, out);
     return;

@@ -7,6 +7,7 @@
 #include "runtime/int_blocks.h"
 #include "runtime/int_model.h"
 #include "runtime/parallel.h"
+#include "runtime/profile.h"
 
 namespace qtx::rt {
 namespace {
@@ -78,7 +79,7 @@ class IntVit : public IntModel {
     patches_.resize(static_cast<size_t>(B) * NP * KP);
     const QParams& qi = proj_.in;
     const int S = cfg_.image_size;
-    parallel_for(B, patches_.size(), [&](int b) {
+    timed(OpClass::Embedding, [&] { parallel_for(B, patches_.size(), [&](int b) {
       for (int gy = 0; gy < G_; ++gy)
         for (int gx = 0; gx < G_; ++gx) {
           uint8_t* row = patches_.data() + (static_cast<size_t>(b) * NP + gy * G_ + gx) * KP;
@@ -90,17 +91,19 @@ class IntVit : public IntModel {
                 row[(ch * P_ + y) * P_ + x] = static_cast<uint8_t>(std::min<double>(qi.qmax, std::max<double>(qi.qmin, r)));
               }
         }
-    });
+    }); });
     acc_.resize(static_cast<size_t>(M) * std::max(D_, F_));
     h_.resize(static_cast<size_t>(M) * D_);
     proj_.run(patches_.data(), B * NP, acc_.data());
     codes_.resize(static_cast<size_t>(B) * NP * D_);
-    embed_.rows(acc_.data(), B * NP, codes_.data());
-    for (int b = 0; b < B; ++b) {
-      std::copy(cls_codes_.begin(), cls_codes_.end(), h_.begin() + static_cast<size_t>(b) * T_ * D_);
-      std::copy(codes_.begin() + static_cast<size_t>(b) * NP * D_, codes_.begin() + static_cast<size_t>(b + 1) * NP * D_,
-                h_.begin() + (static_cast<size_t>(b) * T_ + 1) * D_);
-    }
+    timed(OpClass::Embedding, [&] {
+      embed_.rows(acc_.data(), B * NP, codes_.data());
+      for (int b = 0; b < B; ++b) {
+        std::copy(cls_codes_.begin(), cls_codes_.end(), h_.begin() + static_cast<size_t>(b) * T_ * D_);
+        std::copy(codes_.begin() + static_cast<size_t>(b) * NP * D_, codes_.begin() + static_cast<size_t>(b + 1) * NP * D_,
+                  h_.begin() + (static_cast<size_t>(b) * T_ + 1) * D_);
+      }
+    });
     tap("vit.embeddings.position_add.output", h_.data(), h_.size());
     x_.resize(static_cast<size_t>(M) * std::max(D_, F_));
     y_.resize(x_.size());
@@ -113,7 +116,7 @@ class IntVit : public IntModel {
       blk.ln1.rows(h_.data(), M, x_.data());
       tap(p + "attention.attention.query.input0", x_.data(), MD);
       blk.attn.run(x_.data(), nullptr, B, T_, attn_scratch_, acc_.data(), tap_fn);
-      blk.res1.rows(acc_.data(), h_.data(), M, h2_.data());
+      timed(OpClass::Requant, [&] { blk.res1.rows(acc_.data(), h_.data(), M, h2_.data()); });
       tap(p + "residual_attention.output", h2_.data(), MD);
       blk.ln2.rows(h2_.data(), M, x_.data());
       blk.fc1.run(x_.data(), M, acc_.data());
@@ -121,7 +124,7 @@ class IntVit : public IntModel {
       tap(p + "intermediate.intermediate_act_fn.output", y_.data(), static_cast<size_t>(M) * F_);
       apply_table(blk.act_to_fc2, y_.data(), static_cast<size_t>(M) * F_, y_.data());
       blk.fc2.run(y_.data(), M, acc_.data());
-      blk.res2.rows(acc_.data(), h2_.data(), M, h_.data());
+      timed(OpClass::Requant, [&] { blk.res2.rows(acc_.data(), h2_.data(), M, h_.data()); });
       tap(p + "residual_mlp.output", h_.data(), MD);
     }
     // Final LayerNorm and classifier on the CLS rows only; logits dequantized (the output boundary).

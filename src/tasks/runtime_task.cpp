@@ -10,6 +10,7 @@
 #include "formats/error.h"
 #include "quant/quant_model.h"
 #include "runtime/gemm.h"
+#include "runtime/profile.h"
 #include "tasks/labeled_data.h"
 
 namespace qtx {
@@ -143,16 +144,22 @@ std::vector<BenchRow> bench(const std::string& float_dir, const std::string& qdi
         tf.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
         ti.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
       }
-      BenchRow row{b, t, median(tf), median(ti)};
-      // One more integer pass with the GEMMs timed (the timing adds a little to each call).
-      rt::count_gemms(true);
-      auto t0 = std::chrono::steady_clock::now();
-      int_logits(*im, in);
-      const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      rt::GemmCounters g = rt::gemm_counters();
-      rt::count_gemms(false);
-      row.gemm_share = total > 0 ? g.seconds / total : 0;
-      row.gemm_gops = g.seconds > 0 ? g.ops / g.seconds / 1e9 : 0;
+      BenchRow row;
+      row.batch = b;
+      row.threads = t;
+      row.fp32_ms = median(tf);
+      row.int_ms = median(ti);
+      // Profiled integer passes (at least 5, and at least 50 ms of them) for the op shares.
+      rt::profile_ops(true);
+      const auto p0 = std::chrono::steady_clock::now();
+      double elapsed = 0;
+      for (int r = 0; r < 5 || elapsed < 0.05; ++r) {
+        int_logits(*im, in);
+        elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
+      }
+      row.profile = rt::op_profile();
+      row.profiled_seconds = elapsed;
+      rt::profile_ops(false);
       rows.push_back(row);
     }
   return rows;

@@ -6,6 +6,7 @@
 
 #include "eval/evaluate.h"
 #include "runtime/int_model.h"
+#include "runtime/profile.h"
 
 namespace qtx {
 
@@ -32,9 +33,21 @@ ParityResult parity(const std::string& qdir, const LabeledData& data, int batch_
 struct BenchRow {
   int batch = 0, threads = 0;
   double fp32_ms = 0, int_ms = 0;  // median latency of one forward of the whole batch
-  double gemm_share = 0;           // of the integer forward's time, in Int8Gemm (one counted pass)
-  double gemm_gops = 0;            // 2·M·N·K per second inside those GEMMs
+  // Extra integer passes with the runtime's op profiler on (the timers add a little to each):
+  // wall seconds per op class, and of all those passes.
+  rt::OpProfile profile;
+  double profiled_seconds = 0;
   double speedup() const { return int_ms > 0 ? fp32_ms / int_ms : 0; }
+  double share(rt::OpClass c) const { return profiled_seconds > 0 ? profile.seconds[static_cast<size_t>(c)] / profiled_seconds : 0; }
+  // Softmax, LayerNorm, activation, requantization, embedding and untimed glue: all but the
+  // linear GEMMs and the attention matmuls.
+  double non_gemm_share() const {
+    return 1 - share(rt::OpClass::LinearGemm) - share(rt::OpClass::AttentionMatmul);
+  }
+  double gemm_gops() const {
+    const double s = profile.seconds[static_cast<size_t>(rt::OpClass::LinearGemm)];
+    return s > 0 ? profile.gemm_ops / s / 1e9 : 0;
+  }
 };
 std::vector<BenchRow> bench(const std::string& float_dir, const std::string& qdir, const std::vector<int>& batches,
                             const std::vector<int>& threads, int repeats, int seq_len = 128);
