@@ -71,6 +71,29 @@ TEST(IntKernels, IsqrtIsExactFloorSqrt) {
   }
 }
 
+TEST(IntKernels, Pow2DivIsExactFloor) {
+  // Against the 128-bit division: every d at the ends of its range, powers of two and their
+  // neighbours, and random d and e with the result below 2^63 (LayerNorm: e = k + 56, d ≈ 2^24).
+  auto check = [](int e, uint64_t d) {
+    const unsigned __int128 want = (static_cast<unsigned __int128>(1) << e) / d;
+    if (want >= (static_cast<unsigned __int128>(1) << 63) || d >= (uint64_t{1} << 50)) return;
+    ASSERT_EQ(pow2_div(e, d), static_cast<uint64_t>(want)) << "e " << e << " d " << d;
+  };
+  for (int e = 0; e < 63; ++e) check(e, 1);
+  for (int e = 0; e < 113; ++e)
+    for (int b = 0; b < 50; ++b)
+      for (int64_t delta : {-1, 0, 1}) {
+        const uint64_t d = (uint64_t{1} << b) + static_cast<uint64_t>(delta);
+        if (d >= 1) check(e, d);
+      }
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 200000; ++i) {
+    const uint64_t d = (rng() >> (14 + rng() % 50)) | 1;
+    check(static_cast<int>(rng() % 113), d);
+    check(56 + static_cast<int>(rng() % 25), (uint64_t{1} << 23) + rng() % (uint64_t{1} << 24));
+  }
+}
+
 TEST(IntKernels, LogIntSoftmaxRowCodes) {
   // One dominant score: code 0 (probability 1/1 after rounding) and tiny ones dropped at 4 bits.
   IntExp ie = IntExp::for_scale(0.05);

@@ -57,6 +57,20 @@ uint64_t isqrt(uint64_t n) {
   return x;
 }
 
+uint64_t pow2_div(int e, uint64_t d) {
+  const unsigned __int128 num = static_cast<unsigned __int128>(1) << e;
+  // The double quotient is within 2^-52 relative of the true one (d rounds to 53 bits, then the
+  // division rounds): for results below 2^63, within a few thousand units. The remainder then
+  // fits int64 and its own floor-division by d settles the result exactly.
+  auto r = static_cast<int64_t>(std::ldexp(1.0, e) / static_cast<double>(d));
+  if (r < 0) r = 0;
+  const auto rem = static_cast<int64_t>(static_cast<__int128>(num) - static_cast<__int128>(r) * static_cast<__int128>(d));
+  const auto sd = static_cast<int64_t>(d);
+  int64_t q = rem / sd;  // truncates toward zero: make it the floor
+  if (rem % sd != 0 && rem < 0) --q;
+  return static_cast<uint64_t>(r + q);
+}
+
 IntExp IntExp::for_scale(double s) {
   constexpr double kB = 0.96963238 / 0.35815147, kC = 1.0 / 0.35815147;
   IntExp e;
@@ -249,8 +263,8 @@ void IntLayerNorm::row_centred(const int32_t* x_in, uint8_t* out_in, bool vector
     sq += static_cast<int64_t>(x[c]) * x[c];
   }
   // With d_c = C·x_c − Σx (integral), Σd² = C²·Σx² − C·(Σx)² = C³·var: one pass, no stored d.
-  const __int128 dsq = static_cast<__int128>(n) * n * sq - static_cast<__int128>(n) * sum * sum;
-  const uint64_t vc = static_cast<uint64_t>(dsq) / static_cast<uint64_t>(n);  // C²·var
+  // Σd² = C·(C·Σx² − (Σx)²), so C²·var = Σd²/C = C·Σx² − (Σx)² exactly, without dividing.
+  const uint64_t vc = static_cast<uint64_t>(static_cast<__int128>(n) * sq - static_cast<__int128>(sum) * sum);  // C²·var
   // sd = C·σ·2^k with k chosen so sd has ~24 significant bits.
   int k = 0;
   if (vc > 0) {
@@ -260,10 +274,8 @@ void IntLayerNorm::row_centred(const int32_t* x_in, uint8_t* out_in, bool vector
   const int64_t sd = static_cast<int64_t>(isqrt(vc << (2 * k)));
   // t = d · 2^(k+24) / sd as d · R / 2^32 with R = 2^(k+56) / sd, one division per row:
   // |d|·2^k ≤ √C·sd, so |d·R| < 2^(33+log2 √C) stays far inside int64.
-  // (A 64-bit division where the numerator fits: the 128-bit one is a library call.)
-  const int64_t R = sd <= 0 ? 0
-                    : k + 56 < 64 ? static_cast<int64_t>((uint64_t{1} << (k + 56)) / static_cast<uint64_t>(sd))
-                                  : static_cast<int64_t>((static_cast<unsigned __int128>(1) << (k + 56)) / static_cast<uint64_t>(sd));
+  // (pow2_div: a 128-bit division is a library call of ~100 cycles, once per row.)
+  const int64_t R = sd <= 0 ? 0 : static_cast<int64_t>(pow2_div(k + 56, static_cast<uint64_t>(sd)));
   const int64_t* __restrict g = gain.data();
   const int64_t* __restrict b = bias.data();
   const int s = shift + 24;

@@ -36,6 +36,9 @@ void gemm_u8s8_ref(const uint8_t* A, int32_t za, const int8_t* B, int32_t* C, in
 
 // Integer square root: ⌊√n⌋, exact for all n ≥ 0 (a double estimate settled by integer compares).
 uint64_t isqrt(uint64_t n);
+// ⌊2^e / d⌋ for 1 ≤ d < 2^50 and a result below 2^63, exactly (a double estimate, then one
+// integer correction): LayerNorm's per-row reciprocal without a 128-bit division call.
+uint64_t pow2_div(int e, uint64_t d);
 
 // I-BERT's i-exp on integer scores q ≤ 0 at scale s, with the grid refined by 2^R so that
 // ln2/s' ≥ 2^16 (docs/RECIPES.md). Constants depend only on s, so they are computed once.
