@@ -134,6 +134,8 @@ expect_error "predict --engine int on a float model" "runs quantized folders" "$
 RUN=$(dirname "$QTX")/qtx_run
 expect_ok "qtx_run evaluates without libtorch" "accuracy" "$RUN" --model "$T/q" --limit 64 --threads 2
 expect_ok "qtx_run classifies an image" "img.pgm" "$RUN" --model "$T/q" --image "$T/img.pgm"
+expect_ok "qtx_run --profile shares by op class" "linear GEMMs" "$RUN" --model "$T/q" --limit 64 --threads 2 --profile
+expect_ok "qtx bench: speed-up and the op-class split" "| non-GEMM |" "$QTX" bench --model "$T/q" --float-model "$VIT" --batch 2 --threads 1 --repeats 2
 expect_error "qtx_run on a float folder" "not a quantized model folder" "$RUN" --model "$VIT"
 expect_error "qtx_run on a bad image" "unsupported image format" "$RUN" --model "$T/q" --image "$SRC/README.md"
 expect_error "unknown calibration method" "unknown calibration method 'nope'" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method nope --out "$T/q3"
