@@ -85,8 +85,8 @@ section() {
   echo "## Kernel microbenchmarks (Google Benchmark, 1 thread)"
   echo
   echo "\`build/qtx_kernel_bench\` (bench/kernels_bench.cpp). GEMM shapes M/N/K: 17 rows = one image, 1088 = a"
-  echo "batch of 64; the shapes with M ≥ 1024 and N, K ≥ 512 are there for the machine's int8 GEMM peak, taken"
-  echo "as the best oneDNN shape ($PEAK GOPS: the large shapes are no faster here). GOPS = 2·M·N·K per second."
+  echo "batch of 64; the larger shapes (1024³ to 2048³, 4096 rows) are there for the machine's int8 GEMM peak,"
+  echo "taken as the best oneDNN shape ($PEAK GOPS: the large shapes are no faster here). GOPS = 2·M·N·K per second."
   echo
   echo '```'
   echo "$KB"
