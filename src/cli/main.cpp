@@ -153,7 +153,7 @@ int cmd_bench(const BenchArgs& a) {
   for (const auto& r : rows) {
     std::printf("| %d | %d |", r.batch, r.threads);
     for (int c = 2; c < qtx::rt::kOpClasses; ++c) std::printf(" %.1f %% |", 100 * r.share(static_cast<qtx::rt::OpClass>(c)));
-    std::printf(" %.1f %% |\n", 100 * (1 - r.profile.timed() / r.profiled_seconds));
+    std::printf(" %.1f %% |\n", 100 * r.profile.untimed(r.profiled_seconds));
   }
   return 0;
 }

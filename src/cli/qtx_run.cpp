@@ -153,8 +153,9 @@ int main(int argc, char** argv) {
       const qtx::rt::OpProfile p = qtx::rt::op_profile();
       std::printf("forward    %.3f s in all; by op class:\n", forward_secs);
       for (int c = 0; c < qtx::rt::kOpClasses; ++c)
-        std::printf("  %-18s %5.1f %%\n", qtx::rt::op_class_name(static_cast<qtx::rt::OpClass>(c)), 100 * p.seconds[static_cast<size_t>(c)] / forward_secs);
-      std::printf("  %-18s %5.1f %%\n", "untimed", 100 * (1 - p.timed() / forward_secs));
+        std::printf("  %-18s %5.1f %%\n", qtx::rt::op_class_name(static_cast<qtx::rt::OpClass>(c)),
+                    100 * p.share(static_cast<qtx::rt::OpClass>(c), forward_secs));
+      std::printf("  %-18s %5.1f %%\n", "untimed", 100 * p.untimed(forward_secs));
     }
     std::printf("peak RSS   %.1f MiB\n", peak_rss_mib());
   } catch (const std::exception& e) {

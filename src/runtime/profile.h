@@ -27,6 +27,9 @@ struct OpProfile {
   std::array<double, kOpClasses> seconds{};  // wall seconds per class
   double gemm_ops = 0;                      // 2·M·N·K summed over the linear GEMMs
   double timed() const;                     // Σ seconds
+  // Fractions of `wall` seconds (the forwards the profile covers): one class, and what no timer saw.
+  double share(OpClass c, double wall) const { return wall > 0 ? seconds[static_cast<size_t>(c)] / wall : 0; }
+  double untimed(double wall) const { return wall > 0 ? 1 - timed() / wall : 0; }
 };
 
 void profile_ops(bool on);  // also resets the totals

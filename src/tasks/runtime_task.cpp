@@ -149,11 +149,12 @@ std::vector<BenchRow> bench(const std::string& float_dir, const std::string& qdi
       row.threads = t;
       row.fp32_ms = median(tf);
       row.int_ms = median(ti);
-      // Profiled integer passes (at least 5, and at least 50 ms of them) for the op shares.
+      // Profiled integer passes for the op shares: at least 5 and at least half a second of them
+      // (one 20 ms pass gave shares that moved by several points from run to run).
       rt::profile_ops(true);
       const auto p0 = std::chrono::steady_clock::now();
       double elapsed = 0;
-      for (int r = 0; r < 5 || elapsed < 0.05; ++r) {
+      for (int r = 0; r < 5 || elapsed < 0.5; ++r) {
         int_logits(*im, in);
         elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
       }

@@ -38,7 +38,7 @@ struct BenchRow {
   rt::OpProfile profile;
   double profiled_seconds = 0;
   double speedup() const { return int_ms > 0 ? fp32_ms / int_ms : 0; }
-  double share(rt::OpClass c) const { return profiled_seconds > 0 ? profile.seconds[static_cast<size_t>(c)] / profiled_seconds : 0; }
+  double share(rt::OpClass c) const { return profile.share(c, profiled_seconds); }
   // Softmax, LayerNorm, activation, requantization, embedding and untimed glue: all but the
   // linear GEMMs and the attention matmuls.
   double non_gemm_share() const {
