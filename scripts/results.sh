@@ -148,6 +148,7 @@ liu_section() {
   method_row "Liu, mixed precision at W4 size (bits 3,4,5,6,8)" $model sym-w4a4 "$fp" liu-mp4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8
   method_row "Liu, mixed precision at W4 size, weights only" $model sym-w4a4 "$fp" liu-mp4w --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-weights-only
   method_row "Liu, mixed precision at W4 size, MSA on its output feature" $model sym-w4a4 "$fp" liu-mp4o --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-msa-output
+  method_row "Liu, mixed precision at W4 size, weights only, MSA on its output feature" $model sym-w4a4 "$fp" liu-mp4wo --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-weights-only --mp-msa-output
   method_row "Liu, mixed precision at W6 size (bits 4..8)" $model sym-w6a6 "$fp" liu-mp6 --method liu --avg-bits 6
   local m=$(basename $model)
   [ -z "$LISTING" ] || return 0
