@@ -103,8 +103,8 @@ bool try_resume(std::shared_ptr<TransformerModel>* m, torch::optim::AdamW* opt, 
   return true;
 }
 
-// Random ±P px translation (background-filled) and horizontal flip, per sample.
-at::Tensor augment_images(const at::Tensor& x, std::mt19937_64& rng, float background, int64_t P) {
+// Random ±P px translation (background-filled) and, with `flip`, horizontal flip, per sample.
+at::Tensor augment_images(const at::Tensor& x, std::mt19937_64& rng, float background, int64_t P, bool flip) {
   const int64_t B = x.size(0), H = x.size(2), W = x.size(3);
   at::Tensor padded = at::constant_pad_nd(x, {P, P, P, P}, background);
   std::vector<at::Tensor> out;
@@ -113,7 +113,7 @@ at::Tensor augment_images(const at::Tensor& x, std::mt19937_64& rng, float backg
     int64_t dy = static_cast<int64_t>(rng() % static_cast<uint64_t>(2 * P + 1));
     int64_t dx = static_cast<int64_t>(rng() % static_cast<uint64_t>(2 * P + 1));
     at::Tensor s = padded[b].narrow(1, dy, H).narrow(2, dx, W);
-    if (rng() & 1) s = s.flip({2});
+    if ((rng() & 1) && flip) s = s.flip({2});  // the draw either way: the shifts stay as they were
     out.push_back(s);
   }
   return at::stack(out);
@@ -266,7 +266,7 @@ void train_vit(const TrainOptions& o, const at::Device& dev) {
   auto step = [&](const std::vector<int>& idx, std::mt19937_64& rng) {
     at::Tensor ix = at::tensor(std::vector<int64_t>(idx.begin(), idx.end())).to(dev);
     at::Tensor x = X.index_select(0, ix), y = Y.index_select(0, ix);
-    if (o.augment) x = augment_images(x, rng, background, o.shift);
+    if (o.augment) x = augment_images(x, rng, background, o.shift, o.flip);
     ModelInput in;
     in.pixel_values = x;
     at::Tensor loss = cross_entropy(model->logits(in), y, o.label_smoothing);
