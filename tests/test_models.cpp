@@ -5,6 +5,7 @@
 #include "formats/safetensors.h"
 #include "models/model.h"
 #include "tasks/labeled_data.h"
+#include "train/augment.h"
 #include "test_util.h"
 
 using namespace qtx;
@@ -270,4 +271,26 @@ TEST(Checkpoint, SaveLoadRoundTripAndMismatches) {
   });
   EXPECT_QTX_ERROR(load_model(nan), "NaN");
   EXPECT_QTX_ERROR(load_model(d + "/absent"), "does not exist");
+}
+
+TEST(Training, AugmentShiftsAndFlipsOnlyWhenAsked) {
+  // Distinct pixel values, so any shift or flip shows.
+  const at::Tensor x = torch::arange(2 * 1 * 6 * 6, torch::kFloat).reshape({2, 1, 6, 6}) + 1;
+  std::mt19937_64 r0(3);
+  EXPECT_TRUE(augment_images(x, r0, -1.f, 0, false).equal(x)) << "no shift, no flip: unchanged";
+  // The same draws with and without flips: each sample is the shift-only one or its mirror image.
+  std::mt19937_64 r1(7), r2(7);
+  const at::Tensor shifted = augment_images(x, r1, -1.f, 2, false);
+  const at::Tensor with_flips = augment_images(x, r2, -1.f, 2, true);
+  for (int b = 0; b < 2; ++b)
+    EXPECT_TRUE(with_flips[b].equal(shifted[b]) || with_flips[b].equal(shifted[b].flip({2}))) << "sample " << b;
+  // Over many samples flips do happen when asked and never when not.
+  std::mt19937_64 r3(11), r4(11);
+  const at::Tensor many = x[0].unsqueeze(0).expand({64, 1, 6, 6}).contiguous();
+  EXPECT_TRUE(augment_images(many, r3, -1.f, 0, false).equal(many));
+  const at::Tensor flipped = augment_images(many, r4, -1.f, 0, true);
+  int n = 0;
+  for (int b = 0; b < 64; ++b) n += flipped[b].equal(many[b].flip({2}));
+  EXPECT_GT(n, 10);
+  EXPECT_LT(n, 54);
 }

@@ -355,7 +355,7 @@ int main(int argc, char** argv) {
   tr->add_option("--limit", to.limit, "Use the first N training examples only (smoke tests)");
   tr->add_flag("!--no-augment", to.augment, "vit-fmnist: no random shifts/flips");
   tr->add_flag("!--no-flip", to.flip, "vit-fmnist: augment with shifts only (Fashion-MNIST's shoes all face one way)");
-  tr->add_option("--shift", to.shift, "vit-fmnist: largest random shift in pixels (0: flips only)")
+  tr->add_option("--shift", to.shift, "vit-fmnist: largest random shift in pixels (0: flips only, unless --no-flip)")
       ->check(CLI::Range(0, 8))->capture_default_str();
   tr->add_option("--hidden", to.hidden)->capture_default_str();
   tr->add_option("--layers", to.layers)->capture_default_str();

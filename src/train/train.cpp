@@ -1,4 +1,5 @@
 #include "train/train.h"
+#include "train/augment.h"
 
 #include <ATen/ATen.h>
 #include <torch/torch.h>
@@ -101,22 +102,6 @@ bool try_resume(std::shared_ptr<TransformerModel>* m, torch::optim::AdamW* opt, 
   std::printf("[train] resumed from %s at epoch %d (step %lld)\n", d.c_str(), ck->next_epoch + 1,
               static_cast<long long>(ck->step));
   return true;
-}
-
-// Random ±P px translation (background-filled) and, with `flip`, horizontal flip, per sample.
-at::Tensor augment_images(const at::Tensor& x, std::mt19937_64& rng, float background, int64_t P, bool flip) {
-  const int64_t B = x.size(0), H = x.size(2), W = x.size(3);
-  at::Tensor padded = at::constant_pad_nd(x, {P, P, P, P}, background);
-  std::vector<at::Tensor> out;
-  out.reserve(static_cast<size_t>(B));
-  for (int64_t b = 0; b < B; ++b) {
-    int64_t dy = static_cast<int64_t>(rng() % static_cast<uint64_t>(2 * P + 1));
-    int64_t dx = static_cast<int64_t>(rng() % static_cast<uint64_t>(2 * P + 1));
-    at::Tensor s = padded[b].narrow(1, dy, H).narrow(2, dx, W);
-    if ((rng() & 1) && flip) s = s.flip({2});  // the draw either way: the shifts stay as they were
-    out.push_back(s);
-  }
-  return at::stack(out);
 }
 
 at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& target, double smoothing) {
@@ -424,6 +409,21 @@ void train(const TrainOptions& o) {
   } else {
     fail("train", "unknown task '" + o.task + "' (vit-fmnist | bert-mlm | bert-austen6)");
   }
+}
+
+at::Tensor augment_images(const at::Tensor& x, std::mt19937_64& rng, float background, int64_t P, bool flip) {
+  const int64_t B = x.size(0), H = x.size(2), W = x.size(3);
+  at::Tensor padded = at::constant_pad_nd(x, {P, P, P, P}, background);
+  std::vector<at::Tensor> out;
+  out.reserve(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t dy = static_cast<int64_t>(rng() % static_cast<uint64_t>(2 * P + 1));
+    int64_t dx = static_cast<int64_t>(rng() % static_cast<uint64_t>(2 * P + 1));
+    at::Tensor s = padded[b].narrow(1, dy, H).narrow(2, dx, W);
+    if ((rng() & 1) && flip) s = s.flip({2});  // the draw either way: the shifts stay as they were
+    out.push_back(s);
+  }
+  return at::stack(out);
 }
 
 }  // namespace qtx
