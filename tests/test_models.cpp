@@ -273,24 +273,68 @@ TEST(Checkpoint, SaveLoadRoundTripAndMismatches) {
   EXPECT_QTX_ERROR(load_model(d + "/absent"), "does not exist");
 }
 
+namespace {
+ImageAugment shifts_only(int64_t shift) {
+  ImageAugment a;
+  a.shift = shift;
+  a.background = -1.f;
+  return a;
+}
+ImageAugment with_flips(int64_t shift) {
+  ImageAugment a = shifts_only(shift);
+  a.flip = true;
+  return a;
+}
+}  // namespace
+
 TEST(Training, AugmentShiftsAndFlipsOnlyWhenAsked) {
   // Distinct pixel values, so any shift or flip shows.
   const at::Tensor x = torch::arange(2 * 1 * 6 * 6, torch::kFloat).reshape({2, 1, 6, 6}) + 1;
   std::mt19937_64 r0(3);
-  EXPECT_TRUE(augment_images(x, r0, -1.f, 0, false).equal(x)) << "no shift, no flip: unchanged";
+  EXPECT_TRUE(augment_images(x, r0, shifts_only(0)).equal(x)) << "no shift, no flip: unchanged";
   // The same draws with and without flips: each sample is the shift-only one or its mirror image.
   std::mt19937_64 r1(7), r2(7);
-  const at::Tensor shifted = augment_images(x, r1, -1.f, 2, false);
-  const at::Tensor with_flips = augment_images(x, r2, -1.f, 2, true);
+  const at::Tensor shifted = augment_images(x, r1, shifts_only(2));
+  const at::Tensor mirrored = augment_images(x, r2, with_flips(2));
   for (int b = 0; b < 2; ++b)
-    EXPECT_TRUE(with_flips[b].equal(shifted[b]) || with_flips[b].equal(shifted[b].flip({2}))) << "sample " << b;
+    EXPECT_TRUE(mirrored[b].equal(shifted[b]) || mirrored[b].equal(shifted[b].flip({2}))) << "sample " << b;
   // Over many samples flips do happen when asked and never when not.
   std::mt19937_64 r3(11), r4(11);
   const at::Tensor many = x[0].unsqueeze(0).expand({64, 1, 6, 6}).contiguous();
-  EXPECT_TRUE(augment_images(many, r3, -1.f, 0, false).equal(many));
-  const at::Tensor flipped = augment_images(many, r4, -1.f, 0, true);
+  EXPECT_TRUE(augment_images(many, r3, shifts_only(0)).equal(many));
+  const at::Tensor flipped = augment_images(many, r4, with_flips(0));
   int n = 0;
   for (int b = 0; b < 64; ++b) n += flipped[b].equal(many[b].flip({2}));
   EXPECT_GT(n, 10);
   EXPECT_LT(n, 54);
+}
+
+TEST(Training, RandomErasingFillsOneRectangleWithNoiseInRange) {
+  // Pixels of 100 stand out from the noise range [-1, 2].
+  const at::Tensor many = torch::full({64, 1, 12, 12}, 100.f);
+  ImageAugment a = shifts_only(0);
+  a.white = 2.f;
+  std::mt19937_64 r0(5), r1(5);
+  EXPECT_TRUE(augment_images(many, r0, a).equal(many)) << "erase = 0: unchanged";
+  a.erase = 1.0;
+  const at::Tensor erased = augment_images(many, r1, a);
+  int n_erased = 0;
+  for (int b = 0; b < 64; ++b) {
+    const at::Tensor changed = erased[b][0].ne(100.f);
+    const int64_t n = changed.sum().item<int64_t>();
+    if (n == 0) continue;  // ten draws that did not fit: rare
+    ++n_erased;
+    // The changed pixels form one axis-aligned rectangle (rows × columns that changed).
+    const int64_t rows = changed.any(1).sum().item<int64_t>(), cols = changed.any(0).sum().item<int64_t>();
+    EXPECT_EQ(n, rows * cols) << "sample " << b;
+    EXPECT_GE(n, 2);                      // ≥ 2 % of 144 pixels, rounded
+    EXPECT_LE(n, 0.4 * 144 * 1.3);        // ≤ 40 %, with room for rounding h and w up
+    const at::Tensor v = erased[b][0].masked_select(changed);
+    EXPECT_GE(v.min().item<float>(), -1.f);
+    EXPECT_LE(v.max().item<float>(), 2.f);
+  }
+  EXPECT_GT(n_erased, 56);
+  // Deterministic: the same seed erases the same rectangles with the same noise.
+  std::mt19937_64 r2(5);
+  EXPECT_TRUE(augment_images(many, r2, a).equal(erased));
 }

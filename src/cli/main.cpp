@@ -357,6 +357,9 @@ int main(int argc, char** argv) {
   tr->add_flag("!--no-flip", to.flip, "vit-fmnist: augment with shifts only (Fashion-MNIST's shoes all face one way)");
   tr->add_option("--shift", to.shift, "vit-fmnist: largest random shift in pixels (0: flips only, unless --no-flip)")
       ->check(CLI::Range(0, 8))->capture_default_str();
+  tr->add_option("--erase", to.erase,
+                 "vit-fmnist: probability of random erasing (one rectangle of 2-40 % of the image filled with uniform noise; 0: off)")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   tr->add_option("--hidden", to.hidden)->capture_default_str();
   tr->add_option("--layers", to.layers)->capture_default_str();
   tr->add_option("--heads", to.heads)->capture_default_str();

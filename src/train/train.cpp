@@ -145,6 +145,10 @@ void write_train_log(const TrainOptions& o, const nlohmann::json& figures) {
   j["batch"] = o.batch;
   j["lr"] = o.lr;
   j["weight_decay"] = o.weight_decay;
+  j["label_smoothing"] = o.label_smoothing;
+  j["dropout"] = o.dropout;
+  if (o.task == "vit-fmnist")
+    j["augment"] = o.augment ? nlohmann::json{{"shift", o.shift}, {"flip", o.flip}, {"erase", o.erase}} : nlohmann::json(false);
   j["seed"] = o.seed;
   j["device"] = o.device;
   write_text_file(o.out + "/train_log.json", j.dump(2) + "\n");
@@ -235,6 +239,12 @@ void train_vit(const TrainOptions& o, const at::Device& dev) {
   at::Tensor X = train_data->batch(all).pixel_values.to(dev);
   at::Tensor Y = at::tensor(std::vector<int64_t>(tr.labels.begin(), tr.labels.end())).to(dev);
   const float background = (0.f - kFmnistMean) / kFmnistStd;
+  ImageAugment aug;
+  aug.shift = o.shift;
+  aug.flip = o.flip;
+  aug.erase = o.erase;
+  aug.background = background;
+  aug.white = (1.f - kFmnistMean) / kFmnistStd;
 
   // --init continues from a trained model (a second cosine cycle): its config (shape, dropout)
   // wins over the options.
@@ -251,7 +261,7 @@ void train_vit(const TrainOptions& o, const at::Device& dev) {
   auto step = [&](const std::vector<int>& idx, std::mt19937_64& rng) {
     at::Tensor ix = at::tensor(std::vector<int64_t>(idx.begin(), idx.end())).to(dev);
     at::Tensor x = X.index_select(0, ix), y = Y.index_select(0, ix);
-    if (o.augment) x = augment_images(x, rng, background, o.shift, o.flip);
+    if (o.augment) x = augment_images(x, rng, aug);
     ModelInput in;
     in.pixel_values = x;
     at::Tensor loss = cross_entropy(model->logits(in), y, o.label_smoothing);
@@ -411,16 +421,33 @@ void train(const TrainOptions& o) {
   }
 }
 
-at::Tensor augment_images(const at::Tensor& x, std::mt19937_64& rng, float background, int64_t P, bool flip) {
-  const int64_t B = x.size(0), H = x.size(2), W = x.size(3);
-  at::Tensor padded = at::constant_pad_nd(x, {P, P, P, P}, background);
+at::Tensor augment_images(const at::Tensor& x, std::mt19937_64& rng, const ImageAugment& a) {
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), P = a.shift;
+  at::Tensor padded = at::constant_pad_nd(x, {P, P, P, P}, a.background);
+  std::uniform_real_distribution<double> u01(0.0, 1.0);
   std::vector<at::Tensor> out;
   out.reserve(static_cast<size_t>(B));
   for (int64_t b = 0; b < B; ++b) {
     int64_t dy = static_cast<int64_t>(rng() % static_cast<uint64_t>(2 * P + 1));
     int64_t dx = static_cast<int64_t>(rng() % static_cast<uint64_t>(2 * P + 1));
     at::Tensor s = padded[b].narrow(1, dy, H).narrow(2, dx, W);
-    if ((rng() & 1) && flip) s = s.flip({2});  // the draw either way: the shifts stay as they were
+    if ((rng() & 1) && a.flip) s = s.flip({2});  // the draw either way: the shifts stay as they were
+    if (a.erase > 0 && u01(rng) < a.erase) {
+      for (int attempt = 0; attempt < 10; ++attempt) {
+        const double area = (0.02 + 0.38 * u01(rng)) * static_cast<double>(H * W);
+        const double aspect = std::exp(std::log(0.3) + (std::log(1 / 0.3) - std::log(0.3)) * u01(rng));
+        const auto h = static_cast<int64_t>(std::lround(std::sqrt(area * aspect)));
+        const auto w = static_cast<int64_t>(std::lround(std::sqrt(area / aspect)));
+        if (h < 1 || w < 1 || h >= H || w >= W) continue;
+        const auto y0 = static_cast<int64_t>(rng() % static_cast<uint64_t>(H - h + 1));
+        const auto x0 = static_cast<int64_t>(rng() % static_cast<uint64_t>(W - w + 1));
+        std::vector<float> noise(static_cast<size_t>(C * h * w));
+        for (float& v : noise) v = a.background + static_cast<float>(u01(rng)) * (a.white - a.background);
+        s = s.clone();
+        s.narrow(1, y0, h).narrow(2, x0, w).copy_(at::tensor(noise).reshape({C, h, w}).to(s.device()));
+        break;
+      }
+    }
     out.push_back(s);
   }
   return at::stack(out);

@@ -26,6 +26,7 @@ struct TrainOptions {
   bool augment = true;         // vit-fmnist: random shifts (±shift px) and horizontal flips
   int shift = 2;
   bool flip = true;            // vit-fmnist: horizontal flips as part of the augmentation
+  double erase = 0;            // vit-fmnist: random-erasing probability (0: off)
   // Architecture for models trained from scratch.
   int hidden = 192, layers = 12, heads = 3, intermediate = 768, patch = 4;
   int vocab_size = 8000, max_len = 128;
