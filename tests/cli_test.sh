@@ -156,6 +156,14 @@ cp "$T/q/model.safetensors" "$T/qbad/model.safetensors"
 sed -i 's/"bits": 8/"bits": 4/' "$T/qbad/recipe.json"
 expect_error "artifact inconsistent with its recipe" "bytes" "$QTX" eval --model "$T/qbad" --limit 4
 
+# Training: a tiny ViT distilled from a CNN teacher on 256 images, then resumed (nothing retrained).
+TINY=(--task vit-fmnist --out "$T/tr" --limit 256 --epochs 1 --batch 64 --hidden 32 --layers 1 --heads 2 --intermediate 64 --patch 7 --distill-cnn 1 --threads 2)
+expect_ok "train a tiny distilled ViT" "CNN teacher epoch 1/1" "$QTX" train "${TINY[@]}"
+expect_ok "train resumes: teacher loaded" "CNN teacher loaded" "$QTX" train "${TINY[@]}"
+if grep -q '"teacher_epochs": 1' "$T/tr/train_log.json"; then echo "ok:   train_log.json records the distillation"; else echo "FAIL: train_log.json lacks distill"; fails=$((fails + 1)); fi
+expect_ok "eval the trained tiny ViT" "accuracy" "$QTX" eval --model "$T/tr" --data fmnist --limit 64
+expect_error "distillation weight out of range" "--distill-weight" "$QTX" train --task vit-fmnist --out "$T/tr2" --distill-weight 2
+
 if [[ $fails -ne 0 ]]; then
   echo "$fails CLI check(s) failed"
   exit 1

@@ -6,6 +6,7 @@
 #include "models/model.h"
 #include "tasks/labeled_data.h"
 #include "train/augment.h"
+#include "train/distill.h"
 #include "test_util.h"
 
 using namespace qtx;
@@ -337,4 +338,31 @@ TEST(Training, RandomErasingFillsOneRectangleWithNoiseInRange) {
   // Deterministic: the same seed erases the same rectangles with the same noise.
   std::mt19937_64 r2(5);
   EXPECT_TRUE(augment_images(many, r2, a).equal(erased));
+}
+
+TEST(Training, DistillationLossMatchesHandValuesAndGradient) {
+  // Student uniform over two classes, teacher (at T) at 3:1: KL = 0.75 ln 1.5 + 0.25 ln 0.5.
+  const double kl = 0.75 * std::log(1.5) + 0.25 * std::log(0.5);
+  at::Tensor student = torch::zeros({1, 2}, torch::requires_grad());
+  const at::Tensor hard = torch::full({}, 2.0);
+  const at::Tensor teacher1 = torch::tensor({{std::log(3.0), 0.0}}).to(torch::kFloat);
+  EXPECT_NEAR(distillation_loss(student, teacher1, hard, 0.5, 1.0).item<double>(), 0.5 * 2 + 0.5 * kl, 1e-6);
+  // At T = 2 the same softened distributions, and the soft term scaled by T² = 4.
+  const at::Tensor teacher2 = teacher1 * 2;
+  at::Tensor loss = distillation_loss(student, teacher2, hard, 0.25, 2.0);
+  EXPECT_NEAR(loss.item<double>(), 0.75 * 2 + 0.25 * 4 * kl, 1e-6);
+  // d/ds = w · T · (p_student − p_teacher) = 0.25 · 2 · ([0.5, 0.5] − [0.75, 0.25]).
+  loss.backward();
+  EXPECT_NEAR(student.grad()[0][0].item<double>(), -0.125, 1e-6);
+  EXPECT_NEAR(student.grad()[0][1].item<double>(), 0.125, 1e-6);
+  // A student that already matches its teacher pays only the label loss.
+  EXPECT_NEAR(distillation_loss(teacher2, teacher2, hard, 0.25, 2.0).item<double>(), 1.5, 1e-6);
+}
+
+TEST(Training, CnnTeacherMapsImagesToClassLogits) {
+  torch::manual_seed(0);
+  CnnTeacher t(1, 28, 10);
+  t->eval();
+  torch::NoGradGuard ng;
+  EXPECT_EQ(t->forward(torch::randn({3, 1, 28, 28})).sizes(), (std::vector<int64_t>{3, 10}));
 }

@@ -360,6 +360,14 @@ int main(int argc, char** argv) {
   tr->add_option("--erase", to.erase,
                  "vit-fmnist: probability of random erasing (one rectangle of 2-40 % of the image filled with uniform noise; 0: off)")
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  tr->add_option("--distill-cnn", to.distill_epochs,
+                 "vit-fmnist: first train a CNN teacher for this many epochs (kept in OUT/teacher/), then distil the ViT "
+                 "from its soft outputs on the same augmented images (0: off)")
+      ->check(CLI::Range(0, 100))->capture_default_str();
+  tr->add_option("--distill-weight", to.distill_weight, "vit-fmnist: weight of the teacher loss (1 - it weighs the label loss)")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  tr->add_option("--distill-temp", to.distill_temp, "vit-fmnist: softmax temperature of the teacher's targets")
+      ->check(CLI::Range(0.1, 100.0))->capture_default_str();
   tr->add_option("--hidden", to.hidden)->capture_default_str();
   tr->add_option("--layers", to.layers)->capture_default_str();
   tr->add_option("--heads", to.heads)->capture_default_str();

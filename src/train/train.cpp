@@ -1,5 +1,6 @@
 #include "train/train.h"
 #include "train/augment.h"
+#include "train/distill.h"
 
 #include <ATen/ATen.h>
 #include <torch/torch.h>
@@ -147,8 +148,12 @@ void write_train_log(const TrainOptions& o, const nlohmann::json& figures) {
   j["weight_decay"] = o.weight_decay;
   j["label_smoothing"] = o.label_smoothing;
   j["dropout"] = o.dropout;
-  if (o.task == "vit-fmnist")
+  if (o.task == "vit-fmnist") {
     j["augment"] = o.augment ? nlohmann::json{{"shift", o.shift}, {"flip", o.flip}, {"erase", o.erase}} : nlohmann::json(false);
+    if (o.distill_epochs > 0)
+      j["distill"] = {{"teacher", "cnn"}, {"teacher_epochs", o.distill_epochs}, {"weight", o.distill_weight},
+                      {"temperature", o.distill_temp}};
+  }
   j["seed"] = o.seed;
   j["device"] = o.device;
   write_text_file(o.out + "/train_log.json", j.dump(2) + "\n");
@@ -211,6 +216,74 @@ ModelConfig encoder_config(const TrainOptions& o, const std::string& model_type)
   return c;
 }
 
+// Top-1 % of `classify` on an image set, in batches of 500.
+double image_accuracy(const LabeledData& data, const at::Device& dev, const std::function<at::Tensor(const at::Tensor&)>& classify) {
+  torch::NoGradGuard ng;
+  int correct = 0;
+  for (int s = 0; s < data.size(); s += 500) {
+    std::vector<int> idx(static_cast<size_t>(std::min(500, data.size() - s)));
+    std::iota(idx.begin(), idx.end(), s);
+    at::Tensor pred = classify(data.batch(idx).pixel_values.to(dev)).argmax(-1).to(at::kCPU);
+    auto pp = pred.accessor<int64_t, 1>();
+    for (size_t i = 0; i < idx.size(); ++i) correct += pp[static_cast<int64_t>(i)] == data.label(idx[i]);
+  }
+  return 100.0 * correct / data.size();
+}
+
+// The CNN teacher for distillation: trained on (X, Y) with ±2 px shifts (no flips) and saved as
+// OUT/teacher/ (teacher.pt + teacher.json); a resumed run loads it instead of training again.
+CnnTeacher cnn_teacher(const TrainOptions& o, const at::Tensor& X, const at::Tensor& Y, const LabeledData& test_data,
+                       ImageAugment aug, const at::Device& dev, double* test_top1) {
+  const std::string dir = o.out + "/teacher";
+  CnnTeacher teacher(X.size(1), X.size(2), 10);
+  if (file_exists(dir + "/teacher.json")) {
+    torch::load(teacher, dir + "/teacher.pt");
+    teacher->to(dev);
+    *test_top1 = nlohmann::json::parse(read_text_file(dir + "/teacher.json")).value("fashion_mnist_test_top1", 0.0);
+    std::printf("[train] CNN teacher loaded from %s (test top-1 %.2f%%)\n", dir.c_str(), *test_top1);
+    teacher->eval();
+    return teacher;
+  }
+  teacher->to(dev);
+  aug.shift = 2;
+  aug.flip = false;
+  aug.erase = 0;
+  torch::manual_seed(o.seed + 17);
+  torch::optim::AdamW opt(teacher->parameters(), torch::optim::AdamWOptions(1e-3).weight_decay(0.05));
+  const int n = static_cast<int>(X.size(0));
+  const int64_t per_epoch = (n + o.batch - 1) / o.batch;
+  Schedule sched{1e-3, 0.01, std::max<int64_t>(1, per_epoch / 4), per_epoch * o.distill_epochs};
+  int64_t step = 0;
+  auto t0 = Clock::now();
+  for (int epoch = 0; epoch < o.distill_epochs; ++epoch) {
+    teacher->train();
+    std::mt19937_64 rng(o.seed * 1000003 + 500 + static_cast<uint64_t>(epoch));
+    std::vector<int> order = shuffled(n, o.seed * 7919 + 500 + static_cast<uint64_t>(epoch));
+    double loss_sum = 0;
+    for (int start = 0; start < n; start += o.batch, ++step) {
+      std::vector<int64_t> idx(order.begin() + start, order.begin() + std::min(n, start + o.batch));
+      at::Tensor ix = at::tensor(idx).to(dev);
+      for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(sched.at(step));
+      opt.zero_grad();
+      at::Tensor loss = cross_entropy(teacher->forward(augment_images(X.index_select(0, ix), rng, aug)),
+                                      Y.index_select(0, ix), 0.1);
+      loss.backward();
+      opt.step();
+      loss_sum += loss.item<double>();
+    }
+    teacher->eval();
+    *test_top1 = image_accuracy(test_data, dev, [&](const at::Tensor& x) { return teacher->forward(x); });
+    std::printf("[train] CNN teacher epoch %d/%d  loss %.4f  test top-1 %.2f%%  %.1fs\n", epoch + 1, o.distill_epochs,
+                loss_sum / static_cast<double>(per_epoch), *test_top1, since(t0));
+    std::fflush(stdout);
+  }
+  make_dirs(dir);
+  torch::save(teacher, dir + "/teacher.pt");
+  write_text_file(dir + "/teacher.json",
+                  nlohmann::json{{"fashion_mnist_test_top1", *test_top1}, {"epochs", o.distill_epochs}, {"seconds", since(t0)}}.dump(2) + "\n");
+  return teacher;
+}
+
 void train_vit(const TrainOptions& o, const at::Device& dev) {
   ModelConfig c = encoder_config(o, "vit");
   c.architecture = "ViTForImageClassification";
@@ -257,6 +330,9 @@ void train_vit(const TrainOptions& o, const at::Device& dev) {
     if (model->config().model_type != "vit") fail("train", o.init + ": --init for vit-fmnist needs a ViT model");
   }
   model->to(dev);
+  double teacher_top1 = 0;
+  CnnTeacher teacher{nullptr};
+  if (o.distill_epochs > 0) teacher = cnn_teacher(o, X, Y, *test_data, aug, dev, &teacher_top1);
   auto opt = make_optimizer(*model, o);
   auto step = [&](const std::vector<int>& idx, std::mt19937_64& rng) {
     at::Tensor ix = at::tensor(std::vector<int64_t>(idx.begin(), idx.end())).to(dev);
@@ -264,20 +340,25 @@ void train_vit(const TrainOptions& o, const at::Device& dev) {
     if (o.augment) x = augment_images(x, rng, aug);
     ModelInput in;
     in.pixel_values = x;
-    at::Tensor loss = cross_entropy(model->logits(in), y, o.label_smoothing);
+    at::Tensor logits = model->logits(in);
+    at::Tensor loss = cross_entropy(logits, y, o.label_smoothing);
+    if (teacher) {
+      at::Tensor t;
+      {
+        torch::NoGradGuard ng;
+        t = teacher->forward(x);  // the same augmented images: consistent targets
+      }
+      loss = distillation_loss(logits, t, loss, o.distill_weight, o.distill_temp);
+    }
     loss.backward();
     return loss.item<double>();
   };
   auto eval = [&]() {
-    torch::NoGradGuard ng;
-    int correct = 0;
-    for (int s = 0; s < test_data->size(); s += 500) {
-      std::vector<int> idx(static_cast<size_t>(std::min(500, test_data->size() - s)));
-      std::iota(idx.begin(), idx.end(), s);
-      at::Tensor pred = model->logits(test_data->batch(idx).to(dev)).argmax(-1).to(at::kCPU);
-      for (size_t i = 0; i < idx.size(); ++i) correct += pred[static_cast<int64_t>(i)].item<int64_t>() == test_data->label(idx[i]);
-    }
-    return 100.0 * correct / test_data->size();
+    return image_accuracy(*test_data, dev, [&](const at::Tensor& x) {
+      ModelInput in;
+      in.pixel_values = x;
+      return model->logits(in);
+    });
   };
   auto t0 = Clock::now();
   run_epochs(model, *opt, o, dev, train_data->size(), step, eval, extra);
@@ -285,7 +366,9 @@ void train_vit(const TrainOptions& o, const at::Device& dev) {
   model->to(at::kCPU);
   save_model(*model, o.out);
   extra(o.out);
-  write_train_log(o, {{"fashion_mnist_test_top1", acc}, {"seconds_this_run", since(t0)}});
+  nlohmann::json fig = {{"fashion_mnist_test_top1", acc}, {"seconds_this_run", since(t0)}};
+  if (teacher) fig["teacher_test_top1"] = teacher_top1;
+  write_train_log(o, fig);
   std::printf("[train] vit-fmnist: test top-1 %.2f%%  -> %s\n", acc, o.out.c_str());
 }
 

@@ -27,6 +27,9 @@ struct TrainOptions {
   int shift = 2;
   bool flip = true;            // vit-fmnist: horizontal flips as part of the augmentation
   double erase = 0;            // vit-fmnist: random-erasing probability (0: off)
+  int distill_epochs = 0;      // vit-fmnist: > 0 trains a CNN teacher this long first, then distils from it
+  double distill_weight = 0.7; // weight of the soft (teacher) loss; 1 − it weighs the label loss
+  double distill_temp = 2.0;   // softmax temperature of the soft targets
   // Architecture for models trained from scratch.
   int hidden = 192, layers = 12, heads = 3, intermediate = 768, patch = 4;
   int vocab_size = 8000, max_len = 128;
