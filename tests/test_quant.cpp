@@ -276,3 +276,77 @@ TEST(RuntimeParity, IntExpAndLogIntSoftmaxAreBitExact) {
     }
   }
 }
+
+TEST(FakeQuant, FusedCpuPassMatchesTensorOpsBitForBit) {
+  // Every layout the fused pass handles: per tensor, channels along a leading axis (weights),
+  // channels last (activations), row groups, PTF; signed and unsigned; values on exact rounding
+  // halves, beyond the clamp range, zeros, and a NaN (propagated by both forms).
+  torch::manual_seed(21);
+  auto check = [](const Quantizer& q, const at::Tensor& x, const char* what) {
+    ASSERT_TRUE(q.fused_applies(x)) << what;
+    at::Tensor f = q.fake_quant_fused(x), t = q.fake_quant_tensor_ops(x);
+    ASSERT_EQ(f.sizes(), t.sizes()) << what;
+    EXPECT_TRUE(at::equal(at::nan_to_num(f, 12345.0), at::nan_to_num(t, 12345.0))) << what;
+    EXPECT_EQ(at::isnan(f).sum().item<int64_t>(), at::isnan(t).sum().item<int64_t>()) << what;
+  };
+  auto with_edges = [](at::Tensor x, const at::Tensor& scale) {
+    x = x.clone();
+    // Exact halves of the scale, zeros, huge values and a NaN at fixed places.
+    x.view(-1).narrow(0, 0, 8).copy_(at::tensor({0.5f, -0.5f, 1.5f, -2.5f, 0.0f, -0.0f, 1e30f, -1e30f}) *
+                                      scale.view(-1)[0].item<float>());
+    x.view(-1)[9] = std::nanf("");
+    return x;
+  };
+  for (bool symmetric : {true, false})
+    for (int bits : {2, 4, 8}) {
+      QuantSpec s = spec(bits, symmetric);
+      Quantizer pt(s);
+      pt.set_range(at::tensor({-1.3f}), at::tensor({0.9f}));
+      check(pt, with_edges(at::randn({5, 7, 33}), pt.scale), "per tensor");
+      s.granularity = Granularity::Channel;
+      s.axis = 0;
+      Quantizer pc(s);
+      pc.set_range(-at::rand({6}) - 0.1, at::rand({6}) + 0.1);
+      check(pc, with_edges(at::randn({6, 37}), pc.scale), "channels on axis 0");
+      s.axis = 1;
+      Quantizer mid(s);
+      mid.set_range(-at::rand({6}) - 0.1, at::rand({6}) + 0.1);
+      check(mid, with_edges(at::randn({3, 6, 11}), mid.scale), "channels on a middle axis");
+      s.axis = -1;
+      Quantizer last(s);
+      last.set_range(-at::rand({40}) - 0.1, at::rand({40}) + 0.1);
+      check(last, with_edges(at::randn({2, 9, 40}), last.scale), "channels last");
+      s.granularity = Granularity::Group;
+      s.axis = 0;
+      s.groups = 4;
+      Quantizer g(s);
+      g.set_range(-at::rand({4}) - 0.1, at::rand({4}) + 0.1);
+      check(g, with_edges(at::randn({12, 5}), g.scale), "row groups");
+    }
+  QuantSpec ps = spec(8, false, Scheme::Ptf);
+  Quantizer ptf(ps);
+  at::Tensor rows = at::randn({256, 24}) * at::linspace(0.1, 8.0, 24);
+  ptf.set_ptf(std::get<0>(rows.min(0)), std::get<0>(rows.max(0)), rows);
+  ASSERT_GT(ptf.alpha.max().item<float>(), 0.0f);
+  check(ptf, with_edges(at::randn({4, 10, 24}) * at::linspace(0.1, 8.0, 24), ptf.scale), "PTF");
+  // Gradients and learnable scales keep the tensor form.
+  EXPECT_FALSE(ptf.fused_applies(torch::randn({3}, torch::requires_grad())));
+  ptf.set_learnable(true);
+  EXPECT_FALSE(ptf.fused_applies(at::randn({3})));
+}
+
+TEST(LogIntSoftmax, FusedCpuPassMatchesTensorOpsBitForBit) {
+  // Scores on the Q·Kᵀ output grid (integers × s), random masks, a fully masked row, rows of one.
+  torch::manual_seed(22);
+  for (double s : {0.004, 0.03, 0.11})
+    for (int bits : {4, 8})
+      for (int64_t L : {1, 17, 128}) {
+        at::Tensor scores = (at::round(at::randn({3, 5, L}, at::kDouble) * (3.0 / s)) * s).to(at::kFloat);
+        at::Tensor valid = at::rand({3, 5, L}) > 0.2;
+        valid[1][2].fill_(false);
+        at::Tensor f = log_int_softmax_probs(scores, valid, s, bits);
+        at::Tensor r = log_int_softmax_probs_reference(scores, valid, s, bits);
+        ASSERT_TRUE(at::equal(f, r)) << "s " << s << " bits " << bits << " L " << L;
+        EXPECT_EQ(f[1][2].abs().sum().item<float>(), 0.0f);
+      }
+}

@@ -86,16 +86,10 @@ class QuantHook : public SiteHook {
   // LIS: integer scores (already fake-quantized by the Q·Kᵀ output quantizer) → i-exp → log2
   // codes. Masked entries are those the float softmax gave exactly 0.
   at::Tensor log_int_softmax(const at::Tensor& probs) {
-    const Quantizer& sq = *scores->quantizer;
-    const double s = sq.scale.item<double>();
-    at::Tensor valid = probs > 0;
-    at::Tensor q = round_half_away(stash_.to(at::kDouble) / s);
-    at::Tensor neg = at::full_like(q, -1e300);
-    at::Tensor mx = std::get<0>(at::where(valid, q, neg).max(-1, true));
-    at::Tensor e = int_exp(at::where(valid, q - mx, at::zeros_like(q)), s);
-    at::Tensor k = log_int_softmax_codes(e, valid, out->quantizer->spec().bits);
+    const double s = scores->quantizer->scale.item<double>();
+    at::Tensor p = log_int_softmax_probs(stash_, probs > 0, s, out->quantizer->spec().bits);
     stash_ = at::Tensor();
-    return at::where(k >= 0, at::pow(2.0, -k), at::zeros_like(k)).to(probs.scalar_type());
+    return p.to(probs.scalar_type());
   }
   std::shared_ptr<QuantizedModel::State> st_;
   at::Tensor stash_;

@@ -1,8 +1,11 @@
 #include "quant/quantizer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 
 #include <cmath>
+#include <cstdint>
 
 #include "formats/error.h"
 
@@ -109,7 +112,83 @@ at::Tensor Quantizer::dequantize(const at::Tensor& q) const {
   return (q - z) * full_scale(q);
 }
 
+namespace {
+// One element of dequantize(quantize(x)): the float operations of the tensor form, in its order
+// (x / s, sign · ⌊|·| + ½⌋, + z, clamp, − z, · s), so the result is bit for bit the same. Written
+// as selects without branches so that GCC vectorises the loops (floor as vroundps where the
+// build targets this CPU; see CMakeLists.txt).
+inline float fake_quant_one(float x, float s, float z, float lo, float hi) {
+  const float v = x / s;
+  float r = std::floor(std::fabs(v) + 0.5f);
+  r = v < 0 ? -r : r;
+  float q = r + z;
+  q = q < lo ? lo : q;
+  q = q > hi ? hi : q;
+  return (q - z) * s;
+}
+}  // namespace
+
+bool Quantizer::fused_applies(const at::Tensor& x) const {
+  return !learnable_ && spec_.scheme != Scheme::Log2 && x.device().is_cpu() && x.scalar_type() == at::kFloat &&
+         !(x.requires_grad() && c10::GradMode::is_enabled());
+}
+
+at::Tensor Quantizer::fake_quant_fused(const at::Tensor& x_in) const {
+  if (!ready()) fail("quantizer", "used before calibration");
+  const at::Tensor x = x_in.contiguous();
+  // Per-channel scale and zero point as C floats along the channel axis (C = 1: per tensor).
+  const at::Tensor sc = full_scale(x).to(at::kFloat).contiguous(), zc = expand(zero_point, x).to(at::kFloat).contiguous();
+  const int64_t C = sc.numel();
+  if (zc.numel() != C && zc.numel() != 1) fail("quantizer", "zero point and scale differ in shape");
+  int64_t ax = x.dim() - 1;
+  if (C > 1)
+    for (int64_t d = 0; d < x.dim(); ++d)
+      if (sc.size(d) != 1) ax = d;
+  int64_t inner = 1;
+  if (C > 1)
+    for (int64_t d = ax + 1; d < x.dim(); ++d) inner *= x.size(d);
+  else
+    inner = x.numel();
+  at::Tensor out = at::empty_like(x);
+  const float* __restrict xp = x.data_ptr<float>();
+  float* __restrict op = out.data_ptr<float>();
+  const float* sp = sc.data_ptr<float>();
+  std::vector<float> zv(static_cast<size_t>(C), zc.data_ptr<float>()[0]);
+  if (zc.numel() == C) std::copy(zc.data_ptr<float>(), zc.data_ptr<float>() + C, zv.begin());
+  const float* zp = zv.data();
+  const float lo = static_cast<float>(spec_.qmin()), hi = static_cast<float>(spec_.qmax());
+  const int64_t n = x.numel();
+  if (n == 0) return out;
+  if (C > 1 && inner == 1) {  // channels last: rows of C, the channel arrays vectorise
+    const int64_t rows = n / C;
+    at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / C), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const float* __restrict xr = xp + r * C;
+        float* __restrict orow = op + r * C;
+        for (int64_t c = 0; c < C; ++c) orow[c] = fake_quant_one(xr[c], sp[c], zp[c], lo, hi);
+      }
+    });
+  } else {  // runs of `inner` values share one scale and zero point
+    const int64_t blocks = n / inner;
+    at::parallel_for(0, blocks, std::max<int64_t>(1, 16384 / inner), [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) {
+        const int64_t c = k % C;
+        const float s = sp[c], z = zp[c];
+        const float* __restrict xr = xp + k * inner;
+        float* __restrict orow = op + k * inner;
+        for (int64_t j = 0; j < inner; ++j) orow[j] = fake_quant_one(xr[j], s, z, lo, hi);
+      }
+    });
+  }
+  return out;
+}
+
 at::Tensor Quantizer::fake_quant(const at::Tensor& x) const {
+  if (fused_applies(x)) return fake_quant_fused(x);
+  return fake_quant_tensor_ops(x);
+}
+
+at::Tensor Quantizer::fake_quant_tensor_ops(const at::Tensor& x) const {
   if (!learnable_ || spec_.scheme != Scheme::Uniform) return dequantize(quantize(x));
   const double g = 1.0 / std::sqrt(static_cast<double>(x.numel()) * std::max(1, spec_.qmax()));
   at::Tensor s = expand(grad_scale(scale, g), x).to(x.device());
@@ -119,23 +198,42 @@ at::Tensor Quantizer::fake_quant(const at::Tensor& x) const {
   return (q - z) * s;
 }
 
+namespace {
+// I-BERT: x = −ln2·z + p with p ∈ (−ln2, 0], exp(p) ≈ a·(p + b/a)·p + c/a evaluated on
+// integers, then a right shift by z. I-BERT floors ln2/s to an integer, which at coarse score
+// scales misplaces every octave (16 % error at x = −14 for s = 0.01); qtx first refines the
+// integer grid by 2^R (an exact left shift) so ln2/s' ≥ 2^16 — see docs/RECIPES.md.
+struct IntExp {
+  static constexpr double kA = 0.35815147, kB = 0.96963238 / 0.35815147, kC = 1.0 / 0.35815147;
+  static constexpr int kN = 30;
+  double refine, x0, b, c, scale;
+  explicit IntExp(double s) {
+    const int R = std::max(0, static_cast<int>(std::ceil(std::log2(65536.0 * s / std::log(2.0)))));
+    const double sr = s / std::pow(2.0, R);
+    refine = std::pow(2.0, R);
+    x0 = std::floor(-0.6931471805599453 / sr);
+    b = std::floor(kB / sr);
+    c = std::floor(kC / (sr * sr));
+    scale = kA * sr * sr;
+  }
+  // One integer score q ≤ 0 (a double holding an integer): the same operations as the tensor form.
+  double operator()(double q) const {
+    const double x = std::max(q * refine, kN * x0);
+    const double z = std::floor(x / x0);
+    const double p = x - x0 * z;
+    const double e = (p + b) * p + c;  // a positive integer below 2^53: the shift is exact
+    return static_cast<double>(static_cast<int64_t>(e) >> static_cast<int>(z));
+  }
+};
+}  // namespace
+
 at::Tensor int_exp(const at::Tensor& q, double s, double* out_scale) {
-  // I-BERT: x = −ln2·z + p with p ∈ (−ln2, 0], exp(p) ≈ a·(p + b/a)·p + c/a evaluated on
-  // integers, then a right shift by z. I-BERT floors ln2/s to an integer, which at coarse score
-  // scales misplaces every octave (16 % error at x = −14 for s = 0.01); qtx first refines the
-  // integer grid by 2^R (an exact left shift) so ln2/s' ≥ 2^16 — see docs/RECIPES.md.
-  constexpr double kA = 0.35815147, kB = 0.96963238 / 0.35815147, kC = 1.0 / 0.35815147;
-  constexpr int kN = 30;
-  const int R = std::max(0, static_cast<int>(std::ceil(std::log2(65536.0 * s / std::log(2.0)))));
-  const double sr = s / std::pow(2.0, R);
-  at::Tensor x = q.to(at::kDouble) * std::pow(2.0, R);
-  const double x0 = std::floor(-0.6931471805599453 / sr);
-  x = at::clamp_min(x, kN * x0);
-  at::Tensor z = at::floor(x / x0);
-  at::Tensor p = x - x0 * z;
-  const double b = std::floor(kB / sr), c = std::floor(kC / (sr * sr));
-  at::Tensor e = (p + b) * p + c;
-  if (out_scale) *out_scale = kA * sr * sr;
+  const IntExp ie(s);
+  at::Tensor x = at::clamp_min(q.to(at::kDouble) * ie.refine, IntExp::kN * ie.x0);
+  at::Tensor z = at::floor(x / ie.x0);
+  at::Tensor p = x - ie.x0 * z;
+  at::Tensor e = (p + ie.b) * p + ie.c;
+  if (out_scale) *out_scale = ie.scale;
   return at::floor(e / at::pow(2.0, z));  // e >> z
 }
 
@@ -149,6 +247,66 @@ at::Tensor log_int_softmax_codes(const at::Tensor& exp_vals, const at::Tensor& v
   const double top = std::pow(2.0, bits);
   at::Tensor bad = (~valid) | (e <= 0) | (k >= top);
   return at::where(bad, at::full_like(k, -1), k);
+}
+
+at::Tensor log_int_softmax_probs_reference(const at::Tensor& scores, const at::Tensor& valid, double s, int bits) {
+  at::Tensor q = round_half_away(scores.to(at::kDouble) / s);
+  at::Tensor neg = at::full_like(q, -1e300);
+  at::Tensor mx = std::get<0>(at::where(valid, q, neg).max(-1, true));
+  at::Tensor e = int_exp(at::where(valid, q - mx, at::zeros_like(q)), s);
+  at::Tensor k = log_int_softmax_codes(e, valid, bits);
+  return at::where(k >= 0, at::pow(2.0, -k), at::zeros_like(k)).to(scores.scalar_type());
+}
+
+at::Tensor log_int_softmax_probs(const at::Tensor& scores, const at::Tensor& valid, double s, int bits) {
+  if (!scores.device().is_cpu() || scores.scalar_type() != at::kFloat || scores.dim() == 0 ||
+      (scores.requires_grad() && c10::GradMode::is_enabled()))
+    return log_int_softmax_probs_reference(scores, valid, s, bits);
+  // One pass per row, in double, with the reference's operations: integer scores, row max over
+  // the valid entries, i-exp, the exact integer sum, r = ⌊Σ/e + ½⌋, k = ⌊log2 r⌋ rounded up
+  // from 1.5·2^k (frexp's mantissa ≥ 0.75, the same test without a log), probability 2^−k.
+  const at::Tensor x = scores.contiguous();
+  const at::Tensor v = valid.to(at::kBool).contiguous();
+  const int64_t L = x.size(-1), rows = L == 0 ? 0 : x.numel() / L;
+  at::Tensor out = at::empty_like(x);
+  const float* xp = x.data_ptr<float>();
+  const bool* vp = v.data_ptr<bool>();
+  float* op = out.data_ptr<float>();
+  const IntExp ie(s);
+  const double top = std::pow(2.0, bits);
+  at::parallel_for(0, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(L, 1)), [&](int64_t b, int64_t e) {
+    std::vector<double> ex(static_cast<size_t>(L));
+    for (int64_t r = b; r < e; ++r) {
+      const float* xr = xp + r * L;
+      const bool* vr = vp + r * L;
+      float* orow = op + r * L;
+      double mx = -1e300;
+      for (int64_t i = 0; i < L; ++i) {
+        const double y = static_cast<double>(xr[i]) / s;
+        const double q = y < 0 ? -std::floor(-y + 0.5) : std::floor(y + 0.5);
+        ex[static_cast<size_t>(i)] = q;
+        if (vr[i] && q > mx) mx = q;
+      }
+      double sum = 0;
+      for (int64_t i = 0; i < L; ++i) {
+        double& t = ex[static_cast<size_t>(i)];
+        t = vr[i] ? ie(t - mx) : 0.0;
+        sum += t;
+      }
+      for (int64_t i = 0; i < L; ++i) {
+        const double t = ex[static_cast<size_t>(i)];
+        float p = 0;
+        if (vr[i] && t > 0) {
+          int ex2 = 0;
+          const double m = std::frexp(std::floor(sum / t + 0.5), &ex2);
+          const int k = ex2 - 1 + (m >= 0.75);
+          if (k < top) p = static_cast<float>(std::ldexp(1.0, -k));
+        }
+        orow[i] = p;
+      }
+    }
+  });
+  return out;
 }
 
 }  // namespace qtx

@@ -32,7 +32,13 @@ class Quantizer {
   void set_learnable(bool on);
   bool learnable() const { return learnable_; }
 
-  at::Tensor fake_quant(const at::Tensor& x) const;  // x̂ = dequant(quant(x)), STE when learnable
+  // x̂ = dequant(quant(x)), STE when learnable. A frozen uniform/PTF quantizer on a CPU float
+  // tensor without gradient takes one fused pass (fake_quant_fused), bit-identical to the tensor
+  // operations (fake_quant_tensor_ops), which serve every other case and as its reference.
+  at::Tensor fake_quant(const at::Tensor& x) const;
+  at::Tensor fake_quant_tensor_ops(const at::Tensor& x) const;
+  at::Tensor fake_quant_fused(const at::Tensor& x) const;
+  bool fused_applies(const at::Tensor& x) const;
   at::Tensor quantize(const at::Tensor& x) const;    // integer codes (float tensor holding integers)
   at::Tensor dequantize(const at::Tensor& q) const;
   // Scale broadcast to x's shape (per-channel/group/PTF expanded); PTF includes 2^α.
@@ -51,5 +57,11 @@ at::Tensor int_exp(const at::Tensor& q, double s, double* out_scale = nullptr);
 // Log-Int-Softmax codes: q = round(log2(Σexp / exp)) over the last dim for entries where `valid`;
 // invalid (masked) entries and q ≥ 2^bits map to "zero" (returned as -1).
 at::Tensor log_int_softmax_codes(const at::Tensor& exp_vals, const at::Tensor& valid, int bits);
+// Log-Int-Softmax as the fake-quant model applies it: float scores (the Q·Kᵀ output, already
+// fake-quantized at scale s) → probabilities 2^-q, 0 where dropped or where `valid` is false;
+// rows along the last dim. A fused CPU pass; other devices (and autograd) take the tensor
+// operations of log_int_softmax_probs_reference, which it matches bit for bit.
+at::Tensor log_int_softmax_probs(const at::Tensor& scores, const at::Tensor& valid, double s, int bits);
+at::Tensor log_int_softmax_probs_reference(const at::Tensor& scores, const at::Tensor& valid, double s, int bits);
 
 }  // namespace qtx
