@@ -5,10 +5,12 @@
 #
 #   scripts/results.sh [THREADS] [MODEL_NAME...]
 #
-# Every row is cached under runs/results/rows/, keyed by the model's bytes, the row's arguments
-# and the source of everything that decides a row's numbers (formats, models, quant, calib, data,
-# eval, tasks). A rerun recomputes only rows whose key changed, so the table can be filled over
-# several sittings; any change to the model or to that code invalidates the affected rows. Naming
+# Every row is cached in docs/results-rows/ (committed, so that a table filled over several
+# sittings survives between machines), keyed by the model's bytes, the row's arguments and the
+# source of everything that decides a row's numbers (formats, models, quant, calib, data, eval,
+# tasks). A rerun recomputes only rows whose key changed; any change to the model or to that
+# code invalidates the affected rows (stale row files can be deleted: `git rm` what a rerun
+# did not read — see RESULTS_PRUNE below). Quantized folders and logs go to runs/results/. Naming
 # models (e.g. `bert-austen`) computes only their rows and writes runs/results/partial-NAME.md;
 # without names every model runs and docs/RESULTS.md is written.
 #
@@ -23,7 +25,8 @@ T=${1:-$(nproc)}
 shift || true
 [ -x build/qtx ] || bash scripts/build.sh -DQTX_BUILD_TESTS=OFF
 W=runs/results
-mkdir -p $W/rows
+ROWS=docs/results-rows
+mkdir -p $W $ROWS
 # A private copy, so rebuilding qtx while this runs cannot pull the binary from under it.
 Q=$W/qtx.$$
 cp build/qtx $Q
@@ -48,9 +51,9 @@ row_key() { local code=$1 name=$2 model=$3; shift 3; echo "$name $(model_hash $m
 # row_file FILE_NAME KEY_NAME MODEL ARGS... -> the cache file of that row (an aliased one renamed to it)
 row_file() {
   local file=$1; shift
-  local f="$W/rows/$file.$(row_key $CODE "$@").row"
+  local f="$ROWS/$file.$(row_key $CODE "$@").row"
   if [ ! -s "$f" ] && [ -n "$ALIAS" ]; then
-    local old="$W/rows/$file.$(row_key $ALIAS "$@").row"
+    local old="$ROWS/$file.$(row_key $ALIAS "$@").row"
     [ -s "$old" ] && mv "$old" "$f"
   fi
   echo "$f"
@@ -65,6 +68,7 @@ eval_acc() { $Q eval --model "$1" --threads "$T" 2>/dev/null | acc; }
 fp_acc() {
   local model=$1 f a
   f=$(row_file fp-$(basename $model) fp $model)
+  [ -z "${USED:-}" ] || echo "$f" >>"$USED"
   if [ ! -s $f ]; then
     a=$(eval_acc $model)
     [ -n "$a" ] || { echo "results.sh: qtx eval gave no accuracy for $model" >&2; exit 1; }
@@ -86,6 +90,8 @@ compute_row() {
   bytes=$(stat -c %s "$W/$name/model.safetensors")
   a=$(eval_acc "$W/$name")
   [ -n "$a" ] || { echo "results.sh: qtx eval gave no accuracy for $name" >&2; return 1; }
+  # Mixed-precision rows keep their bit table and Pareto plot next to the row (the docs show them).
+  for x in txt svg; do [ ! -f "$W/$name/mixed_precision.$x" ] || cp "$W/$name/mixed_precision.$x" "${f%.row}.mixed_precision.$x"; done
   echo "$a ${secs:--} ${rss:--} $bytes" >"$f.tmp" && mv "$f.tmp" "$f"
 }
 
@@ -96,6 +102,7 @@ LISTING=
 quantize_cached() {
   local name=$1 model=$2; shift 2
   local f; f=$(row_file $name $name $model "$@")
+  [ -z "${USED:-}" ] || echo "$f" >>"$USED"
   if [ ! -s $f ]; then
     if [ -n "$LISTING" ]; then echo "$f $name $model $*" >>"$LISTING"; echo "0 - - 0"; return; fi
     compute_row "$f" "$name" "$model" "$@" || exit 1
@@ -150,17 +157,19 @@ liu_section() {
   method_row "Liu, mixed precision at W4 size, MSA on its output feature" $model sym-w4a4 "$fp" liu-mp4o --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-msa-output
   method_row "Liu, mixed precision at W4 size, weights only, MSA on its output feature" $model sym-w4a4 "$fp" liu-mp4wo --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-weights-only --mp-msa-output
   method_row "Liu, mixed precision at W6 size (bits 4..8)" $model sym-w6a6 "$fp" liu-mp6 --method liu --avg-bits 6
-  local m=$(basename $model)
+  local m=$(basename $model) mp4 mp6
   [ -z "$LISTING" ] || return 0
+  mp4=$(row_file $m-sym-w4a4-liu-mp4 $m-sym-w4a4-liu-mp4 $model --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8)
+  mp6=$(row_file $m-sym-w6a6-liu-mp6 $m-sym-w6a6-liu-mp6 $model --recipe sym-w6a6 --method liu --avg-bits 6)
   mkdir -p docs/plots/$m
-  cp $W/$m-sym-w4a4-liu-mp4/mixed_precision.svg docs/plots/$m/pareto_w4.svg
-  cp $W/$m-sym-w6a6-liu-mp6/mixed_precision.svg docs/plots/$m/pareto_w6.svg
+  cp "${mp4%.row}.mixed_precision.svg" docs/plots/$m/pareto_w4.svg
+  cp "${mp6%.row}.mixed_precision.svg" docs/plots/$m/pareto_w6.svg
   echo
   echo "Mixed precision: Pareto frontiers [at W4 size](plots/$m/pareto_w4.svg), [at W6 size](plots/$m/pareto_w6.svg);"
   echo "chosen bits per module:"
   echo
   echo '```'
-  cat $W/$m-sym-w4a4-liu-mp4/mixed_precision.txt
+  cat "${mp4%.row}.mixed_precision.txt"
   echo '```'
 }
 
@@ -258,6 +267,15 @@ if [ "$JOBS" -gt 1 ] || [ -n "${RESULTS_FIRST:-}" ]; then
   LISTING=
   [ $failed = 0 ] || { echo "results.sh: some rows failed (see the logs named above)" >&2; exit 1; }
 fi
+USED=$W/used.$$
+: >"$USED"
 write_results >$OUT.tmp
 mv $OUT.tmp $OUT
 echo "wrote $OUT"
+# RESULTS_PRUNE=1 (after a full run): delete cached rows this table did not read (stale keys).
+if [ "${RESULTS_PRUNE:-0}" = 1 ] && [ "$OUT" = docs/RESULTS.md ]; then
+  for f in "$ROWS"/*.row; do
+    grep -qxF "$f" "$USED" || { rm -f "$f" "${f%.row}".mixed_precision.*; echo "pruned $f"; }
+  done
+fi
+rm -f "$USED"
