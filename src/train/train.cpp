@@ -143,6 +143,7 @@ void write_train_log(const TrainOptions& o, const nlohmann::json& figures) {
   nlohmann::json j = figures;
   j["task"] = o.task;
   j["epochs"] = o.epochs;
+  if (!o.init.empty()) j["init"] = o.init;  // the model this run continued from (its own train_log.json says how it was made)
   j["batch"] = o.batch;
   j["lr"] = o.lr;
   j["weight_decay"] = o.weight_decay;
