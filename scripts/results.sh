@@ -190,6 +190,67 @@ JSON
   echo "$f"
 }
 
+# acc_of NAME MODEL QUANTIZE_ARGS... -> the accuracy of that (cached) row
+acc_of() { local r; r=$(quantize_cached "$@"); echo "${r%% *}"; }
+# sweep_acc MODEL LN ATTN PTF LIS WA -> accuracy of one sweep cell
+sweep_acc() {
+  local model=$1 f; f=$(sweep_recipe $2 $3 $4 $5 $6 $6)
+  acc_of "$(basename $model)-$(basename $f .json)" $model --recipe $f
+}
+is() { [ "$(echo "$1" | bc -l)" = 1 ] && echo 1 || echo 0; }
+# recovered FP MINMAX METHOD -> % of MinMax's drop the method wins back ("-" if MinMax lost nothing)
+recovered() {
+  if [ "$(is "$1 - $2 <= 0")" = 1 ]; then echo "-"; else printf '%.0f' "$(echo "100 * ($3 - $2) / ($1 - $2)" | bc -l)"; fi
+}
+target_line() { printf '| %s | %s | %s |\n' "$1" "$3" "$([ "$2" = 1 ] && echo met || echo '**not met**')"; }
+# recovery_line LABEL FP MINMAX METHOD: the method must win back at least half of MinMax's drop
+recovery_line() {
+  local r; r=$(recovered $2 $3 $4)
+  target_line "$1" "$([ "$r" = - ] && echo 1 || is "$r >= 50")" \
+    "$(printf 'MinMax %.2f (drop %.2f), method %.2f: %s %% of the drop recovered' $3 "$(echo "$2 - $3" | bc -l)" $4 "$r")"
+}
+
+# The acceptance targets of the issues on vit-fmnist, computed from the cached rows.
+targets_section() {
+  local model=$1 fp=$2 m a b c d
+  m=$(basename $model)
+  [ -z "$LISTING" ] && [ "$m" = vit-fmnist ] || return 0
+  echo
+  echo "### Targets on $m, checked from the rows above"
+  echo
+  echo "| target | figures | |"
+  echo "| --- | --- | --- |"
+  for r in "fqvit-8-8-8 0.5" "fqvit-8-8-4 1.0"; do
+    set -- $r
+    a=$(acc_of $m-$1 $model --recipe $1)
+    target_line "$1 within $2 points of FP" "$(is "$fp - $a <= $2")" "$(printf '%.2f vs FP %.2f (drop %.2f)' $a $fp "$(echo "$fp - $a" | bc -l)")"
+  done
+  recovery_line "Sweep, LN 4-bit / attention 3-bit (W8A8 elsewhere): FQ-ViT wins back half of MinMax's drop" $fp \
+    "$(sweep_acc $model 4 3 0 0 8)" "$(sweep_acc $model 4 3 1 1 8)"
+  recovery_line "Sweep, W4A4 fully quantized (LN 4-bit, attention 4-bit): FQ-ViT wins back half of MinMax's drop" $fp \
+    "$(sweep_acc $model 4 4 0 0 4)" "$(sweep_acc $model 4 4 1 1 4)"
+  for r in "sym-w8a8 0.3" "sym-w6a6 0.5"; do
+    set -- $r
+    a=$(acc_of $m-$1-liu $model --recipe $1 --method liu)
+    target_line "Liu et al. $1 within $2 points of FP" "$(is "$fp - $a <= $2")" "$(printf '%.2f vs FP %.2f (drop %.2f)' $a $fp "$(echo "$fp - $a" | bc -l)")"
+  done
+  for r in sym-w4a4 sym-w3a4; do
+    a=$(acc_of $m-$r-minmax $model --recipe $r --method observer)
+    b=$(acc_of $m-$r-pct $model --recipe $r --method observer --observer percentile)
+    c=$(acc_of $m-$r-liu $model --recipe $r --method liu)
+    recovery_line "Liu et al. $r wins back half of MinMax's drop" $fp $a $c
+    target_line "Liu et al. $r beats Percentile" "$(is "$c > $b")" "$(printf 'Liu %.2f, Percentile %.2f' $c $b)"
+  done
+  c=$(acc_of $m-sym-w4a4-liu $model --recipe sym-w4a4 --method liu)
+  for v in "mp4 paper's" "mp4w weights-only" "mp4o MSA-on-output" "mp4wo weights-only,MSA-on-output"; do
+    set -- $v
+    local extra=()
+    case $1 in mp4w) extra=(--mp-weights-only) ;; mp4o) extra=(--mp-msa-output) ;; mp4wo) extra=(--mp-weights-only --mp-msa-output) ;; esac
+    d=$(acc_of $m-sym-w4a4-liu-$1 $model --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 "${extra[@]}")
+    target_line "Liu et al. mixed precision at W4 size (${2//,/, } Ω) beats uniform W4A4" "$(is "$d > $c")" "$(printf 'mixed %.2f, uniform Liu W4A4 %.2f' $d $c)"
+  done
+}
+
 # The whole document, from the cache (computing missing rows one at a time).
 write_results() {
   echo "# Results"
@@ -242,6 +303,7 @@ write_results() {
       done
     done
     liu_section $model "$fp"
+    targets_section $model "$fp"
   done
 }
 
