@@ -47,7 +47,13 @@ ALIAS=$(sed -n "s/^$CODE \([0-9a-f]*\)$/\1/p" scripts/results-code-aliases 2>/de
 declare -A MODEL_HASH
 model_hash() { [ -n "${MODEL_HASH[$1]:-}" ] || MODEL_HASH[$1]=$(cat $1/*.json $1/model.safetensors | sha1sum | cut -c1-12); echo "${MODEL_HASH[$1]}"; }
 
-row_key() { local code=$1 name=$2 model=$3; shift 3; echo "$name $(model_hash $model) $code $T $*" | sha1sum | cut -c1-16; }
+# A row's key: its name, the model's bytes, the code, the threads, its arguments and the content
+# of any file among them (a recipe JSON), so a recipe edited in place is recomputed.
+row_key() {
+  local code=$1 name=$2 model=$3 files="" a; shift 3
+  for a in "$@"; do [ ! -f "$a" ] || files="$files $(sha1sum <"$a" | cut -c1-12)"; done
+  echo "$name $(model_hash $model) $code $T $*$files" | sha1sum | cut -c1-16
+}
 # row_file FILE_NAME KEY_NAME MODEL ARGS... -> the cache file of that row (an aliased one renamed to it)
 row_file() {
   local file=$1; shift
@@ -174,18 +180,26 @@ liu_section() {
 }
 
 # A fully quantized recipe with LayerNorm-input bits, attention bits, PTF and LIS switches.
+# As in FQ-ViT's code (vit_quant.py: qact1 after the position add, qact2 / qact4 after the two
+# residual adds, all in the LayerNorm calibration mode), each residual sum is quantized once,
+# by the LayerNorm-input quantizer: the residual role takes the LayerNorm-input spec (bits and
+# scheme), so "LayerNorm-input bits" are the residual stream's bits. BERT is post-norm: its
+# LayerNorm outputs (the residual stream there, and the next layer's linear input) stay uniform
+# at the activation bits, as FQ-ViT quantizes a LayerNorm's output (qact1 / qact3).
 sweep_recipe() {
-  local ln=$1 attn=$2 ptf=$3 lis=$4 wb=$5 ab=$6 f
-  f=$W/sweep-ln$ln-attn$attn-ptf$ptf-lis$lis-w$wb-a$ab.json
+  local model=$1 ln=$2 attn=$3 ptf=$4 lis=$5 wb=$6 ab=$7 f over=""
+  f=$W/sweep-$(basename $model)-ln$ln-attn$attn-ptf$ptf-lis$lis-w$wb-a$ab.json
   local lnspec smspec
   if [ "$ptf" = 1 ]; then lnspec="{\"scheme\":\"ptf\",\"bits\":$ln,\"ptf_k\":3}"; else lnspec="{\"bits\":$ln}"; fi
   if [ "$lis" = 1 ]; then smspec="{\"scheme\":\"log2\",\"bits\":$attn}"; else smspec="{\"bits\":$attn}"; fi
+  grep -q '"model_type": *"bert"' $model/config.json &&
+    over=", \"overrides\": [{\"pattern\": \"LayerNorm\", \"role\": \"residual\", \"scheme\": \"uniform\", \"bits\": $ab}]"
   cat >"$f" <<JSON
 {"name": "sweep ln$ln attn$attn ptf$ptf lis$lis w$wb a$ab",
  "roles": {"linear_weight": {"bits": $wb}, "linear_input": {"bits": $ab}, "qk_input": {"bits": $ab},
            "av_input": {"bits": $ab}, "attn_scores": {"bits": $ab}, "act_output": {"bits": $ab},
-           "residual": {"bits": $ab}, "embedding": {"bits": $wb},
-           "layernorm_input": $lnspec, "softmax_output": $smspec}}
+           "residual": $lnspec, "embedding": {"bits": $wb},
+           "layernorm_input": $lnspec, "softmax_output": $smspec}$over}
 JSON
   echo "$f"
 }
@@ -194,7 +208,7 @@ JSON
 acc_of() { local r; r=$(quantize_cached "$@"); echo "${r%% *}"; }
 # sweep_acc MODEL LN ATTN PTF LIS WA -> accuracy of one sweep cell
 sweep_acc() {
-  local model=$1 f; f=$(sweep_recipe $2 $3 $4 $5 $6 $6)
+  local model=$1 f; f=$(sweep_recipe $model $2 $3 $4 $5 $6 $6)
   acc_of "$(basename $model)-$(basename $f .json)" $model --recipe $f
 }
 is() { [ "$(echo "$1" | bc -l)" = 1 ] && echo 1 || echo 0; }
@@ -283,6 +297,10 @@ write_results() {
     echo "### Sweep: LayerNorm-input bits x attention bits, fully quantized"
     echo
     echo "Every other site at W8A8 (upper block) or W4A4 (lower block); plain MinMax calibration everywhere."
+    echo "As in FQ-ViT's code, each residual sum is quantized once, by the LayerNorm-input quantizer: the"
+    echo "LayerNorm-input bits and scheme (PTF or uniform layer-wise) are the residual stream's (the built-in"
+    echo "\`fqvit-*\` recipes above instead quantize the stream uniformly at 8 bits and then the LayerNorm input"
+    echo "with PTF, the form the integer runtime executes; their LN 8 cells here are FQ-ViT as its code does it)."
     echo "Cells: accuracy % (drop vs FP)."
     echo
     echo "| LN bits | attn bits | W/A | MinMax | PTF | LIS | PTF+LIS (FQ-ViT) |"
@@ -293,7 +311,7 @@ write_results() {
           row="| $ln | $attn | W${wa}A${wa} |"
           for pl in "0 0" "1 0" "0 1" "1 1"; do
             set -- $pl
-            f=$(sweep_recipe $ln $attn $1 $2 $wa $wa)
+            f=$(sweep_recipe $model $ln $attn $1 $2 $wa $wa)
             r=$(quantize_cached "$(basename $model)-$(basename $f .json)" $model --recipe $f)
             a=${r%% *}
             row="$row $(printf '%.2f (%+.2f)' "$a" "$(echo "$a - $fp" | bc -l)") |"
