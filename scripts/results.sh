@@ -188,7 +188,8 @@ liu_section() {
 # at the activation bits, as FQ-ViT quantizes a LayerNorm's output (qact1 / qact3).
 sweep_recipe() {
   local model=$1 ln=$2 attn=$3 ptf=$4 lis=$5 wb=$6 ab=$7 f over=""
-  f=$W/sweep-$(basename $model)-ln$ln-attn$attn-ptf$ptf-lis$lis-w$wb-a$ab.json
+  mkdir -p $W/recipes-$(basename $model)
+  f=$W/recipes-$(basename $model)/sweep-ln$ln-attn$attn-ptf$ptf-lis$lis-w$wb-a$ab.json
   local lnspec smspec
   if [ "$ptf" = 1 ]; then lnspec="{\"scheme\":\"ptf\",\"bits\":$ln,\"ptf_k\":3}"; else lnspec="{\"bits\":$ln}"; fi
   if [ "$lis" = 1 ]; then smspec="{\"scheme\":\"log2\",\"bits\":$attn}"; else smspec="{\"bits\":$attn}"; fi
