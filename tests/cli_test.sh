@@ -148,6 +148,15 @@ for f in mixed_precision.txt mixed_precision.json mixed_precision.svg; do
   if [[ -s "$T/liu/$f" ]]; then echo "ok:   liu wrote $f"; else echo "FAIL: liu did not write $f"; fails=$((fails + 1)); fi
 done
 expect_ok "eval a liu artifact" "accuracy" "$QTX" eval --model "$T/liu" --limit 64 --threads 2
+# FQ-ViT's own form (the residual sum quantized once, with PTF) runs in fake-quant; the integer
+# runtime, whose residual stream has one scale, refuses it instead of ignoring the factors.
+cat >"$T/res-ptf.json" <<'JSON'
+{"name": "residual ptf", "roles": {"linear_weight": {"bits": 8}, "linear_input": {"bits": 8}, "qk_input": {"bits": 8},
+ "av_input": {"bits": 8}, "attn_scores": {"bits": 8}, "act_output": {"bits": 8}, "embedding": {"bits": 8},
+ "residual": {"scheme": "ptf", "bits": 8}, "layernorm_input": {"scheme": "ptf", "bits": 8}, "softmax_output": {"scheme": "log2", "bits": 4}}}
+JSON
+expect_ok "quantize with a PTF residual stream" "wrote" "$QTX" quantize --model "$VIT" --recipe "$T/res-ptf.json" --calib 16 --out "$T/qres" --threads 2
+expect_error "integer runtime on a PTF residual stream" "PTF quantizer here" "$RUN" --model "$T/qres" --limit 4
 expect_error "quantize an artifact again" "already quantized" "$QTX" quantize --model "$T/q" --recipe w4a8 --out "$T/q2"
 cp -r "$T/q" "$T/qbad"
 head -c 300000 "$T/q/model.safetensors" >"$T/qbad/model.safetensors"

@@ -11,6 +11,9 @@
 namespace qtx::rt {
 
 QParams per_tensor(const StoredQuant& q, const std::string& what) {
+  if (q.spec.scheme != Scheme::Uniform)
+    fail(what, std::string(q.spec.scheme == Scheme::Ptf ? "a PTF" : "a log2") +
+                   " quantizer here: the integer runtime carries this tensor on one uniform scale (PTF only at LayerNorm inputs)");
   if (q.scale.size() != 1) fail(what, "the integer runtime needs a per-tensor activation quantizer here");
   if (q.spec.bits > 8) fail(what, std::to_string(q.spec.bits) + "-bit activations: the integer runtime runs 2–8 bits");
   QParams p;
