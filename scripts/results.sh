@@ -17,7 +17,8 @@
 # RESULTS_JOBS=N computes up to N missing rows at once (each with THREADS threads), then writes
 # the table from the cache: on 2 cores, `RESULTS_JOBS=2 scripts/results.sh 1` halves the wall time
 # of a cold run. Rows computed side by side report longer calibration seconds than alone.
-# RESULTS_FIRST=PATTERN (an extended regex on the row names) computes the matching rows first, e.g. `-sym-`
+# RESULTS_FIRST="PATTERN..." (extended regexes on the row names, separated by spaces) computes the
+# rows matching the first pattern first, then those matching the second, and so on, e.g. `-sym-`
 # for the Liu et al. rows; the table is written only when every row exists either way.
 # RESULTS_PARTIAL=1 computes nothing: it writes the table from the rows cached so far, every
 # missing one marked "not computed" and counted at the top (a table filled over several sittings).
@@ -351,7 +352,10 @@ if [ -z "$PARTIAL" ] && { [ "$JOBS" -gt 1 ] || [ -n "${RESULTS_FIRST:-}" ]; }; t
   : >"$LISTING"
   write_results >/dev/null
   if [ -n "${RESULTS_FIRST:-}" ]; then
-    { awk -v p="$RESULTS_FIRST" '$2 ~ p' "$LISTING"; awk -v p="$RESULTS_FIRST" '$2 !~ p' "$LISTING"; } >"$LISTING.sorted"
+    # Each row goes to the tier of the first pattern it matches (unmatched last), stable within one.
+    awk -v pats="$RESULTS_FIRST" 'BEGIN { n = split(pats, p, " ") }
+      { t = n + 1; for (i = 1; i <= n; ++i) if ($2 ~ p[i]) { t = i; break }; print t "\t" $0 }' "$LISTING" |
+      sort -s -n -k1,1 | cut -f2- >"$LISTING.sorted"
     mv "$LISTING.sorted" "$LISTING"
   fi
   echo "[results] $(wc -l <"$LISTING") rows to compute, $JOBS at a time" >&2
