@@ -388,8 +388,9 @@ fi
 rm -f "$MISSING"
 mv $OUT.tmp $OUT
 echo "wrote $OUT${PARTIAL:+ (partial: $n rows not computed)}"
-# RESULTS_PRUNE=1 (after a full run): delete cached rows this table did not read (stale keys).
-if [ "${RESULTS_PRUNE:-0}" = 1 ] && [ "$OUT" = docs/RESULTS.md ] && [ -z "$PARTIAL" ]; then
+# RESULTS_PRUNE=1: delete cached rows this table did not read (stale keys). Safe with
+# RESULTS_PARTIAL too: every row of the current code and models is read, cached or not.
+if [ "${RESULTS_PRUNE:-0}" = 1 ] && [ "$OUT" = docs/RESULTS.md ]; then
   for f in "$ROWS"/*.row; do
     grep -qxF "$f" "$USED" || { rm -f "$f" "${f%.row}".mixed_precision.*; echo "pruned $f"; }
   done
