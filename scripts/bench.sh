@@ -19,7 +19,18 @@ rss() { sed -n 's/^peak RSS *\([0-9.]*\) MiB.*/\1/p'; }
 # The kernel microbenchmarks first: the int8 GEMM peak (the best oneDNN u8·s8 GOPS of all its
 # shapes, the large ones included, 1 thread) is the yardstick for the model's GEMMs below.
 KB=$(OMP_NUM_THREADS=1 ./build/qtx_kernel_bench --benchmark_min_time=0.5 2>/dev/null | grep -E "^(BM_|Benchmark|-)")
-PEAK=$(echo "$KB" | awk '/^BM_GemmOneDnn\// { for (i = 1; i <= NF; ++i) if ($i ~ /^GOPS=/) { g = substr($i, 6) + 0; if (g > p) p = g } } END { printf "%.0f", p }')
+# best COUNTER (GOPS or GFLOPS) of the rows named PREFIX, in G/s: Google Benchmark scales its
+# counters (k/s, M/s, G/s, T/s), so the unit is read, not assumed.
+best_rate() {
+  echo "$KB" | awk -v pre="$1" -v ctr="$2=" 'index($1, pre) == 1 {
+    for (i = 1; i <= NF; ++i) if (index($i, ctr) == 1) {
+      v = substr($i, length(ctr) + 1); u = v; sub(/^[0-9.]+/, "", u); g = v + 0
+      if (u ~ /^k/) g /= 1e6; else if (u ~ /^M/) g /= 1e3; else if (u ~ /^T/) g *= 1e3; else if (u !~ /^G/) g /= 1e9
+      if (g > p) p = g }
+  } END { printf "%.0f", p }'
+}
+PEAK=$(best_rate BM_GemmOneDnn/ GOPS)
+F32=$(best_rate BM_GemmOneDnnF32/ GFLOPS)
 # peak_line: reads qtx bench's table, prints each cell's GEMM GOPS as a share of threads × peak.
 peak_line() {
   awk -v peak="$PEAK" -F'|' 'NF > 12 && $2 ~ /[0-9]/ { printf "%sbatch %d / %d thread%s: %.0f %%", sep, $2, $3, ($3 > 1 ? "s" : ""), 100 * $12 / (peak * $3); sep = ", " } END { print "." }'
@@ -87,6 +98,8 @@ section() {
   echo "\`build/qtx_kernel_bench\` (bench/kernels_bench.cpp). GEMM shapes M/N/K: 17 rows = one image, 1088 = a"
   echo "batch of 64; the larger shapes (1024³ to 2048³, 4096 rows) are there for the machine's int8 GEMM peak,"
   echo "taken as the best oneDNN shape ($PEAK GOPS: the large shapes are no faster here). GOPS = 2·M·N·K per second."
+  echo "\`BM_GemmOneDnnF32\` is the same product in fp32 through oneDNN (best $F32 GFLOPS): int8 : fp32 GEMM ratio"
+  echo "$(awk -v a="$PEAK" -v b="$F32" 'BEGIN { printf "%.1f", a / b }')× on this machine today, the ceiling that GEMM-bound int8 speed-ups answer to."
   echo
   echo '```'
   echo "$KB"

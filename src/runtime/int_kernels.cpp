@@ -365,6 +365,9 @@ int32_t clamp32(int64_t v, int32_t lo, int32_t hi) { return static_cast<int32_t>
 ChannelRequant ChannelRequant::make(const std::vector<double>& acc_scale, const std::vector<double>& bias_real,
                                     int bias_rows, double out_scale, int32_t zo, int32_t qmin, int32_t qmax,
                                     const std::vector<int64_t>& acc_offset) {
+  // simd::Requant16 clamps to [qmin − zo, qmax − zo] in int32 lanes.
+  if (static_cast<int64_t>(qmax) - zo > INT32_MAX || static_cast<int64_t>(qmin) - zo < INT32_MIN)
+    throw std::invalid_argument("requantization: zero point too far from the code range");
   ChannelRequant r;
   r.N = static_cast<int>(acc_scale.size());
   r.bias_rows = bias_rows;
