@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdio>
+#include <limits>
 #include <stdexcept>
 #include <thread>
 #include <random>
@@ -434,4 +436,31 @@ TEST(IntKernels, FusedOpRegionSharesWallTimeByLaps) {
     laps.lap(OpClass::Softmax);
   }
   EXPECT_EQ(qtx::rt::op_profile().timed(), 0);
+}
+
+// The hybrid runtime's float GELU against the double-precision erf formula on a dense grid over
+// [−30, 30] (every 1e-4) and at the ends of float: within 1e-6·max(1, |x|), infinities mapped
+// to GELU's limits and NaN kept.
+TEST(IntKernels, GeluErfF32MatchesDoubleFormula) {
+  std::vector<float> x;
+  for (int i = -300000; i <= 300000; ++i) x.push_back(static_cast<float>(i * 1e-4));
+  for (float s : {1e-30f, 1e-8f, 3.4e38f}) {
+    x.push_back(s);
+    x.push_back(-s);
+  }
+  std::vector<float> y = x;
+  gelu_erf_f32(y.data(), y.size());
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double xi = x[i], want = 0.5 * xi * (1.0 + std::erf(xi / std::sqrt(2.0)));
+    const double err = std::fabs(y[i] - want) / std::max(1.0, std::fabs(xi));
+    worst = std::max(worst, err);
+    ASSERT_LE(err, 1e-6) << "x = " << xi << ": " << y[i] << " vs " << want;
+  }
+  std::printf("worst error / max(1, |x|): %.3g\n", worst);
+  float ends[3] = {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(), std::nanf("")};
+  gelu_erf_f32(ends, 3);
+  EXPECT_EQ(ends[0], std::numeric_limits<float>::infinity());
+  EXPECT_NEAR(ends[1], 0.0f, 1e-30f);
+  EXPECT_TRUE(std::isnan(ends[2]));
 }

@@ -11,6 +11,7 @@
 #include "formats/error.h"
 #include "runtime/int_blocks.h"
 #include "runtime/int_model.h"
+#include "runtime/parallel.h"
 #include "runtime/profile.h"
 
 namespace qtx::rt {
@@ -224,8 +225,10 @@ struct HybridMlp {
   QLinear fc1, fc2;
   MaybeQuant act_out;
   std::function<double(double)> act;
+  bool fast_gelu = false;  // the erf GELU vectorised in float (gelu_erf_f32); else `act` per value in double
   static HybridMlp load(const Artifact& a, const std::string& p, int D, int F, const std::string& hidden_act, Kernels kernels) {
     HybridMlp m;
+    m.fast_gelu = kernels == Kernels::Fast && hidden_act == "gelu";
     m.fc1 = QLinear::load(a, p + "intermediate.dense", F, D, true, kernels);
     m.fc2 = QLinear::load(a, p + "output.dense", D, F, true, kernels);
     m.act_out = MaybeQuant::load(a, p + "intermediate.intermediate_act_fn", "output", Role::ActOutput);
@@ -238,8 +241,11 @@ struct HybridMlp {
     fc1.run(x, M, s.f.data(), s.codes, s.acc);
     float* f = s.f.data();
     timed(OpClass::Activation, [&] {
+      if (fast_gelu)
+        parallel_range(MF, [&](size_t begin, size_t end) { gelu_erf_f32(f + begin, end - begin); });
+      else
 #pragma omp parallel for schedule(static)
-      for (size_t i = 0; i < MF; ++i) f[i] = static_cast<float>(act(f[i]));
+        for (size_t i = 0; i < MF; ++i) f[i] = static_cast<float>(act(f[i]));
       act_out.apply(f, MF);
     });
     fc2.run(f, M, out, s.codes, s.acc);

@@ -731,4 +731,27 @@ void av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int T, int dh, i
   }
 }
 
+void gelu_erf_f32(float* x, size_t n) {
+  float* __restrict v = x;
+  for (size_t i = 0; i < n; ++i) {
+    const float xi = v[i];
+    const float xc = std::min(20.0f, std::max(-20.0f, xi));  // erfc(20/√2) ≈ 0 in float: keeps inf finite
+    const float z = std::fabs(xc) * 0.70710678118654752f;
+    const float t = 1.0f / (1.0f + 0.5f * z);
+    float a = -z * z - 1.26551223f +
+              t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f + t * (0.27886807f +
+              t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
+    a = std::max(a, -87.0f);
+    // exp(a) = 2^k · e^r, |r| ≤ ln2/2; ln 2 split in two so k·ln2_hi is exact.
+    const float k = std::floor(a * 1.44269504088896341f + 0.5f);
+    const float r = (a - k * 0.693145751953125f) - k * 1.42860682030941723e-6f;
+    const float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    const int32_t e = (static_cast<int32_t>(k) + 127) << 23;
+    float two_k;
+    std::memcpy(&two_k, &e, sizeof two_k);
+    const float half_x_erfc = 0.5f * xc * (t * p * two_k);  // 0.5·x·erfc(|x|/√2)
+    v[i] = xi >= 0 ? xi - half_x_erfc : (xi < 0 ? half_x_erfc : xi);  // NaN stays NaN
+  }
+}
+
 }  // namespace qtx::rt

@@ -148,4 +148,11 @@ void qk_scores(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int T
 // in [0, kmax] (smaller probabilities than 2^-kmax are dropped); result at scale s_v · 2^-kmax.
 void av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc);
 
+// The erf GELU, 0.5·x·(1 + erf(x/√2)), on n float32 values in place, for the hybrid recipes that
+// keep GELU in float: erfc by the Numerical Recipes rational-exponential form (fractional error
+// < 1.2e-7) and exp by Cody–Waite reduction and a degree-7 polynomial, branch-free so GCC
+// vectorises the loop (a call to std::erf per value cost ~10 ns). Within 1e-6·max(1, |x|) of the
+// double-precision formula (IntKernels.GeluErfF32MatchesDoubleFormula).
+void gelu_erf_f32(float* x, size_t n);
+
 }  // namespace qtx::rt
