@@ -312,11 +312,11 @@ write_results() {
     n=$(test_size $m)
     sizes="$sizes${sizes:+; }$(basename $m): $n test samples, one = $(awk -v n=$n 'BEGIN { printf "%.2g", 100 / n }') point"
   done
-  echo "Accuracy on the full test split ($sizes)."
+  echo "Accuracy on the full test split ($sizes);"
+  echo "calibration on the default sample of the training split (1000 images / 512 passages, seed 0)."
   echo "Read small differences with care: the binomial standard error of an accuracy near 90 % is"
   echo "0.3 point on 10 000 samples and about 1 point on 1 000; two variants of one model differ on fewer"
   echo "samples than that implies, but differences of a few tenths (ViT) or under ~0.5 point (BERT) are noise-level."
-  echo "calibration on the default sample of the training split (1000 images / 512 passages, seed 0)."
   echo "Model bytes = size of model.safetensors."
   for model in "${MODELS[@]}"; do
     [ -n "$LISTING" ] || $Q stats --model $model --out docs/plots/$(basename $model) --calib 256 --threads "$T" >/dev/null
