@@ -318,16 +318,17 @@ write_results() {
   echo "$(date -u +%Y-%m-%d), quantization code $CODE ($OBS_CODE without the interval search). Rows are cached between runs (see the script); each row's"
   echo "calibration seconds and peak RSS were measured by the run that computed it, and may include time"
   echo "when the machine was shared with other jobs: read them as upper bounds."
-  local sizes="" m n
+  local sizes="" errs="" m n p
   for m in "${MODELS[@]}"; do
-    n=$(test_size $m)
+    n=$(test_size $m) p=$(fp_acc $m)
     sizes="$sizes${sizes:+; }$(basename $m): $n test samples, one = $(awk -v n=$n 'BEGIN { printf "%.2g", 100 / n }') point"
+    errs="$errs${errs:+, }$(awk -v n=$n -v p=$p 'BEGIN { printf "%.2f", 100 * sqrt(p / 100 * (1 - p / 100) / n) }') point on $(basename $m)"
   done
   echo "Accuracy on the full test split ($sizes);"
   echo "calibration on the default sample of the training split (1000 images / 512 passages, seed 0)."
-  echo "Read small differences with care: the binomial standard error of an accuracy near 90 % is"
-  echo "0.3 point on 10 000 samples and about 1 point on 1 000; two variants of one model differ on fewer"
-  echo "samples than that implies, but differences of a few tenths (ViT) or under ~0.5 point (BERT) are noise-level."
+  echo "Read small differences with care: the binomial standard error of the FP accuracy is $errs."
+  echo "Variants of one model disagree on fewer samples than that implies, but differences of a few tenths"
+  echo "(ViT) or under ~0.5 point (BERT) are noise-level."
   echo "Model bytes = size of model.safetensors."
   for model in "${MODELS[@]}"; do
     [ -n "$LISTING" ] || $Q stats --model $model --out docs/plots/$(basename $model) --calib 256 --threads "$T" >/dev/null
