@@ -143,13 +143,13 @@ void BM_AttentionHead(benchmark::State& st) {
   LogIntSoftmax lis = LogIntSoftmax::make(IntExp::for_scale(0.05), 255, bits);
   for (auto _ : st) {
     for (int b = 0; b < B; ++b) {
-      qk_scores(q.data(), 128, k.data(), 128, T, dh, ld, S.data());
+      qk_scores(q.data(), 128, k.data(), 128, T, T, dh, ld, S.data());
       for (int t = 0; t < T; ++t) {  // scores brought into one 8-bit range, as after requantization
         int32_t* row = S.data() + static_cast<size_t>(t) * T;
         for (int j = 0; j < T; ++j) row[j] = std::max(-128, std::min(127, row[j] >> 10));
         lis.row(row, nullptr, T, codes.data() + static_cast<size_t>(t) * T);
       }
-      av_log2(codes.data(), v.data(), 128, T, dh, ld, std::min((1 << bits) - 1, 20), ctx.data(), dh);
+      av_log2(codes.data(), v.data(), 128, T, T, dh, ld, std::min((1 << bits) - 1, 20), ctx.data(), dh);
     }
     benchmark::DoNotOptimize(ctx.data());
   }

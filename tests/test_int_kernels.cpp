@@ -293,7 +293,7 @@ TEST(IntKernels, AttentionScoresAndLog2AvMatchPlainLoops) {
     for (auto* t : {&q, &k, &v})
       for (auto& x : *t) x = static_cast<uint8_t>(rng());
     std::vector<int32_t> S(static_cast<size_t>(T) * T);
-    qk_scores(q.data(), 128, k.data(), 120, T, dh, ld, S.data());
+    qk_scores(q.data(), 128, k.data(), 120, T, T, dh, ld, S.data());
     for (int t = 0; t < T; ++t)
       for (int j = 0; j < T; ++j) {
         int32_t s = 0;
@@ -308,7 +308,7 @@ TEST(IntKernels, AttentionScoresAndLog2AvMatchPlainLoops) {
       for (auto& c : codes)
         c = static_cast<int8_t>(sharp ? (rng() % 9 == 0 ? static_cast<int>(rng() % 4) : -1) : static_cast<int>(rng() % (kmax + 3)) - 1);
       std::vector<int32_t> ctx(static_cast<size_t>(T) * ld, 7);
-      av_log2(codes.data(), v.data(), 131, T, dh, ld, kmax, ctx.data(), ld);
+      av_log2(codes.data(), v.data(), 131, T, T, dh, ld, kmax, ctx.data(), ld);
       for (int t = 0; t < T; ++t) {
         for (int d = 0; d < dh; ++d) {
           int64_t want = 0;

@@ -139,6 +139,16 @@ TEST(IntRuntime, SiteCodesMatchFakeQuant) {
   expect_site_codes_match(dir, data->batch(idx), "vit.embeddings.", "vit.encoder.layer.0.");
 }
 
+// The default forward runs the last layer past its keys and values on the CLS rows alone; every
+// row of it (set_cls_only_last_layer(false)) must give the same logits, bit for bit.
+void expect_cls_only_last_layer_exact(const std::string& dir, const ModelInput& in, const std::vector<float>& cls_only) {
+  auto full = rt::load_int_model(dir, rt::Kernels::Fast);
+  full->set_cls_only_last_layer(false);
+  const std::vector<float> all_rows = int_logits(*full, in);
+  ASSERT_EQ(all_rows.size(), cls_only.size());
+  for (size_t i = 0; i < all_rows.size(); ++i) EXPECT_EQ(all_rows[i], cls_only[i]) << "logit " << i;
+}
+
 TEST(IntRuntimeBert, SiteCodesMatchFakeQuant) {
   const std::string dir = bert_artifact().dir;
   auto data = austen_test(dir, 8);
@@ -154,6 +164,7 @@ TEST(IntRuntimeBert, FastKernelsMatchReferenceAndTop1AgreesWithFakeQuant) {
   std::vector<float> a = int_logits(*fast, in), b = int_logits(*ref, in);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << i;
+  expect_cls_only_last_layer_exact(dir, in, a);
   ParityResult p = parity(dir, *data, 50, /*float64=*/false);
   std::printf("  agreement %.2f%%, fake %.2f%%, integer %.2f%%\n", p.agreement(), p.fake.accuracy(), p.integer.accuracy());
   EXPECT_GE(p.agreement(), 99.0);  // the full test split (≥ 99.5 %): `qtx parity`, docs/BENCHMARKS.md
@@ -172,6 +183,7 @@ TEST(IntRuntime, FastKernelsMatchReferenceBitExactly) {
   std::vector<float> a = int_logits(*fast, in), b = int_logits(*ref, in);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << i;
+  expect_cls_only_last_layer_exact(dir, in, a);
   // Batch size does not change a sample's result (no cross-sample state).
   std::vector<float> one = int_logits(*fast, data->batch({3}));
   for (size_t l = 0; l < one.size(); ++l) EXPECT_EQ(one[l], a[3 * one.size() + l]);

@@ -186,7 +186,7 @@ struct HybridAttention {
         for (int h = 0; h < heads; ++h) {
           const size_t base = static_cast<size_t>(b) * T * D + static_cast<size_t>(h) * dh;
           FusedOpRegion::Laps laps(region);
-          qk_scores(s.qc.data() + base, qk0.zero_stored(), s.kc.data() + base, qk1.zero_stored(), T, dh, D, S.data());
+          qk_scores(s.qc.data() + base, qk0.zero_stored(), s.kc.data() + base, qk1.zero_stored(), T, T, dh, D, S.data());
           laps.lap(OpClass::AttentionMatmul);
           for (int t = 0; t < T; ++t) {
             const int32_t* row = S.data() + static_cast<size_t>(t) * T;

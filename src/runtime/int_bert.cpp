@@ -123,28 +123,38 @@ class IntBert : public IntModel {
     for (size_t li = 0; li < blocks_.size(); ++li) {
       const BertBlock& blk = blocks_[li];
       const std::string p = "bert.encoder.layer." + std::to_string(li) + ".";
-      blk.attn.run(h_.data(), mask, B, T, attn_scratch_, acc_.data(), tap_fn);
-      timed(OpClass::Requant, [&] { blk.res1.rows(acc_.data(), h_.data(), M, h2_.data()); });
-      tap(p + "attention.output.residual.output", h2_.data(), MD);
-      blk.ln1.rows(h2_.data(), M, h_.data());
-      tap(p + "attention.output.LayerNorm.output", h_.data(), MD);
+      // The last layer's CLS rows alone past its keys and values: all the pooler reads.
+      const bool cls_only = li + 1 == blocks_.size() && cls_only_last_layer();
+      const int Mr = cls_only ? B : M;  // rows past the attention
+      const size_t MrD = static_cast<size_t>(Mr) * D_, MrF = static_cast<size_t>(Mr) * F_;
+      blk.attn.run(h_.data(), mask, B, T, attn_scratch_, acc_.data(), tap_fn, cls_only);
+      if (cls_only) {
+        const std::vector<uint8_t> cls = first_rows(h_.data(), B, T, D_);
+        std::copy(cls.begin(), cls.end(), h_.begin());
+      }
+      timed(OpClass::Requant, [&] { blk.res1.rows(acc_.data(), h_.data(), Mr, h2_.data()); });
+      tap(p + "attention.output.residual.output", h2_.data(), MrD);
+      blk.ln1.rows(h2_.data(), Mr, h_.data());
+      tap(p + "attention.output.LayerNorm.output", h_.data(), MrD);
       const uint8_t* fc1_x = h_.data();  // the stream's codes, unless fc1 reads another grid
       if (!blk.fc1_in.empty()) {
-        apply_table(blk.fc1_in, h_.data(), MD, x_.data());
+        apply_table(blk.fc1_in, h_.data(), MrD, x_.data());
         fc1_x = x_.data();
       }
-      blk.fc1.run(fc1_x, M, acc_.data());
-      blk.act.rows(acc_.data(), M, y_.data());
-      tap(p + "intermediate.intermediate_act_fn.output", y_.data(), MF);
-      apply_table(blk.act_to_fc2, y_.data(), MF, y_.data());
-      blk.fc2.run(y_.data(), M, acc_.data());
-      timed(OpClass::Requant, [&] { blk.res2.rows(acc_.data(), h_.data(), M, h2_.data()); });
-      tap(p + "output.residual.output", h2_.data(), MD);
-      blk.ln2.rows(h2_.data(), M, h_.data());
-      tap(p + "output.LayerNorm.output", h_.data(), MD);
+      blk.fc1.run(fc1_x, Mr, acc_.data());
+      blk.act.rows(acc_.data(), Mr, y_.data());
+      tap(p + "intermediate.intermediate_act_fn.output", y_.data(), MrF);
+      apply_table(blk.act_to_fc2, y_.data(), MrF, y_.data());
+      blk.fc2.run(y_.data(), Mr, acc_.data());
+      timed(OpClass::Requant, [&] { blk.res2.rows(acc_.data(), h_.data(), Mr, h2_.data()); });
+      tap(p + "output.residual.output", h2_.data(), MrD);
+      blk.ln2.rows(h2_.data(), Mr, h_.data());
+      tap(p + "output.LayerNorm.output", h_.data(), MrD);
     }
     // Pooler and classifier on the CLS rows; logits dequantized (the output boundary).
-    std::vector<uint8_t> cls = first_rows(h_.data(), B, T, D_), pooled(cls.size());
+    std::vector<uint8_t> cls = cls_only_last_layer() ? std::vector<uint8_t>(h_.begin(), h_.begin() + static_cast<size_t>(B) * D_)
+                                                     : first_rows(h_.data(), B, T, D_);
+    std::vector<uint8_t> pooled(cls.size());
     apply_table(pool_in_, cls.data(), cls.size(), cls.data());
     std::vector<int32_t> acc(static_cast<size_t>(B) * std::max(D_, L_));
     pool_.run(cls.data(), B, acc.data());

@@ -173,28 +173,29 @@ IntAttention IntAttention::load(const Artifact& a, const std::string& prefix, in
 }
 
 void IntAttention::run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, const int32_t* valid, int B, int T,
-                       int32_t* ctx) const {
+                       int32_t* ctx, int Tq) const {
   const int D = heads * dh;
   FusedOpRegion region;
   // One (sequence, head) pair per iteration; its scratch is per thread, kept between calls.
-  parallel_for(B * heads, static_cast<size_t>(B) * heads * T * T, [&](int bh) {
+  parallel_for(B * heads, static_cast<size_t>(B) * heads * Tq * T, [&](int bh) {
     FusedOpRegion::Laps laps(region);
     const int b = bh / heads, h = bh % heads;
     thread_local std::vector<int32_t> S;
     thread_local std::vector<int8_t> codes;
     thread_local std::vector<uint8_t> ok;
-    grow(S, static_cast<size_t>(T) * T);
-    grow(codes, static_cast<size_t>(T) * T);
+    grow(S, static_cast<size_t>(Tq) * T);
+    grow(codes, static_cast<size_t>(Tq) * T);
     grow(ok, static_cast<size_t>(T));
-    const size_t base = static_cast<size_t>(b) * T * D + static_cast<size_t>(h) * dh;
+    const size_t kv_base = static_cast<size_t>(b) * T * D + static_cast<size_t>(h) * dh;
+    const size_t q_base = static_cast<size_t>(b) * Tq * D + static_cast<size_t>(h) * dh;
     if (valid)
       for (int j = 0; j < T; ++j) ok[static_cast<size_t>(j)] = valid[static_cast<size_t>(b) * T + j] != 0;
     const uint8_t* mask = valid ? ok.data() : nullptr;
-    qk_scores(qc + base, q.zero, kc + base, k.zero, T, dh, D, S.data());
+    qk_scores(qc + q_base, q.zero, kc + kv_base, k.zero, Tq, T, dh, D, S.data());
     laps.lap(OpClass::AttentionMatmul);
     {  // scores → score codes − zero point (locals: the loop vectorises)
       int32_t* __restrict sp = S.data();
-      const size_t n = static_cast<size_t>(T) * T;
+      const size_t n = static_cast<size_t>(Tq) * T;
       const int64_t m = score_requant.m, lo = scores.qmin - scores.zero, hi = scores.qmax - scores.zero;
       const int sh = score_requant.shift;
       for (size_t i = 0; i < n; ++i) {
@@ -203,10 +204,10 @@ void IntAttention::run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, 
       }
     }
     laps.lap(OpClass::Requant);
-    for (int t = 0; t < T; ++t)
+    for (int t = 0; t < Tq; ++t)
       lis.row(S.data() + static_cast<size_t>(t) * T, mask, T, codes.data() + static_cast<size_t>(t) * T);
     laps.lap(OpClass::Softmax);
-    av_log2(codes.data(), vc + base, v.zero, T, dh, D, kmax, ctx + base, D);
+    av_log2(codes.data(), vc + kv_base, v.zero, Tq, T, dh, D, kmax, ctx + q_base, D);
     laps.lap(OpClass::AttentionMatmul);
   });
 }
@@ -232,30 +233,36 @@ IntSelfAttention IntSelfAttention::load(const Artifact& a, const std::string& pr
 }
 
 void IntSelfAttention::run(const uint8_t* in, const int32_t* valid, int B, int T, Scratch& s, int32_t* o_acc,
-                           const TapFn& tap) const {
-  const int M = B * T;
-  const size_t MD = static_cast<size_t>(M) * q.N;
+                           const TapFn& tap, bool cls_only) const {
+  const int M = B * T, Mq = cls_only ? B : M;  // Mq: the query rows (and the output's)
+  const size_t MD = static_cast<size_t>(M) * q.N, MqD = static_cast<size_t>(Mq) * q.N;
   for (auto* v : {&s.x, &s.qc, &s.kc, &s.vc}) grow(*v, MD);
   grow(s.ctx, MD);
   // Each projection's accumulators go through o_acc (free until the output projection).
-  auto project = [&](const std::vector<uint8_t>& table, const IntLinear& l, const ChannelRequant& out, uint8_t* codes) {
-    const uint8_t* x = in;
+  auto project = [&](const std::vector<uint8_t>& table, const IntLinear& l, const ChannelRequant& out, const uint8_t* rows,
+                     int n_rows, uint8_t* codes) {
+    const uint8_t* x = rows;
     if (!table.empty()) {
-      apply_table(table, in, MD, s.x.data());
+      apply_table(table, rows, static_cast<size_t>(n_rows) * l.K, s.x.data());
       x = s.x.data();
     }
-    l.run(x, M, o_acc);
-    timed(OpClass::Requant, [&] { out.rows(o_acc, M, codes); });
+    l.run(x, n_rows, o_acc);
+    timed(OpClass::Requant, [&] { out.rows(o_acc, n_rows, codes); });
   };
-  project(q_in, q, q_out, s.qc.data());
-  project(k_in, k, k_out, s.kc.data());
-  project(v_in, v, v_out, s.vc.data());
-  tap(prefix + "matmul_qk.input0", s.qc.data(), MD);
+  if (cls_only) {  // the CLS rows' queries only: keys and values still come from every row
+    s.cls = first_rows(in, B, T, q.K);
+    project(q_in, q, q_out, s.cls.data(), B, s.qc.data());
+  } else {
+    project(q_in, q, q_out, in, M, s.qc.data());
+  }
+  project(k_in, k, k_out, in, M, s.kc.data());
+  project(v_in, v, v_out, in, M, s.vc.data());
+  tap(prefix + "matmul_qk.input0", s.qc.data(), MqD);
   tap(prefix + "matmul_av.input1", s.vc.data(), MD);
-  attn.run(s.qc.data(), s.kc.data(), s.vc.data(), valid, B, T, s.ctx.data());
-  timed(OpClass::Requant, [&] { requant_to_codes(s.ctx.data(), MD, ctx_to_o, o.in, s.x.data()); });
-  tap(o_site + ".input0", s.x.data(), MD);
-  o.run(s.x.data(), M, o_acc);
+  attn.run(s.qc.data(), s.kc.data(), s.vc.data(), valid, B, T, s.ctx.data(), cls_only ? 1 : T);
+  timed(OpClass::Requant, [&] { requant_to_codes(s.ctx.data(), MqD, ctx_to_o, o.in, s.x.data()); });
+  tap(o_site + ".input0", s.x.data(), MqD);
+  o.run(s.x.data(), Mq, o_acc);
 }
 
 void check_tokens(const ModelConfig& cfg, const int32_t* ids, int B, int T) {

@@ -66,8 +66,10 @@ struct IntAttention {
   // Real value of one step of the context accumulators (s_v · 2^-kmax).
   double ctx_scale() const;
   static IntAttention load(const Artifact& a, const std::string& prefix, int heads, int dh);
-  // q/k/v codes [B·T, heads·dh]; valid [B, T] (nullptr: all); ctx int32 [B·T, heads·dh].
-  void run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, const int32_t* valid, int B, int T, int32_t* ctx) const;
+  // k/v codes [B·T, heads·dh], q codes [B·Tq, heads·dh] (Tq = T, or 1: each sequence's first
+  // query alone); valid [B, T] (nullptr: all); ctx int32 [B·Tq, heads·dh].
+  void run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, const int32_t* valid, int B, int T, int32_t* ctx,
+           int Tq) const;
 };
 
 // The attention half of a transformer block on codes of one input grid: q/k/v GEMMs (each
@@ -84,13 +86,16 @@ struct IntSelfAttention {
   static IntSelfAttention load(const Artifact& a, const std::string& prefix, const std::string& o_site, int D, int heads,
                                bool qkv_bias, const QParams& input, Kernels kernels);
   struct Scratch {
-    std::vector<uint8_t> x, qc, kc, vc;
+    std::vector<uint8_t> x, qc, kc, vc, cls;
     std::vector<int32_t> ctx;
   };
   using TapFn = std::function<void(const std::string&, const uint8_t*, size_t)>;
   // in: input codes [B·T, D]; valid [B, T] or nullptr; o_acc: the output projection's
   // accumulators [B·T, D] (bias not applied: the residual requantization folds it in).
-  void run(const uint8_t* in, const int32_t* valid, int B, int T, Scratch& s, int32_t* o_acc, const TapFn& tap) const;
+  // cls_only: only each sequence's first row is queried, o_acc is [B, D] — exact for a last
+  // layer whose only reader is a classifier on the CLS row (every other op is per row).
+  void run(const uint8_t* in, const int32_t* valid, int B, int T, Scratch& s, int32_t* o_acc, const TapFn& tap,
+           bool cls_only = false) const;
 };
 
 // Scratch buffers are grown, never shrunk: a call with fewer tokens after one with more does not

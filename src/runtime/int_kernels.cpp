@@ -480,13 +480,13 @@ std::vector<uint8_t> requant_table(const QParams& from, double out_scale, int32_
 
 namespace {
 // The plain form: centred int16 operands, each score an int16 dot product.
-void qk_scores_plain(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int T, int dh, int ld, int32_t* S) {
+void qk_scores_plain(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int Tq, int T, int dh, int ld, int32_t* S) {
   thread_local std::vector<int16_t> kc, qc;
   kc.resize(static_cast<size_t>(T) * dh);
   qc.resize(static_cast<size_t>(dh));
   for (int j = 0; j < T; ++j)
     for (int d = 0; d < dh; ++d) kc[static_cast<size_t>(j) * dh + d] = static_cast<int16_t>(k[static_cast<size_t>(j) * ld + d] - zk);
-  for (int t = 0; t < T; ++t) {
+  for (int t = 0; t < Tq; ++t) {
     for (int d = 0; d < dh; ++d) qc[static_cast<size_t>(d)] = static_cast<int16_t>(q[static_cast<size_t>(t) * ld + d] - zq);
     const int16_t* __restrict qr = qc.data();
     for (int j = 0; j < T; ++j) {
@@ -503,7 +503,7 @@ void qk_scores_plain(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk,
 // lane. K' = k − 128 is s8 (k ^ 0x80), packed as [T/16][dh/4][16 keys][4 dims]; then
 // Σ_d (q − zq)(k − zk) = Σ_d q·K' − zq·Σ_d K' + (128 − zk)·Σ_d (q − zq), the last two terms
 // one number per key and per query. Sixteen keys per vector, four queries per pass.
-void qk_scores_vnni(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int T, int dh, int ld, int32_t* S) {
+void qk_scores_vnni(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int Tq, int T, int dh, int ld, int32_t* S) {
   const int G = dh / 4, JB = (T + 15) / 16;
   thread_local std::vector<uint32_t> kp;
   thread_local std::vector<int32_t> key_term, query_term;
@@ -513,7 +513,7 @@ void qk_scores_vnni(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, 
     key_term[static_cast<size_t>(j)] = 0;
     for (int g = 0; g < G; ++g) kp[static_cast<size_t>(j / 16) * G * 16 + static_cast<size_t>(g) * 16 + j % 16] = 0;
   }
-  query_term.resize(static_cast<size_t>(T));
+  query_term.resize(static_cast<size_t>(Tq));
   for (int j = 0; j < T; ++j) {
     const uint8_t* kr = k + static_cast<size_t>(j) * ld;
     uint32_t* dst = kp.data() + static_cast<size_t>(j / 16) * G * 16 + j % 16;
@@ -526,7 +526,7 @@ void qk_scores_vnni(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, 
     for (int d = 0; d < dh; ++d) sum += kr[d] - 128;
     key_term[static_cast<size_t>(j)] = -zq * sum;
   }
-  for (int t = 0; t < T; ++t) {
+  for (int t = 0; t < Tq; ++t) {
     int32_t sum = 0;
     for (int d = 0; d < dh; ++d) sum += q[static_cast<size_t>(t) * ld + d] - zq;
     query_term[static_cast<size_t>(t)] = (128 - zk) * sum;
@@ -541,7 +541,7 @@ void qk_scores_vnni(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, 
     const __m512i kt = _mm512_loadu_si512(key_term.data() + static_cast<size_t>(jb) * 16);
     const __mmask16 m = T - jb * 16 >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (T - jb * 16)) - 1);
     int t = 0;
-    for (; t + 4 <= T; t += 4) {
+    for (; t + 4 <= Tq; t += 4) {
       __m512i a0 = kt, a1 = kt, a2 = kt, a3 = kt;
       for (int g = 0; g < G; ++g) {
         const __m512i kv = _mm512_loadu_si512(kb + static_cast<size_t>(g) * 16);
@@ -555,7 +555,7 @@ void qk_scores_vnni(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, 
         _mm512_mask_storeu_epi32(S + static_cast<size_t>(t + r) * T + jb * 16, m,
                                  _mm512_add_epi32(acc[r], _mm512_set1_epi32(query_term[static_cast<size_t>(t + r)])));
     }
-    for (; t < T; ++t) {
+    for (; t < Tq; ++t) {
       __m512i a = kt;
       for (int g = 0; g < G; ++g) a = _mm512_dpbusd_epi32(a, bcast(t, g), _mm512_loadu_si512(kb + static_cast<size_t>(g) * 16));
       _mm512_mask_storeu_epi32(S + static_cast<size_t>(t) * T + jb * 16, m,
@@ -566,21 +566,22 @@ void qk_scores_vnni(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, 
 #endif
 }  // namespace
 
-void qk_scores(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int T, int dh, int ld, int32_t* S) {
+void qk_scores(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int Tq, int T, int dh, int ld, int32_t* S) {
 #ifdef QTX_VNNI
-  // Below two vectors of keys the packing costs more than it saves (measured: 17 tokens slower).
-  if (dh % 4 == 0 && T >= 32) return qk_scores_vnni(q, zq, k, zk, T, dh, ld, S);
+  // Below two vectors of keys the packing costs more than it saves (measured: 17 tokens slower);
+  // so it does for a few queries (the packing is per key).
+  if (dh % 4 == 0 && T >= 32 && Tq >= 8) return qk_scores_vnni(q, zq, k, zk, Tq, T, dh, ld, S);
 #endif
-  qk_scores_plain(q, zq, k, zk, T, dh, ld, S);
+  qk_scores_plain(q, zq, k, zk, Tq, T, dh, ld, S);
 }
 
 namespace {
 // One output row at a time in a local accumulator: with DH a constant the row lives in vector
 // registers (the loop over keys would otherwise load and store the output row per key).
 template <int DH>
-void av_log2_rows(const int8_t* codes, const int32_t* vc, int T, int dh_rt, int kmax, int32_t* ctx, int ldc) {
+void av_log2_rows(const int8_t* codes, const int32_t* vc, int Tq, int T, int dh_rt, int kmax, int32_t* ctx, int ldc) {
   const int dh = DH > 0 ? DH : dh_rt;
-  for (int t = 0; t < T; ++t) {
+  for (int t = 0; t < Tq; ++t) {
     int32_t acc[DH > 0 ? DH : 1024] = {};
     const int8_t* __restrict ct = codes + static_cast<size_t>(t) * T;
     for (int j = 0; j < T; ++j) {
@@ -627,14 +628,14 @@ template <int NB>
 // Σ_j 2^e·(v_j − z) = Σ_p 2^(8p)·Σ_j plane_p[j]·(v_j − 128) + (128 − z)·Σ_j 2^e — vpdpbusd
 // products with V − 128 as s8, plus one term per query. Arithmetic is mod 2^32 like the
 // shifting loop's, so the two agree bit for bit.
-void av_log2_vnni(const int8_t* codes, const uint8_t* v, int32_t zv, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc) {
+void av_log2_vnni(const int8_t* codes, const uint8_t* v, int32_t zv, int Tq, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc) {
   const int TJ = (T + 3) & ~3, G = TJ / 4, DB = dh / 16, planes = kmax / 8 + 1;
-  thread_local std::vector<uint8_t> P;    // [planes][T][TJ]
+  thread_local std::vector<uint8_t> P;    // [planes][Tq][TJ]
   thread_local std::vector<uint32_t> vp;  // [G][dh]: four keys' v − 128 per dimension
   thread_local std::vector<int32_t> weight_sum;
-  P.resize(static_cast<size_t>(planes) * T * TJ);
+  P.resize(static_cast<size_t>(planes) * Tq * TJ);
   vp.resize(static_cast<size_t>(G) * dh);
-  weight_sum.resize(static_cast<size_t>(T));
+  weight_sum.resize(static_cast<size_t>(Tq));
   // Four keys' rows interleaved byte by byte (16 dimensions at a time); keys past T are zero.
   const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));
   for (int g = 0; g < G; ++g) {
@@ -654,10 +655,10 @@ void av_log2_vnni(const int8_t* codes, const uint8_t* v, int32_t zv, int T, int 
     }
   }
   const uint32_t km = static_cast<uint32_t>(kmax);
-  for (int t = 0; t < T; ++t) {
+  for (int t = 0; t < Tq; ++t) {
     const int8_t* __restrict ct = codes + static_cast<size_t>(t) * T;
     for (int p = 0; p < planes; ++p) {
-      uint8_t* __restrict row = P.data() + (static_cast<size_t>(p) * T + t) * TJ;
+      uint8_t* __restrict row = P.data() + (static_cast<size_t>(p) * Tq + t) * TJ;
       const uint32_t pp = static_cast<uint32_t>(p);
       for (int j = 0; j < T; ++j) {
         const uint32_t e = km - static_cast<uint32_t>(static_cast<int32_t>(ct[j]));  // > kmax when the code is out of range
@@ -677,15 +678,15 @@ void av_log2_vnni(const int8_t* codes, const uint8_t* v, int32_t zv, int T, int 
   // 2^(8−kmax)) are left out of that plane's loop.
   thread_local std::vector<int> live;
   live.resize(static_cast<size_t>(G));
-  for (int t0 = 0; t0 < T; t0 += 2) {
-    const int nt = std::min(2, T - t0);
+  for (int t0 = 0; t0 < Tq; t0 += 2) {
+    const int nt = std::min(2, Tq - t0);
     for (int d0 = 0; d0 < DB; d0 += 4) {  // four 16-wide blocks of the head per pass
       const int nb = std::min(4, DB - d0);
       __m512i total[2][4];
       for (int u = 0; u < 2; ++u)
         for (int i = 0; i < 4; ++i) total[u][i] = _mm512_set1_epi32(weight_sum[static_cast<size_t>(t0 + (u < nt ? u : 0))]);
       for (int p = 0; p < planes; ++p) {
-        const uint8_t* r0 = P.data() + (static_cast<size_t>(p) * T + t0) * TJ;
+        const uint8_t* r0 = P.data() + (static_cast<size_t>(p) * Tq + t0) * TJ;
         const uint8_t* r1 = nt == 2 ? r0 + TJ : r0;
         int nlive = 0;
         for (int g = 0; g < G; ++g) {
@@ -715,19 +716,19 @@ void av_log2_vnni(const int8_t* codes, const uint8_t* v, int32_t zv, int T, int 
 }  // namespace
 #endif
 
-void av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc) {
+void av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int Tq, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc) {
   if (dh > 1024) throw std::invalid_argument("av_log2: head size above 1024");
 #ifdef QTX_VNNI
-  if (dh % 16 == 0 && T >= 32 && kmax <= 23) return av_log2_vnni(codes, v, zv, T, dh, ld, kmax, ctx, ldc);
+  if (dh % 16 == 0 && T >= 32 && Tq >= 8 && kmax <= 23) return av_log2_vnni(codes, v, zv, Tq, T, dh, ld, kmax, ctx, ldc);
 #endif
   thread_local std::vector<int32_t> vc;
   vc.resize(static_cast<size_t>(T) * dh);
   for (int j = 0; j < T; ++j)
     for (int d = 0; d < dh; ++d) vc[static_cast<size_t>(j) * dh + d] = static_cast<int32_t>(v[static_cast<size_t>(j) * ld + d]) - zv;
   switch (dh) {
-    case 32: av_log2_rows<32>(codes, vc.data(), T, dh, kmax, ctx, ldc); break;
-    case 64: av_log2_rows<64>(codes, vc.data(), T, dh, kmax, ctx, ldc); break;
-    default: av_log2_rows<0>(codes, vc.data(), T, dh, kmax, ctx, ldc); break;
+    case 32: av_log2_rows<32>(codes, vc.data(), Tq, T, dh, kmax, ctx, ldc); break;
+    case 64: av_log2_rows<64>(codes, vc.data(), Tq, T, dh, kmax, ctx, ldc); break;
+    default: av_log2_rows<0>(codes, vc.data(), Tq, T, dh, kmax, ctx, ldc); break;
   }
 }
 

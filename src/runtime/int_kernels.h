@@ -142,11 +142,13 @@ struct ResidualRequant {
 // another, PTF's per-α rescaling) is a 256-entry table computed once at load.
 std::vector<uint8_t> requant_table(const QParams& from, double out_scale, int32_t zo, int32_t qmin, int32_t qmax);
 
-// Scores of one attention head: S[t, j] = Σ_d (q[t,d] − zq)(k[j,d] − zk), q/k rows `ld` apart.
-void qk_scores(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int T, int dh, int ld, int32_t* S);
-// A·V with Log-Int-Softmax codes: ctx[t, d] = Σ_j (v[j,d] − zv) · 2^(kmax − code[t,j]) for codes
-// in [0, kmax] (smaller probabilities than 2^-kmax are dropped); result at scale s_v · 2^-kmax.
-void av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc);
+// Scores of one attention head for Tq queries against T keys: S[t, j] (Tq × T) =
+// Σ_d (q[t,d] − zq)(k[j,d] − zk), q/k rows `ld` apart. Tq < T: only the first queries are needed
+// (a classifier's last layer, which reads the CLS row alone).
+void qk_scores(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int Tq, int T, int dh, int ld, int32_t* S);
+// A·V with Log-Int-Softmax codes [Tq, T]: ctx[t, d] = Σ_j (v[j,d] − zv) · 2^(kmax − code[t,j]) for
+// codes in [0, kmax] (smaller probabilities than 2^-kmax are dropped); result at scale s_v · 2^-kmax.
+void av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int Tq, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc);
 
 // The erf GELU, 0.5·x·(1 + erf(x/√2)), on n float32 values in place, for the hybrid recipes that
 // keep GELU in float: erfc by the Numerical Recipes rational-exponential form (fractional error

@@ -24,14 +24,23 @@ class IntModel {
 
   // Debugging and parity tests: called with the 8-bit codes the runtime produced at a site
   // (key "<site>.<slot>", as in the artifact) during the next forward passes.
+  // Taps see every row of every site: the last layer is then run on all rows.
   using Tap = std::function<void(const std::string& key, const uint8_t* codes, size_t n)>;
   void set_tap(Tap tap) { tap_ = std::move(tap); }
 
+  // The classifiers read the CLS row of the last layer alone, and every op after its keys and
+  // values is per row, so by default that layer runs its queries, attention output, LayerNorms
+  // and MLP on the CLS rows only — the logits are the same bits either way (a test checks).
+  // false runs every row, as libtorch and transformers do (the benchmark reports both).
+  void set_cls_only_last_layer(bool on) { cls_only_ = on; }
+
  protected:
+  bool cls_only_last_layer() const { return cls_only_ && !tap_; }
   void tap(const std::string& key, const uint8_t* codes, size_t n) const {
     if (tap_) tap_(key, codes, n);
   }
   Tap tap_;
+  bool cls_only_ = true;
 };
 
 // Loads a folder written by `qtx quantize`; throws qtx::Error naming the file and what is wrong

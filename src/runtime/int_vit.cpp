@@ -113,22 +113,32 @@ class IntVit : public IntModel {
       const VitBlock& blk = blocks_[li];
       const std::string p = "vit.encoder.layer." + std::to_string(li) + ".";
       const size_t MD = static_cast<size_t>(M) * D_;
+      // The last layer's CLS rows alone past its keys and values: all the classifier reads.
+      const bool cls_only = li + 1 == blocks_.size() && cls_only_last_layer();
+      const int Mr = cls_only ? B : M;  // rows past the attention
+      const size_t MrD = static_cast<size_t>(Mr) * D_;
       blk.ln1.rows(h_.data(), M, x_.data());
       tap(p + "attention.attention.query.input0", x_.data(), MD);
-      blk.attn.run(x_.data(), nullptr, B, T_, attn_scratch_, acc_.data(), tap_fn);
-      timed(OpClass::Requant, [&] { blk.res1.rows(acc_.data(), h_.data(), M, h2_.data()); });
-      tap(p + "residual_attention.output", h2_.data(), MD);
-      blk.ln2.rows(h2_.data(), M, x_.data());
-      blk.fc1.run(x_.data(), M, acc_.data());
-      blk.act.rows(acc_.data(), M, y_.data());
-      tap(p + "intermediate.intermediate_act_fn.output", y_.data(), static_cast<size_t>(M) * F_);
-      apply_table(blk.act_to_fc2, y_.data(), static_cast<size_t>(M) * F_, y_.data());
-      blk.fc2.run(y_.data(), M, acc_.data());
-      timed(OpClass::Requant, [&] { blk.res2.rows(acc_.data(), h2_.data(), M, h_.data()); });
-      tap(p + "residual_mlp.output", h_.data(), MD);
+      blk.attn.run(x_.data(), nullptr, B, T_, attn_scratch_, acc_.data(), tap_fn, cls_only);
+      if (cls_only) {
+        const std::vector<uint8_t> cls = first_rows(h_.data(), B, T_, D_);
+        std::copy(cls.begin(), cls.end(), h_.begin());
+      }
+      timed(OpClass::Requant, [&] { blk.res1.rows(acc_.data(), h_.data(), Mr, h2_.data()); });
+      tap(p + "residual_attention.output", h2_.data(), MrD);
+      blk.ln2.rows(h2_.data(), Mr, x_.data());
+      blk.fc1.run(x_.data(), Mr, acc_.data());
+      blk.act.rows(acc_.data(), Mr, y_.data());
+      tap(p + "intermediate.intermediate_act_fn.output", y_.data(), static_cast<size_t>(Mr) * F_);
+      apply_table(blk.act_to_fc2, y_.data(), static_cast<size_t>(Mr) * F_, y_.data());
+      blk.fc2.run(y_.data(), Mr, acc_.data());
+      timed(OpClass::Requant, [&] { blk.res2.rows(acc_.data(), h2_.data(), Mr, h_.data()); });
+      tap(p + "residual_mlp.output", h_.data(), MrD);
     }
     // Final LayerNorm and classifier on the CLS rows only; logits dequantized (the output boundary).
-    std::vector<uint8_t> cls = first_rows(h_.data(), B, T_, D_), ln(cls.size());
+    std::vector<uint8_t> cls = cls_only_last_layer() ? std::vector<uint8_t>(h_.begin(), h_.begin() + static_cast<size_t>(B) * D_)
+                                                     : first_rows(h_.data(), B, T_, D_);
+    std::vector<uint8_t> ln(cls.size());
     lnf_.rows(cls.data(), B, ln.data());
     std::vector<int32_t> acc(static_cast<size_t>(B) * L_);
     head_.run(ln.data(), B, acc.data());

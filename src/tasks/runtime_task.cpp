@@ -112,7 +112,8 @@ std::vector<BenchRow> bench(const std::string& float_dir, const std::string& qdi
                             const std::vector<int>& threads, int repeats, int seq_len) {
   auto fp = load_model(float_dir);
   fp->eval();
-  auto im = rt::load_int_model(qdir);
+  auto im = rt::load_int_model(qdir), im_all_rows = rt::load_int_model(qdir);
+  im_all_rows->set_cls_only_last_layer(false);
   const ModelConfig& cfg = im->config();
   auto data = open_labeled_data(cfg.model_type == "vit" ? "fmnist" : "austen6", "test", 0, qdir, cfg);
   torch::NoGradGuard ng;
@@ -133,22 +134,26 @@ std::vector<BenchRow> bench(const std::string& float_dir, const std::string& qdi
           fail("bench", "--seq-len " + std::to_string(seq_len) + " exceeds max_position_embeddings " + std::to_string(cfg.max_position_embeddings));
         in = fill_tokens(in, seq_len);
       }
-      std::vector<double> tf, ti;
+      std::vector<double> tf, ti, ta;
       for (int r = -2; r < repeats; ++r) {  // two warm-up rounds
         auto t0 = std::chrono::steady_clock::now();
         fp->logits(in);
         auto t1 = std::chrono::steady_clock::now();
         int_logits(*im, in);
         auto t2 = std::chrono::steady_clock::now();
+        int_logits(*im_all_rows, in);
+        auto t3 = std::chrono::steady_clock::now();
         if (r < 0) continue;
         tf.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
         ti.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
+        ta.push_back(std::chrono::duration<double, std::milli>(t3 - t2).count());
       }
       BenchRow row;
       row.batch = b;
       row.threads = t;
       row.fp32_ms = median(tf);
       row.int_ms = median(ti);
+      row.int_all_rows_ms = median(ta);
       // Profiled integer passes for the op shares: at least 5 and at least half a second of them
       // (one 20 ms pass gave shares that moved by several points from run to run).
       rt::profile_ops(true);

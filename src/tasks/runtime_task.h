@@ -28,16 +28,21 @@ ParityResult parity(const std::string& qdir, const LabeledData& data, int batch_
 
 // Side-by-side speed of libtorch FP32 (the float model) and the integer runtime (the quantized
 // folder) on the same inputs and thread count: medians of `repeats` timed forwards each, the
-// two engines alternating so machine noise hits both. Text models: every sample is `seq_len`
+// engines alternating so machine noise hits both (the integer one twice: by default, and with
+// every row of the last layer). Text models: every sample is `seq_len`
 // attended tokens (its passage's wordpieces repeated to fill them; 0 = the passages as they are).
 struct BenchRow {
   int batch = 0, threads = 0;
   double fp32_ms = 0, int_ms = 0;  // median latency of one forward of the whole batch
+  // The integer runtime with every row of the last layer (IntModel::set_cls_only_last_layer):
+  // the same work as libtorch, which shows how much of the speed-up is the int8 arithmetic.
+  double int_all_rows_ms = 0;
   // Extra integer passes with the runtime's op profiler on (the timers add a little to each):
   // wall seconds per op class, and of all those passes.
   rt::OpProfile profile;
   double profiled_seconds = 0;
   double speedup() const { return int_ms > 0 ? fp32_ms / int_ms : 0; }
+  double speedup_all_rows() const { return int_all_rows_ms > 0 ? fp32_ms / int_all_rows_ms : 0; }
   double share(rt::OpClass c) const { return profile.share(c, profiled_seconds); }
   // Softmax, LayerNorm, activation, requantization, embedding and untimed glue: all but the
   // linear GEMMs and the attention matmuls.
