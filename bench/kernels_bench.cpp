@@ -157,6 +157,33 @@ void BM_AttentionHead(benchmark::State& st) {
 }
 BENCHMARK(BM_AttentionHead)->Args({17, 4})->Args({128, 4})->Args({128, 8})->Unit(benchmark::kMicrosecond);
 
+// The two attention matmuls alone, one head of T tokens, dh = 64: GOPS = 2·T·T·dh per second.
+void BM_QkScores(benchmark::State& st) {
+  const int T = static_cast<int>(st.range(0)), dh = 64, ld = 256;
+  auto q = random_codes<uint8_t>(static_cast<size_t>(T) * ld, 0, 255, 8);
+  auto k = random_codes<uint8_t>(q.size(), 0, 255, 9);
+  std::vector<int32_t> S(static_cast<size_t>(T) * T);
+  for (auto _ : st) {
+    qk_scores(q.data(), 128, k.data(), 120, T, T, dh, ld, S.data());
+    benchmark::DoNotOptimize(S.data());
+  }
+  st.counters["GOPS"] = benchmark::Counter(2.0 * T * T * dh, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_QkScores)->Arg(17)->Arg(128)->Unit(benchmark::kMicrosecond);
+
+void BM_AvLog2(benchmark::State& st) {
+  const int T = static_cast<int>(st.range(0)), kmax = static_cast<int>(st.range(1)), dh = 64, ld = 256;
+  auto v = random_codes<uint8_t>(static_cast<size_t>(T) * ld, 0, 255, 10);
+  auto codes = random_codes<int8_t>(static_cast<size_t>(T) * T, -1, kmax, 12);
+  std::vector<int32_t> ctx(static_cast<size_t>(T) * dh);
+  for (auto _ : st) {
+    av_log2(codes.data(), v.data(), 128, T, T, dh, ld, kmax, ctx.data(), dh);
+    benchmark::DoNotOptimize(ctx.data());
+  }
+  st.counters["GOPS"] = benchmark::Counter(2.0 * T * T * dh, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_AvLog2)->Args({17, 15})->Args({128, 15})->Args({128, 20})->Unit(benchmark::kMicrosecond);
+
 // Log-Int-Softmax alone on rows of 8-bit scores. Args = row length, bits.
 void BM_LogIntSoftmaxRow(benchmark::State& st) {
   const int n = static_cast<int>(st.range(0)), bits = static_cast<int>(st.range(1)), rows = 64;

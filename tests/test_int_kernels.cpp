@@ -285,43 +285,52 @@ TEST(IntKernels, AttentionScoresAndLog2AvMatchPlainLoops) {
   std::mt19937 rng(5);
   // dh 32 and 64 take the register-accumulator paths of A·V, 8 and 6 the generic one; dh 6 the
   // plain Q·Kᵀ where the VNNI one (dh a multiple of 4, T ≥ 32) is compiled; T 37 and 50 the tails
-  // of 16-key vectors and of 4-query passes.
+  // of 16-key vectors and of 4-query passes, T 70 and 130 those of the 64-code plane building.
   // kmax 15 (4-bit softmax) and 20 (8-bit: three byte planes in the VNNI A·V).
-  for (auto [dh, T, kmax] : std::vector<std::array<int, 3>>{{8, 9, 15}, {6, 40, 15}, {32, 37, 15}, {64, 9, 20}, {64, 50, 15}, {64, 50, 20}, {128, 33, 20}}) {
-    const int ld = 3 * dh;
-    std::vector<uint8_t> q(static_cast<size_t>(T) * ld), k(q.size()), v(q.size());
-    for (auto* t : {&q, &k, &v})
-      for (auto& x : *t) x = static_cast<uint8_t>(rng());
-    std::vector<int32_t> S(static_cast<size_t>(T) * T);
-    qk_scores(q.data(), 128, k.data(), 120, T, T, dh, ld, S.data());
-    for (int t = 0; t < T; ++t)
-      for (int j = 0; j < T; ++j) {
-        int32_t s = 0;
-        for (int d = 0; d < dh; ++d) s += (q[static_cast<size_t>(t) * ld + d] - 128) * (k[static_cast<size_t>(j) * ld + d] - 120);
-        EXPECT_EQ(S[static_cast<size_t>(t) * T + j], s);
-      }
-    // Codes spread over -1 (zero) .. kmax + 1 (dropped), then sharp rows: mostly -1, a few large
-    // probabilities, so that whole key groups and whole byte planes are empty (the VNNI A·V
-    // skips them).
-    for (bool sharp : {false, true}) {
-      std::vector<int8_t> codes(S.size());
-      for (auto& c : codes)
-        c = static_cast<int8_t>(sharp ? (rng() % 9 == 0 ? static_cast<int>(rng() % 4) : -1) : static_cast<int>(rng() % (kmax + 3)) - 1);
-      std::vector<int32_t> ctx(static_cast<size_t>(T) * ld, 7);
-      av_log2(codes.data(), v.data(), 131, T, T, dh, ld, kmax, ctx.data(), ld);
-      for (int t = 0; t < T; ++t) {
-        for (int d = 0; d < dh; ++d) {
-          int64_t want = 0;
-          for (int j = 0; j < T; ++j) {
-            const int c = codes[static_cast<size_t>(t) * T + j];
-            if (c >= 0 && c <= kmax) want += static_cast<int64_t>(v[static_cast<size_t>(j) * ld + d] - 131) << (kmax - c);
-          }
-          EXPECT_EQ(ctx[static_cast<size_t>(t) * ld + d], want) << (sharp ? "sharp rows" : "spread rows");
+  // Tq: all T queries, one (a last layer's CLS row: the plain loops) and 9 of them (VNNI with
+  // fewer queries than keys, an odd count: the tail of the query pairs).
+  for (auto [dh, T, kmax] : std::vector<std::array<int, 3>>{
+           {8, 9, 15}, {6, 40, 15}, {32, 37, 15}, {64, 9, 20}, {64, 50, 15}, {64, 50, 20}, {128, 33, 20}, {32, 70, 15}, {64, 130, 20}})
+    for (int Tq : {T, 1, std::min(T, 9)}) {
+      SCOPED_TRACE("dh " + std::to_string(dh) + " T " + std::to_string(T) + " Tq " + std::to_string(Tq) + " kmax " + std::to_string(kmax));
+      const int ld = 3 * dh;
+      std::vector<uint8_t> q(static_cast<size_t>(T) * ld), k(q.size()), v(q.size());
+      for (auto* t : {&q, &k, &v})
+        for (auto& x : *t) x = static_cast<uint8_t>(rng());
+      std::vector<int32_t> S(static_cast<size_t>(Tq) * T);
+      qk_scores(q.data(), 128, k.data(), 120, Tq, T, dh, ld, S.data());
+      for (int t = 0; t < Tq; ++t)
+        for (int j = 0; j < T; ++j) {
+          int32_t s = 0;
+          for (int d = 0; d < dh; ++d) s += (q[static_cast<size_t>(t) * ld + d] - 128) * (k[static_cast<size_t>(j) * ld + d] - 120);
+          EXPECT_EQ(S[static_cast<size_t>(t) * T + j], s);
         }
-        EXPECT_EQ(ctx[static_cast<size_t>(t) * ld + dh], 7);  // columns outside the head untouched
+      // Codes spread over -1 (zero) .. kmax + 1 (dropped), then sharp rows: mostly -1, a few large
+      // probabilities, so that whole key groups and whole byte planes are empty (the VNNI A·V
+      // skips them).
+      for (bool sharp : {false, true}) {
+        std::vector<int8_t> codes(S.size());
+        for (auto& c : codes)
+          c = static_cast<int8_t>(sharp ? (rng() % 9 == 0 ? static_cast<int>(rng() % 4) : -1) : static_cast<int>(rng() % (kmax + 3)) - 1);
+        std::vector<int32_t> ctx(static_cast<size_t>(T) * ld, 7);
+        av_log2(codes.data(), v.data(), 131, Tq, T, dh, ld, kmax, ctx.data(), ld);
+        for (int t = 0; t < T; ++t) {
+          if (t >= Tq) {  // rows past the queries untouched
+            EXPECT_EQ(ctx[static_cast<size_t>(t) * ld], 7);
+            continue;
+          }
+          for (int d = 0; d < dh; ++d) {
+            int64_t want = 0;
+            for (int j = 0; j < T; ++j) {
+              const int c = codes[static_cast<size_t>(t) * T + j];
+              if (c >= 0 && c <= kmax) want += static_cast<int64_t>(v[static_cast<size_t>(j) * ld + d] - 131) << (kmax - c);
+            }
+            EXPECT_EQ(ctx[static_cast<size_t>(t) * ld + d], static_cast<int32_t>(want)) << (sharp ? "sharp rows" : "spread rows");
+          }
+          EXPECT_EQ(ctx[static_cast<size_t>(t) * ld + dh], 7);  // columns outside the head untouched
+        }
       }
     }
-  }
 }
 
 TEST(IntKernels, IntegerLayerNormOnPtfShiftedCodesMatchesFloat) {

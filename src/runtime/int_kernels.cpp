@@ -601,24 +601,27 @@ void av_log2_rows(const int8_t* codes, const int32_t* vc, int Tq, int T, int dh_
 
 #ifdef QTX_VNNI
 namespace {
-// Two queries' weights (rows r0, r1 of a plane) against the key groups in `live`: eight
-// accumulators, each V load used twice. NB: the number of 16-wide blocks as a constant (so the
-// inner loop unrolls), or 0 to take nb.
+// kAvQueries queries' weights (rows r[] of a plane) against the key groups in `live`, each V load
+// used by all of them. NB: the number of 16-wide blocks as a constant (so the inner loop unrolls),
+// or 0 to take nb. Two queries (eight accumulators) measured fastest: four spilled to the stack
+// and ran 50 % slower, three were no faster.
+constexpr int kAvQueries = 2;
 template <int NB>
-[[gnu::always_inline]] inline void av_pair_accumulate(const int* live, int nlive, const uint8_t* r0, const uint8_t* r1,
-                                                      const uint32_t* vbase, int dh, int nb, __m512i (&acc)[2][4]) {
+[[gnu::always_inline]] inline void av_rows_accumulate(const int* live, int nlive, const uint8_t* const (&r)[kAvQueries],
+                                                      const uint32_t* vbase, int dh, int nb, __m512i (&acc)[kAvQueries][4]) {
   const int n_blocks = NB > 0 ? NB : nb;
   for (int l = 0; l < nlive; ++l) {
     const int g = live[l];
-    uint32_t w0, w1;
-    std::memcpy(&w0, r0 + 4 * g, 4);
-    std::memcpy(&w1, r1 + 4 * g, 4);
-    const __m512i a = _mm512_set1_epi32(static_cast<int32_t>(w0)), b = _mm512_set1_epi32(static_cast<int32_t>(w1));
+    __m512i w[kAvQueries];
+    for (int u = 0; u < kAvQueries; ++u) {
+      uint32_t x;
+      std::memcpy(&x, r[u] + 4 * g, 4);
+      w[u] = _mm512_set1_epi32(static_cast<int32_t>(x));
+    }
     const uint32_t* vr = vbase + static_cast<size_t>(g) * dh;
     for (int i = 0; i < n_blocks; ++i) {
       const __m512i vv = _mm512_loadu_si512(vr + 16 * i);
-      acc[0][i] = _mm512_dpbusd_epi32(acc[0][i], a, vv);
-      acc[1][i] = _mm512_dpbusd_epi32(acc[1][i], b, vv);
+      for (int u = 0; u < kAvQueries; ++u) acc[u][i] = _mm512_dpbusd_epi32(acc[u][i], w[u], vv);
     }
   }
 }
@@ -655,6 +658,37 @@ void av_log2_vnni(const int8_t* codes, const uint8_t* v, int32_t zv, int Tq, int
     }
   }
   const uint32_t km = static_cast<uint32_t>(kmax);
+#if defined(__AVX512VBMI__)
+  // Sixty-four codes at a time: each plane's byte of a code by one vpermb from a 64-entry table
+  // (codes outside [0, kmax], as unsigned bytes above kmax, masked to 0), the weight sum by
+  // byte sums of the planes.
+  __m512i tab[3];
+  for (int p = 0; p < planes; ++p) {
+    alignas(64) uint8_t b[64];
+    for (uint32_t c = 0; c < 64; ++c) {
+      const uint32_t e = km - c;
+      b[c] = static_cast<uint8_t>(c <= km && (e >> 3) == static_cast<uint32_t>(p) ? 1u << (e & 7) : 0u);
+    }
+    tab[p] = _mm512_load_si512(b);
+  }
+  const __m512i km_v = _mm512_set1_epi8(static_cast<char>(kmax));
+  for (int t = 0; t < Tq; ++t) {
+    const int8_t* ct = codes + static_cast<size_t>(t) * T;
+    uint64_t sum = 0;
+    for (int j = 0; j < TJ; j += 64) {
+      const __mmask64 in_row = T - j >= 64 ? ~__mmask64{0} : (__mmask64{1} << (T - j)) - 1;
+      const __mmask64 in_plane = TJ - j >= 64 ? ~__mmask64{0} : (__mmask64{1} << (TJ - j)) - 1;
+      const __m512i c = _mm512_maskz_loadu_epi8(in_row, ct + j);
+      const __mmask64 valid = _mm512_mask_cmple_epu8_mask(in_row, c, km_v);
+      for (int p = 0; p < planes; ++p) {
+        const __m512i w = _mm512_maskz_permutexvar_epi8(valid, c, tab[p]);
+        _mm512_mask_storeu_epi8(P.data() + (static_cast<size_t>(p) * Tq + t) * TJ + j, in_plane, w);
+        sum += static_cast<uint64_t>(_mm512_reduce_add_epi64(_mm512_sad_epu8(w, _mm512_setzero_si512()))) << (8 * p);
+      }
+    }
+    weight_sum[static_cast<size_t>(t)] = static_cast<int32_t>(static_cast<uint32_t>(sum) * static_cast<uint32_t>(128 - zv));
+  }
+#else
   for (int t = 0; t < Tq; ++t) {
     const int8_t* __restrict ct = codes + static_cast<size_t>(t) * T;
     for (int p = 0; p < planes; ++p) {
@@ -673,43 +707,48 @@ void av_log2_vnni(const int8_t* codes, const uint8_t* v, int32_t zv, int Tq, int
     }
     weight_sum[static_cast<size_t>(t)] = static_cast<int32_t>(sum * static_cast<uint32_t>(128 - zv));
   }
-  // Two queries per pass share each load of V (eight accumulators); groups of four keys whose
-  // weights are zero for both queries in a plane (plane 0 holds only probabilities below
-  // 2^(8−kmax)) are left out of that plane's loop.
+#endif
+  // kAvQueries queries per pass share each load of V; groups of four keys whose weights are zero
+  // for all of them in a plane (plane 0 holds only probabilities below
+  // 2^(8−kmax)) are left out of that plane's loop. Each plane's sums are added into ctx, which
+  // starts at the weight-sum term.
   thread_local std::vector<int> live;
-  live.resize(static_cast<size_t>(G));
-  for (int t0 = 0; t0 < Tq; t0 += 2) {
-    const int nt = std::min(2, Tq - t0);
+  live.resize(static_cast<size_t>(G) + 16);  // + one vector: the compressing stores write whole vectors
+  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int t0 = 0; t0 < Tq; t0 += kAvQueries) {
+    const int nt = std::min(kAvQueries, Tq - t0);
     for (int d0 = 0; d0 < DB; d0 += 4) {  // four 16-wide blocks of the head per pass
       const int nb = std::min(4, DB - d0);
-      __m512i total[2][4];
-      for (int u = 0; u < 2; ++u)
-        for (int i = 0; i < 4; ++i) total[u][i] = _mm512_set1_epi32(weight_sum[static_cast<size_t>(t0 + (u < nt ? u : 0))]);
+      for (int u = 0; u < nt; ++u)
+        for (int i = 0; i < nb; ++i)
+          _mm512_storeu_si512(ctx + static_cast<size_t>(t0 + u) * ldc + (d0 + i) * 16, _mm512_set1_epi32(weight_sum[static_cast<size_t>(t0 + u)]));
       for (int p = 0; p < planes; ++p) {
-        const uint8_t* r0 = P.data() + (static_cast<size_t>(p) * Tq + t0) * TJ;
-        const uint8_t* r1 = nt == 2 ? r0 + TJ : r0;
+        const uint8_t* r[kAvQueries];  // rows past Tq repeat the last one (their sums are not stored)
+        for (int u = 0; u < kAvQueries; ++u) r[u] = P.data() + (static_cast<size_t>(p) * Tq + t0 + std::min(u, nt - 1)) * TJ;
         int nlive = 0;
-        for (int g = 0; g < G; ++g) {
-          uint32_t w0, w1;
-          std::memcpy(&w0, r0 + 4 * g, 4);
-          std::memcpy(&w1, r1 + 4 * g, 4);
-          live[static_cast<size_t>(nlive)] = g;
-          nlive += (w0 | w1) != 0;
+        for (int g = 0; g < G; g += 16) {  // sixteen groups a vector: their indices where any weight word is non-zero
+          const __mmask16 in = G - g >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (G - g)) - 1);
+          __m512i w = _mm512_maskz_loadu_epi32(in, r[0] + 4 * g);
+          for (int u = 1; u < kAvQueries; ++u) w = _mm512_or_si512(w, _mm512_maskz_loadu_epi32(in, r[u] + 4 * g));
+          const __mmask16 m = _mm512_test_epi32_mask(w, w);
+          _mm512_storeu_si512(live.data() + nlive, _mm512_maskz_compress_epi32(m, _mm512_add_epi32(iota, _mm512_set1_epi32(g))));
+          nlive += __builtin_popcount(m);
         }
         if (nlive == 0) continue;
-        __m512i acc[2][4];
-        for (int u = 0; u < 2; ++u)
-          for (int i = 0; i < 4; ++i) acc[u][i] = _mm512_setzero_si512();
+        __m512i acc[kAvQueries][4];
+        for (auto& row : acc)
+          for (auto& x : row) x = _mm512_setzero_si512();
         const uint32_t* vbase = vp.data() + static_cast<size_t>(d0) * 16;
         if (nb == 4)
-          av_pair_accumulate<4>(live.data(), nlive, r0, r1, vbase, dh, nb, acc);
+          av_rows_accumulate<4>(live.data(), nlive, r, vbase, dh, nb, acc);
         else
-          av_pair_accumulate<0>(live.data(), nlive, r0, r1, vbase, dh, nb, acc);
-        for (int u = 0; u < 2; ++u)
-          for (int i = 0; i < nb; ++i) total[u][i] = _mm512_add_epi32(total[u][i], _mm512_slli_epi32(acc[u][i], static_cast<unsigned>(8 * p)));
+          av_rows_accumulate<0>(live.data(), nlive, r, vbase, dh, nb, acc);
+        for (int u = 0; u < nt; ++u)
+          for (int i = 0; i < nb; ++i) {
+            int32_t* o = ctx + static_cast<size_t>(t0 + u) * ldc + (d0 + i) * 16;
+            _mm512_storeu_si512(o, _mm512_add_epi32(_mm512_loadu_si512(o), _mm512_slli_epi32(acc[u][i], static_cast<unsigned>(8 * p))));
+          }
       }
-      for (int u = 0; u < nt; ++u)
-        for (int i = 0; i < nb; ++i) _mm512_storeu_si512(ctx + static_cast<size_t>(t0 + u) * ldc + (d0 + i) * 16, total[u][i]);
     }
   }
 }
