@@ -218,6 +218,7 @@ TEST(IntRuntimeHybrid, FloatLayerNormRecipesMatchReferenceAndFakeQuant) {
     std::vector<float> a = int_logits(*fast, in), b = int_logits(*ref, in);
     ASSERT_EQ(a.size(), b.size());
     for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << i;
+    expect_cls_only_last_layer_exact(art.dir, in, a);
     ParityResult p = parity(art.dir, *data, 50, /*float64=*/false);
     std::printf("  %s %s: agreement %.2f%%, fake %.2f%%, integer %.2f%%\n", c.model, c.recipe, p.agreement(),
                 p.fake.accuracy(), p.integer.accuracy());

@@ -131,7 +131,7 @@ struct FloatLayerNorm {
 struct Scratch {
   std::vector<uint8_t> codes, qc, kc, vc;
   std::vector<int32_t> acc;
-  std::vector<float> q, k, v, ctx, x, y, f;
+  std::vector<float> q, k, v, ctx, x, y, f, cls;
 };
 
 // Self-attention with integer Q·Kᵀ and float softmax and A·V (the probabilities stay float
@@ -161,16 +161,22 @@ struct HybridAttention {
     return h;
   }
   // x [B·T, D] float; valid [B, T] or nullptr; out [B·T, D] = the output projection (bias added).
-  void run(const float* x, const int32_t* valid, int B, int T, Scratch& s, float* out) const {
-    const int D = heads * dh, M = B * T;
-    const size_t MD = static_cast<size_t>(M) * D;
+  // cls_only: each sequence's first row alone is queried and out is [B, D] (IntSelfAttention::run).
+  void run(const float* x, const int32_t* valid, int B, int T, Scratch& s, float* out, bool cls_only = false) const {
+    const int D = heads * dh, M = B * T, Tq = cls_only ? 1 : T, Mq = B * Tq;
+    const size_t MD = static_cast<size_t>(M) * D, MqD = static_cast<size_t>(Mq) * D;
     for (auto* f : {&s.q, &s.k, &s.v, &s.ctx}) grow(*f, MD);
     for (auto* c : {&s.qc, &s.kc, &s.vc}) grow(*c, MD);
-    q.run(x, M, s.q.data(), s.codes, s.acc);
+    if (cls_only) {
+      s.cls = first_rows(x, B, T, D);
+      q.run(s.cls.data(), B, s.q.data(), s.codes, s.acc);
+    } else {
+      q.run(x, M, s.q.data(), s.codes, s.acc);
+    }
     k.run(x, M, s.k.data(), s.codes, s.acc);
     v.run(x, M, s.v.data(), s.codes, s.acc);
     timed(OpClass::Requant, [&] {
-      qk0.codes(s.q.data(), MD, s.qc.data());
+      qk0.codes(s.q.data(), MqD, s.qc.data());
       qk1.codes(s.k.data(), MD, s.kc.data());
       av1.codes(s.v.data(), MD, s.vc.data());
     });
@@ -179,16 +185,17 @@ struct HybridAttention {
     FusedOpRegion region;  // ends with the parallel block below: before o.run, which times itself
 #pragma omp parallel
     {
-      std::vector<int32_t> S(static_cast<size_t>(T) * T);
+      std::vector<int32_t> S(static_cast<size_t>(Tq) * T);
       std::vector<float> P(static_cast<size_t>(T)), acc(static_cast<size_t>(dh));
 #pragma omp for schedule(static) collapse(2)
       for (int b = 0; b < B; ++b)
         for (int h = 0; h < heads; ++h) {
           const size_t base = static_cast<size_t>(b) * T * D + static_cast<size_t>(h) * dh;
+          const size_t q_base = static_cast<size_t>(b) * Tq * D + static_cast<size_t>(h) * dh;
           FusedOpRegion::Laps laps(region);
-          qk_scores(s.qc.data() + base, qk0.zero_stored(), s.kc.data() + base, qk1.zero_stored(), T, T, dh, D, S.data());
+          qk_scores(s.qc.data() + q_base, qk0.zero_stored(), s.kc.data() + base, qk1.zero_stored(), Tq, T, dh, D, S.data());
           laps.lap(OpClass::AttentionMatmul);
-          for (int t = 0; t < T; ++t) {
+          for (int t = 0; t < Tq; ++t) {
             const int32_t* row = S.data() + static_cast<size_t>(t) * T;
             float mx = -INFINITY;
             for (int j = 0; j < T; ++j)
@@ -209,14 +216,14 @@ struct HybridAttention {
               const uint8_t* vr = s.vc.data() + static_cast<size_t>(b) * T * D + static_cast<size_t>(j) * D + static_cast<size_t>(h) * dh;
               for (int d = 0; d < dh; ++d) acc[static_cast<size_t>(d)] += p * static_cast<float>(vr[d] - zv);
             }
-            float* c = s.ctx.data() + base + static_cast<size_t>(t) * D;
+            float* c = s.ctx.data() + q_base + static_cast<size_t>(t) * D;
             for (int d = 0; d < dh; ++d) c[d] = acc[static_cast<size_t>(d)] * av1.scale;
             laps.lap(OpClass::AttentionMatmul);
           }
         }
     }
     region.end();
-    o.run(s.ctx.data(), M, out, s.codes, s.acc);
+    o.run(s.ctx.data(), Mq, out, s.codes, s.acc);
   }
 };
 
@@ -328,15 +335,23 @@ class HybridVit : public IntModel {
         }
     pos_add_.apply(h_.data(), MD);
     embedding_timer.stop();
-    for (const Block& blk : blocks_) {
+    for (size_t li = 0; li < blocks_.size(); ++li) {
+      const Block& blk = blocks_[li];
+      // The last layer's CLS rows alone past its keys and values (as the integer-only ViT).
+      const bool cls_only = li + 1 == blocks_.size() && cls_only_last_layer();
+      const int Mr = cls_only ? B : M;
+      const size_t MrD = static_cast<size_t>(Mr) * D_;
       blk.ln1.rows(h_.data(), M, t_.data());
-      blk.attn.run(t_.data(), nullptr, B, T_, s_, u_.data());
-      residual_add(h_.data(), u_.data(), MD, blk.res1);
-      blk.ln2.rows(h_.data(), M, t_.data());
-      blk.mlp.run(t_.data(), M, s_, u_.data());
-      residual_add(h_.data(), u_.data(), MD, blk.res2);
+      blk.attn.run(t_.data(), nullptr, B, T_, s_, u_.data(), cls_only);
+      if (cls_only) keep_first_rows(&h_, B, T_, D_);
+      residual_add(h_.data(), u_.data(), MrD, blk.res1);
+      blk.ln2.rows(h_.data(), Mr, t_.data());
+      blk.mlp.run(t_.data(), Mr, s_, u_.data());
+      residual_add(h_.data(), u_.data(), MrD, blk.res2);
     }
-    std::vector<float> cls = first_rows(h_.data(), B, T_, D_), ln(cls.size()), logits(static_cast<size_t>(B) * L_);
+    std::vector<float> cls = cls_only_last_layer() ? std::vector<float>(h_.begin(), h_.begin() + static_cast<size_t>(B) * D_)
+                                                   : first_rows(h_.data(), B, T_, D_);
+    std::vector<float> ln(cls.size()), logits(static_cast<size_t>(B) * L_);
     lnf_.rows(cls.data(), B, ln.data());
     head_.run(ln.data(), B, logits.data(), s_.codes, s_.acc);
     return logits;
@@ -421,15 +436,23 @@ class HybridBert : public IntModel {
     add_pos_.apply(t_.data(), MD);
     embedding_timer.stop();
     eln_.rows(t_.data(), M, h_.data());
-    for (const Block& blk : blocks_) {  // post-norm: h = LN(h + f(h))
-      blk.attn.run(h_.data(), mask, B, T, s_, u_.data());
-      residual_add(u_.data(), h_.data(), MD, blk.res1);
-      blk.ln1.rows(u_.data(), M, h_.data());
-      blk.mlp.run(h_.data(), M, s_, u_.data());
-      residual_add(u_.data(), h_.data(), MD, blk.res2);
-      blk.ln2.rows(u_.data(), M, h_.data());
+    for (size_t li = 0; li < blocks_.size(); ++li) {  // post-norm: h = LN(h + f(h))
+      const Block& blk = blocks_[li];
+      // The last layer's CLS rows alone past its keys and values (as the integer-only BERT).
+      const bool cls_only = li + 1 == blocks_.size() && cls_only_last_layer();
+      const int Mr = cls_only ? B : M;
+      const size_t MrD = static_cast<size_t>(Mr) * D_;
+      blk.attn.run(h_.data(), mask, B, T, s_, u_.data(), cls_only);
+      if (cls_only) keep_first_rows(&h_, B, T, D_);
+      residual_add(u_.data(), h_.data(), MrD, blk.res1);
+      blk.ln1.rows(u_.data(), Mr, h_.data());
+      blk.mlp.run(h_.data(), Mr, s_, u_.data());
+      residual_add(u_.data(), h_.data(), MrD, blk.res2);
+      blk.ln2.rows(u_.data(), Mr, h_.data());
     }
-    std::vector<float> cls = first_rows(h_.data(), B, T, D_), pooled(cls.size()), logits(static_cast<size_t>(B) * L_);
+    std::vector<float> cls = cls_only_last_layer() ? std::vector<float>(h_.begin(), h_.begin() + static_cast<size_t>(B) * D_)
+                                                   : first_rows(h_.data(), B, T, D_);
+    std::vector<float> pooled(cls.size()), logits(static_cast<size_t>(B) * L_);
     pool_.run(cls.data(), B, pooled.data(), s_.codes, s_.acc);
     for (float& x : pooled) x = std::tanh(x);
     tanh_out_.apply(pooled.data(), pooled.size());

@@ -128,10 +128,7 @@ class IntBert : public IntModel {
       const int Mr = cls_only ? B : M;  // rows past the attention
       const size_t MrD = static_cast<size_t>(Mr) * D_, MrF = static_cast<size_t>(Mr) * F_;
       blk.attn.run(h_.data(), mask, B, T, attn_scratch_, acc_.data(), tap_fn, cls_only);
-      if (cls_only) {
-        const std::vector<uint8_t> cls = first_rows(h_.data(), B, T, D_);
-        std::copy(cls.begin(), cls.end(), h_.begin());
-      }
+      if (cls_only) keep_first_rows(&h_, B, T, D_);
       timed(OpClass::Requant, [&] { blk.res1.rows(acc_.data(), h_.data(), Mr, h2_.data()); });
       tap(p + "attention.output.residual.output", h2_.data(), MrD);
       blk.ln1.rows(h2_.data(), Mr, h_.data());

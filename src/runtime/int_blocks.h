@@ -119,6 +119,14 @@ std::vector<V> first_rows(const V* h, int B, int T, int D) {
   return out;
 }
 
+// The first rows of B sequences moved to the front of h (rows 0..B−1), in place.
+template <typename V>
+void keep_first_rows(std::vector<V>* h, int B, int T, int D) {
+  for (int b = 1; b < B; ++b)  // row b·T → row b: forward, each source lies at or past its destination
+    std::copy(h->begin() + static_cast<std::ptrdiff_t>(b) * T * D, h->begin() + (static_cast<std::ptrdiff_t>(b) * T + 1) * D,
+              h->begin() + static_cast<std::ptrdiff_t>(b) * D);
+}
+
 // f applied to a linear layer's output, quantized by `out`, with integers only at run time.
 // The accumulator is requantized to a fine grid of 2^29 steps over the input range that
 // matters; the grid is cut into cells (2^13 of them where the output steps allow: 32 KB, the

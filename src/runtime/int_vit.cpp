@@ -120,10 +120,7 @@ class IntVit : public IntModel {
       blk.ln1.rows(h_.data(), M, x_.data());
       tap(p + "attention.attention.query.input0", x_.data(), MD);
       blk.attn.run(x_.data(), nullptr, B, T_, attn_scratch_, acc_.data(), tap_fn, cls_only);
-      if (cls_only) {
-        const std::vector<uint8_t> cls = first_rows(h_.data(), B, T_, D_);
-        std::copy(cls.begin(), cls.end(), h_.begin());
-      }
+      if (cls_only) keep_first_rows(&h_, B, T_, D_);
       timed(OpClass::Requant, [&] { blk.res1.rows(acc_.data(), h_.data(), Mr, h2_.data()); });
       tap(p + "residual_attention.output", h2_.data(), MrD);
       blk.ln2.rows(h2_.data(), Mr, x_.data());
