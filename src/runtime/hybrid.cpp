@@ -338,7 +338,7 @@ class HybridVit : public IntModel {
     for (size_t li = 0; li < blocks_.size(); ++li) {
       const Block& blk = blocks_[li];
       // The last layer's CLS rows alone past its keys and values (as the integer-only ViT).
-      const bool cls_only = li + 1 == blocks_.size() && cls_only_last_layer();
+      const bool cls_only = cls_only_layer(li, blocks_.size());
       const int Mr = cls_only ? B : M;
       const size_t MrD = static_cast<size_t>(Mr) * D_;
       blk.ln1.rows(h_.data(), M, t_.data());
@@ -349,8 +349,7 @@ class HybridVit : public IntModel {
       blk.mlp.run(t_.data(), Mr, s_, u_.data());
       residual_add(h_.data(), u_.data(), MrD, blk.res2);
     }
-    std::vector<float> cls = cls_only_last_layer() ? std::vector<float>(h_.begin(), h_.begin() + static_cast<size_t>(B) * D_)
-                                                   : first_rows(h_.data(), B, T_, D_);
+    std::vector<float> cls = cls_rows(h_, B, T_, D_, cls_only_last_layer());
     std::vector<float> ln(cls.size()), logits(static_cast<size_t>(B) * L_);
     lnf_.rows(cls.data(), B, ln.data());
     head_.run(ln.data(), B, logits.data(), s_.codes, s_.acc);
@@ -439,7 +438,7 @@ class HybridBert : public IntModel {
     for (size_t li = 0; li < blocks_.size(); ++li) {  // post-norm: h = LN(h + f(h))
       const Block& blk = blocks_[li];
       // The last layer's CLS rows alone past its keys and values (as the integer-only BERT).
-      const bool cls_only = li + 1 == blocks_.size() && cls_only_last_layer();
+      const bool cls_only = cls_only_layer(li, blocks_.size());
       const int Mr = cls_only ? B : M;
       const size_t MrD = static_cast<size_t>(Mr) * D_;
       blk.attn.run(h_.data(), mask, B, T, s_, u_.data(), cls_only);
@@ -450,8 +449,7 @@ class HybridBert : public IntModel {
       residual_add(u_.data(), h_.data(), MrD, blk.res2);
       blk.ln2.rows(u_.data(), Mr, h_.data());
     }
-    std::vector<float> cls = cls_only_last_layer() ? std::vector<float>(h_.begin(), h_.begin() + static_cast<size_t>(B) * D_)
-                                                   : first_rows(h_.data(), B, T, D_);
+    std::vector<float> cls = cls_rows(h_, B, T, D_, cls_only_last_layer());
     std::vector<float> pooled(cls.size()), logits(static_cast<size_t>(B) * L_);
     pool_.run(cls.data(), B, pooled.data(), s_.codes, s_.acc);
     for (float& x : pooled) x = std::tanh(x);

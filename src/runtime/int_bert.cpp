@@ -124,7 +124,7 @@ class IntBert : public IntModel {
       const BertBlock& blk = blocks_[li];
       const std::string p = "bert.encoder.layer." + std::to_string(li) + ".";
       // The last layer's CLS rows alone past its keys and values: all the pooler reads.
-      const bool cls_only = li + 1 == blocks_.size() && cls_only_last_layer();
+      const bool cls_only = cls_only_layer(li, blocks_.size());
       const int Mr = cls_only ? B : M;  // rows past the attention
       const size_t MrD = static_cast<size_t>(Mr) * D_, MrF = static_cast<size_t>(Mr) * F_;
       blk.attn.run(h_.data(), mask, B, T, attn_scratch_, acc_.data(), tap_fn, cls_only);
@@ -149,8 +149,7 @@ class IntBert : public IntModel {
       tap(p + "output.LayerNorm.output", h_.data(), MrD);
     }
     // Pooler and classifier on the CLS rows; logits dequantized (the output boundary).
-    std::vector<uint8_t> cls = cls_only_last_layer() ? std::vector<uint8_t>(h_.begin(), h_.begin() + static_cast<size_t>(B) * D_)
-                                                     : first_rows(h_.data(), B, T, D_);
+    std::vector<uint8_t> cls = cls_rows(h_, B, T, D_, cls_only_last_layer());
     std::vector<uint8_t> pooled(cls.size());
     apply_table(pool_in_, cls.data(), cls.size(), cls.data());
     std::vector<int32_t> acc(static_cast<size_t>(B) * std::max(D_, L_));

@@ -127,6 +127,13 @@ void keep_first_rows(std::vector<V>* h, int B, int T, int D) {
               h->begin() + static_cast<std::ptrdiff_t>(b) * D);
 }
 
+// The B CLS rows of the last layer's output h: in front already where that layer ran them alone
+// (keep_first_rows), else row 0 of each sequence.
+template <typename V>
+std::vector<V> cls_rows(const std::vector<V>& h, int B, int T, int D, bool in_front) {
+  return in_front ? std::vector<V>(h.begin(), h.begin() + static_cast<std::ptrdiff_t>(B) * D) : first_rows(h.data(), B, T, D);
+}
+
 // f applied to a linear layer's output, quantized by `out`, with integers only at run time.
 // The accumulator is requantized to a fine grid of 2^29 steps over the input range that
 // matters; the grid is cut into cells (2^13 of them where the output steps allow: 32 KB, the

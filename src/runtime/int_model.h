@@ -36,6 +36,8 @@ class IntModel {
 
  protected:
   bool cls_only_last_layer() const { return cls_only_ && !tap_; }
+  // Whether layer `layer` of `layers` runs its CLS rows alone past its keys and values.
+  bool cls_only_layer(size_t layer, size_t layers) const { return layer + 1 == layers && cls_only_last_layer(); }
   void tap(const std::string& key, const uint8_t* codes, size_t n) const {
     if (tap_) tap_(key, codes, n);
   }

@@ -114,7 +114,7 @@ class IntVit : public IntModel {
       const std::string p = "vit.encoder.layer." + std::to_string(li) + ".";
       const size_t MD = static_cast<size_t>(M) * D_;
       // The last layer's CLS rows alone past its keys and values: all the classifier reads.
-      const bool cls_only = li + 1 == blocks_.size() && cls_only_last_layer();
+      const bool cls_only = cls_only_layer(li, blocks_.size());
       const int Mr = cls_only ? B : M;  // rows past the attention
       const size_t MrD = static_cast<size_t>(Mr) * D_;
       blk.ln1.rows(h_.data(), M, x_.data());
@@ -133,8 +133,7 @@ class IntVit : public IntModel {
       tap(p + "residual_mlp.output", h_.data(), MrD);
     }
     // Final LayerNorm and classifier on the CLS rows only; logits dequantized (the output boundary).
-    std::vector<uint8_t> cls = cls_only_last_layer() ? std::vector<uint8_t>(h_.begin(), h_.begin() + static_cast<size_t>(B) * D_)
-                                                     : first_rows(h_.data(), B, T_, D_);
+    std::vector<uint8_t> cls = cls_rows(h_, B, T_, D_, cls_only_last_layer());
     std::vector<uint8_t> ln(cls.size());
     lnf_.rows(cls.data(), B, ln.data());
     std::vector<int32_t> acc(static_cast<size_t>(B) * L_);
