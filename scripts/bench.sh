@@ -76,7 +76,9 @@ section() {
   echo "kernels) and non-GEMM (everything else: softmax, LayerNorm, activation, requantization, embedding,"
   echo "untimed glue), split out in the second table. GEMM GOPS: 2·M·N·K per second inside the linear"
   echo "GEMMs — compared below each table with the int8 peak from the microbenchmarks. BERT rows are batch × 128"
-  echo "attended tokens (each passage's wordpieces repeated to fill 128: \`qtx bench --seq-len\`)."
+  echo "attended tokens (each passage's wordpieces repeated to fill 128: \`qtx bench --seq-len\`). The integer runtime runs"
+  echo "the last layer's CLS rows alone past its keys and values (all the classifier reads; the same logits bit for bit);"
+  echo "the last two columns time it with every row, as libtorch computes them: the speed-up of the int8 arithmetic alone."
   echo
   section "vit-fmnist, FQ-ViT 8/8/4" models/vit-fmnist "$VQ" 1 64
   section "bert-austen, FQ-ViT 8/8/8" models/bert-austen "$BQ" 1 32
@@ -96,7 +98,7 @@ section() {
   echo "## Kernel microbenchmarks (Google Benchmark, 1 thread)"
   echo
   echo "\`build/qtx_kernel_bench\` (bench/kernels_bench.cpp). GEMM shapes M/N/K: 17 rows = one image, 1088 = a"
-  echo "batch of 64; the larger shapes (1024³ to 2048³, 4096 rows) are there for the machine's int8 GEMM peak,"
+  echo "batch of 64, 128 and 256 rows = blocks of the ViT and BERT MLPs (docs/RUNTIME.md); the larger shapes (1024³ to 2048³, 4096 rows) are there for the machine's int8 GEMM peak,"
   echo "taken as the best oneDNN shape ($PEAK GOPS: the large shapes are no faster here). GOPS = 2·M·N·K per second."
   echo "\`BM_GemmOneDnnF32\` is the same product in fp32 through oneDNN (best $F32 GFLOPS): int8 : fp32 GEMM ratio"
   echo "$(awk -v a="$PEAK" -v b="$F32" 'BEGIN { printf "%.1f", a / b }')× on this machine today, the ceiling that GEMM-bound int8 speed-ups answer to."

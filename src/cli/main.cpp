@@ -309,7 +309,8 @@ int main(int argc, char** argv) {
   pr->add_option("--threads", po.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
 
   BenchArgs ba;
-  auto* bn = app.add_subcommand("bench", "Speed of the integer runtime next to libtorch FP32 on the same inputs and threads (medians)");
+  auto* bn = app.add_subcommand("bench", "Speed of the integer runtime next to libtorch FP32 on the same inputs and threads (medians); "
+                                         "the last two columns: the runtime with every row of the last layer, as libtorch");
   bn->add_option("--model", ba.model, "Quantized model folder (from qtx quantize)")->required();
   bn->add_option("--float-model", ba.float_model, "The float model it was made from (the FP32 baseline)")->required();
   bn->add_option("--batch", ba.batches, "Batch sizes (repeat the option)")->capture_default_str();
