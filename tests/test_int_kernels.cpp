@@ -450,6 +450,26 @@ TEST(IntKernels, FusedOpRegionSharesWallTimeByLaps) {
 // The hybrid runtime's float GELU against the double-precision erf formula on a dense grid over
 // [−30, 30] (every 1e-4) and at the ends of float: within 1e-6·max(1, |x|), infinities mapped
 // to GELU's limits and NaN kept.
+TEST(IntKernels, ExpF32MatchesStdExp) {
+  std::vector<float> x;
+  for (int i = -870000; i <= 880000; ++i) x.push_back(static_cast<float>(i * 1e-4));
+  std::vector<float> y = x;
+  exp_f32(y.data(), y.size());
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double want = std::exp(static_cast<double>(x[i]));
+    const double err = std::fabs(y[i] - want) / want;
+    worst = std::max(worst, err);
+    ASSERT_LE(err, 2e-7) << "x = " << x[i] << ": " << y[i] << " vs " << want;
+  }
+  std::printf("worst relative error: %.3g\n", worst);
+  float ends[3] = {-88.0f, -std::numeric_limits<float>::infinity(), 0.0f};
+  exp_f32(ends, 3);
+  EXPECT_EQ(ends[0], 0.0f);
+  EXPECT_EQ(ends[1], 0.0f);
+  EXPECT_EQ(ends[2], 1.0f);
+}
+
 TEST(IntKernels, GeluErfF32MatchesDoubleFormula) {
   std::vector<float> x;
   for (int i = -300000; i <= 300000; ++i) x.push_back(static_cast<float>(i * 1e-4));

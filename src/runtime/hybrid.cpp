@@ -41,13 +41,24 @@ struct ActQuant {
     const float r = std::copysign(std::floor(std::fabs(v) + 0.5f), v) + zero;
     return std::min(static_cast<float>(qmax), std::max(static_cast<float>(qmin), r));
   }
+  // parallel_range, not an OpenMP pragma: these also run inside the attention's parallel region
+  // (probabilities, one row at a time), where a nested region per call cost a tenth of BERT's time.
+  // By value into the loops, then restrict pointers: an 8-bit store may alias anything reached
+  // through a reference, which keeps the loop scalar (see requant_to_codes).
   void codes(const float* x, size_t n, uint8_t* out) const {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(static_cast<int32_t>(code(x[i])) + offset);
+    parallel_range(n, [x, out, q = *this](size_t begin, size_t end) {
+      const float* __restrict src = x;
+      uint8_t* __restrict dst = out;
+      const ActQuant qq = q;
+      for (size_t i = begin; i < end; ++i) dst[i] = static_cast<uint8_t>(static_cast<int32_t>(qq.code(src[i])) + qq.offset);
+    });
   }
   void fake_quant(float* x, size_t n) const {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; ++i) x[i] = (code(x[i]) - zero) * scale;
+    parallel_range(n, [x, q = *this](size_t begin, size_t end) {
+      float* __restrict v = x;
+      const ActQuant qq = q;
+      for (size_t i = begin; i < end; ++i) v[i] = (qq.code(v[i]) - qq.zero) * qq.scale;
+    });
   }
 };
 
@@ -74,6 +85,7 @@ struct QLinear {
   std::unique_ptr<Int8Gemm> gemm;
   ActQuant in;
   std::vector<float> acc_scale, bias;
+  std::vector<int32_t> acc_offset;  // −z_in · Σ_k W[c,k]: the input zero point's term, added while dequantizing
   int N = 0, K = 0;
   static QLinear load(const Artifact& a, const std::string& site, int N, int K, bool has_bias, Kernels kernels) {
     QLinear l;
@@ -84,6 +96,7 @@ struct QLinear {
     l.gemm = std::make_unique<Int8Gemm>(w.codes.data(), N, K, kernels);
     for (int c = 0; c < N; ++c) l.acc_scale.push_back(l.in.scale * w.scale[static_cast<size_t>(c)]);
     l.bias = has_bias ? a.param(site + ".bias", N) : std::vector<float>(static_cast<size_t>(N), 0.0f);
+    for (int32_t sum : l.gemm->weight_sums()) l.acc_offset.push_back(-l.in.zero_stored() * sum);
     return l;
   }
   void run(const float* x, int M, float* y, std::vector<uint8_t>& codes, std::vector<int32_t>& acc) const {
@@ -91,17 +104,19 @@ struct QLinear {
     grow(codes, MK);
     grow(acc, MN);
     timed(OpClass::Requant, [&] { in.codes(x, MK, codes.data()); });
-    gemm->run(codes.data(), M, in.zero_stored(), acc.data());
+    gemm->run(codes.data(), M, 0, acc.data());  // the zero point's term is added below, in the same pass
     OpTimer timer(OpClass::Requant);  // the accumulators back to float
     const float* __restrict s = acc_scale.data();
     const float* __restrict b = bias.data();
+    const int32_t* __restrict off = acc_offset.data();
     const int32_t* __restrict A = acc.data();
-#pragma omp parallel for schedule(static)
-    for (int m = 0; m < M; ++m)
-      for (int c = 0; c < N; ++c) {
-        const size_t i = static_cast<size_t>(m) * N + c;
-        y[i] = static_cast<float>(A[i]) * s[c] + b[c];
+    const int n = N;
+    parallel_for(M, static_cast<size_t>(M) * n, [&](int m) {
+      for (int c = 0; c < n; ++c) {
+        const size_t i = static_cast<size_t>(m) * n + c;
+        y[i] = static_cast<float>(A[i] + off[c]) * s[c] + b[c];
       }
+    });
   }
 };
 
@@ -114,17 +129,34 @@ struct FloatLayerNorm {
   void rows(const float* x, int M, float* y) const {
     OpTimer timer(OpClass::LayerNorm);
     const int C = static_cast<int>(gamma.size());
-#pragma omp parallel for schedule(static)
-    for (int m = 0; m < M; ++m) {
-      const float* r = x + static_cast<size_t>(m) * C;
-      double mean = 0, var = 0;
-      for (int c = 0; c < C; ++c) mean += r[c];
+    const float* __restrict g = gamma.data();
+    const float* __restrict bt = beta.data();
+    const float e = eps;
+    parallel_for(M, static_cast<size_t>(M) * C, [&](int m) {
+      const float* __restrict r = x + static_cast<size_t>(m) * C;
+      // Mean and variance in double over eight interleaved partial sums: one serial chain of C
+      // double adds per row was most of this kernel's time (the order is not the simulation's
+      // either way; parity is measured, and the fast and reference paths share this code).
+      constexpr int kLanes = 8;
+      double part[kLanes] = {};
+      int c = 0;
+      for (; c + kLanes <= C; c += kLanes)
+        for (int l = 0; l < kLanes; ++l) part[l] += r[c + l];
+      double mean = 0;
+      for (int l = 0; l < kLanes; ++l) mean += part[l];
+      for (; c < C; ++c) mean += r[c];
       mean /= C;
-      for (int c = 0; c < C; ++c) var += (r[c] - mean) * (r[c] - mean);
-      const float inv = static_cast<float>(1.0 / std::sqrt(var / C + eps));
-      float* o = y + static_cast<size_t>(m) * C;
-      for (int c = 0; c < C; ++c) o[c] = static_cast<float>(r[c] - mean) * inv * gamma[static_cast<size_t>(c)] + beta[static_cast<size_t>(c)];
-    }
+      for (auto& p : part) p = 0;
+      c = 0;
+      for (; c + kLanes <= C; c += kLanes)
+        for (int l = 0; l < kLanes; ++l) part[l] += (r[c + l] - mean) * (r[c + l] - mean);
+      double var = 0;
+      for (int l = 0; l < kLanes; ++l) var += part[l];
+      for (; c < C; ++c) var += (r[c] - mean) * (r[c] - mean);
+      const float inv = static_cast<float>(1.0 / std::sqrt(var / C + e));
+      float* __restrict o = y + static_cast<size_t>(m) * C;
+      for (c = 0; c < C; ++c) o[c] = static_cast<float>(r[c] - mean) * inv * g[c] + bt[c];
+    });
   }
 };
 
@@ -133,6 +165,21 @@ struct Scratch {
   std::vector<int32_t> acc;
   std::vector<float> q, k, v, ctx, x, y, f, cls;
 };
+
+// One query's context Σ_j p_j · vf[j] · scale (vf: a head's V as floats v − z, [T, dh]), the row
+// in a local accumulator (registers, with DH a constant: as av_log2_rows); keys with p = 0 skipped.
+template <int DH>
+void av_f32_row(const float* p, const float* vf, int T, int dh_rt, float scale, float* out) {
+  const int dh = DH > 0 ? DH : dh_rt;
+  float acc[DH > 0 ? DH : 1024] = {};
+  for (int j = 0; j < T; ++j) {
+    const float pj = p[j];
+    if (pj == 0.0f) continue;
+    const float* __restrict vr = vf + static_cast<size_t>(j) * dh;
+    for (int d = 0; d < dh; ++d) acc[d] += pj * vr[d];
+  }
+  for (int d = 0; d < dh; ++d) out[d] = acc[d] * scale;
+}
 
 // Self-attention with integer Q·Kᵀ and float softmax and A·V (the probabilities stay float
 // unless the recipe quantizes them; V is quantized and used as (v − z)·s).
@@ -158,6 +205,7 @@ struct HybridAttention {
     h.probs = MaybeQuant::load(a, prefix + "softmax", "output", Role::SoftmaxOutput);
     h.heads = heads;
     h.dh = D / heads;
+    if (h.dh > 1024) fail(prefix + "query", "attention head size " + std::to_string(h.dh) + " above 1024, the runtime's limit");
     return h;
   }
   // x [B·T, D] float; valid [B, T] or nullptr; out [B·T, D] = the output projection (bias added).
@@ -186,7 +234,7 @@ struct HybridAttention {
 #pragma omp parallel
     {
       std::vector<int32_t> S(static_cast<size_t>(Tq) * T);
-      std::vector<float> P(static_cast<size_t>(T)), acc(static_cast<size_t>(dh));
+      std::vector<float> P(static_cast<size_t>(T)), vf(static_cast<size_t>(T) * dh);
 #pragma omp for schedule(static) collapse(2)
       for (int b = 0; b < B; ++b)
         for (int h = 0; h < heads; ++h) {
@@ -194,30 +242,34 @@ struct HybridAttention {
           const size_t q_base = static_cast<size_t>(b) * Tq * D + static_cast<size_t>(h) * dh;
           FusedOpRegion::Laps laps(region);
           qk_scores(s.qc.data() + q_base, qk0.zero_stored(), s.kc.data() + base, qk1.zero_stored(), Tq, T, dh, D, S.data());
+          for (int j = 0; j < T; ++j) {  // this head's V as floats v − z, once for all its queries
+            const uint8_t* vr = s.vc.data() + base + static_cast<size_t>(j) * D;
+            for (int d = 0; d < dh; ++d) vf[static_cast<size_t>(j) * dh + d] = static_cast<float>(vr[d] - zv);
+          }
           laps.lap(OpClass::AttentionMatmul);
           for (int t = 0; t < Tq; ++t) {
             const int32_t* row = S.data() + static_cast<size_t>(t) * T;
+            const int32_t* ok = valid ? valid + static_cast<size_t>(b) * T : nullptr;
             float mx = -INFINITY;
             for (int j = 0; j < T; ++j)
-              if (!valid || valid[static_cast<size_t>(b) * T + j]) mx = std::max(mx, row[j] * score_scale);
+              if (!ok || ok[j]) mx = std::max(mx, row[j] * score_scale);
+            float* __restrict p = P.data();
+            for (int j = 0; j < T; ++j) p[j] = row[j] * score_scale - mx;
+            exp_f32(p, static_cast<size_t>(T));
             float sum = 0;
             for (int j = 0; j < T; ++j) {
-              const bool ok = !valid || valid[static_cast<size_t>(b) * T + j];
-              P[static_cast<size_t>(j)] = ok ? std::exp(row[j] * score_scale - mx) : 0.0f;
-              sum += P[static_cast<size_t>(j)];
+              if (ok && !ok[j]) p[j] = 0.0f;
+              sum += p[j];
             }
-            for (int j = 0; j < T; ++j) P[static_cast<size_t>(j)] /= sum;
+            for (int j = 0; j < T; ++j) p[j] /= sum;
             probs.apply(P.data(), P.size());
             laps.lap(OpClass::Softmax);
-            std::fill(acc.begin(), acc.end(), 0.0f);
-            for (int j = 0; j < T; ++j) {
-              const float p = P[static_cast<size_t>(j)];
-              if (p == 0.0f) continue;
-              const uint8_t* vr = s.vc.data() + static_cast<size_t>(b) * T * D + static_cast<size_t>(j) * D + static_cast<size_t>(h) * dh;
-              for (int d = 0; d < dh; ++d) acc[static_cast<size_t>(d)] += p * static_cast<float>(vr[d] - zv);
-            }
             float* c = s.ctx.data() + q_base + static_cast<size_t>(t) * D;
-            for (int d = 0; d < dh; ++d) c[d] = acc[static_cast<size_t>(d)] * av1.scale;
+            switch (dh) {
+              case 32: av_f32_row<32>(P.data(), vf.data(), T, dh, av1.scale, c); break;
+              case 64: av_f32_row<64>(P.data(), vf.data(), T, dh, av1.scale, c); break;
+              default: av_f32_row<0>(P.data(), vf.data(), T, dh, av1.scale, c); break;
+            }
             laps.lap(OpClass::AttentionMatmul);
           }
         }
@@ -251,8 +303,9 @@ struct HybridMlp {
       if (fast_gelu)
         parallel_range(MF, [&](size_t begin, size_t end) { gelu_erf_f32(f + begin, end - begin); });
       else
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < MF; ++i) f[i] = static_cast<float>(act(f[i]));
+        parallel_range(MF, [&](size_t begin, size_t end) {
+          for (size_t i = begin; i < end; ++i) f[i] = static_cast<float>(act(f[i]));
+        });
       act_out.apply(f, MF);
     });
     fc2.run(f, M, out, s.codes, s.acc);
@@ -262,8 +315,11 @@ struct HybridMlp {
 // h += y, then the add's output quantizer (if any).
 void residual_add(float* h, const float* y, size_t n, const MaybeQuant& out) {
   OpTimer timer(OpClass::Requant);
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; ++i) h[i] += y[i];
+  parallel_range(n, [&](size_t begin, size_t end) {
+    float* __restrict a = h;
+    const float* __restrict b = y;
+    for (size_t i = begin; i < end; ++i) a[i] += b[i];
+  });
   out.apply(h, n);
 }
 

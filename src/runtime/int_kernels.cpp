@@ -771,6 +771,29 @@ void av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int Tq, int T, i
   }
 }
 
+namespace {
+// e^a for a in [−87, 88]: 2^k · e^r with |r| ≤ ln2/2, ln 2 split in two so k·ln2_hi is exact, e^r
+// by its degree-7 Taylor polynomial. Inline and branch-free, so loops calling it vectorise.
+inline float exp_reduced(float a) {
+  const float k = std::floor(a * 1.44269504088896341f + 0.5f);
+  const float r = (a - k * 0.693145751953125f) - k * 1.42860682030941723e-6f;
+  const float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
+  const int32_t e = (static_cast<int32_t>(k) + 127) << 23;
+  float two_k;
+  std::memcpy(&two_k, &e, sizeof two_k);
+  return p * two_k;
+}
+}  // namespace
+
+void exp_f32(float* x, size_t n) {
+  float* __restrict v = x;
+  for (size_t i = 0; i < n; ++i) {
+    const float a = v[i];
+    const float y = exp_reduced(std::min(88.0f, std::max(-87.0f, a)));
+    v[i] = a < -87.0f ? 0.0f : y;  // e^-87 ≈ 1.6e-38: below it, 0 (as float's e^x, up to denormals)
+  }
+}
+
 void gelu_erf_f32(float* x, size_t n) {
   float* __restrict v = x;
   for (size_t i = 0; i < n; ++i) {
@@ -782,14 +805,7 @@ void gelu_erf_f32(float* x, size_t n) {
               t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f + t * (0.27886807f +
               t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
     a = std::max(a, -87.0f);
-    // exp(a) = 2^k · e^r, |r| ≤ ln2/2; ln 2 split in two so k·ln2_hi is exact.
-    const float k = std::floor(a * 1.44269504088896341f + 0.5f);
-    const float r = (a - k * 0.693145751953125f) - k * 1.42860682030941723e-6f;
-    const float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
-    const int32_t e = (static_cast<int32_t>(k) + 127) << 23;
-    float two_k;
-    std::memcpy(&two_k, &e, sizeof two_k);
-    const float half_x_erfc = 0.5f * xc * (t * p * two_k);  // 0.5·x·erfc(|x|/√2)
+    const float half_x_erfc = 0.5f * xc * (t * exp_reduced(a));  // 0.5·x·erfc(|x|/√2)
     v[i] = xi >= 0 ? xi - half_x_erfc : (xi < 0 ? half_x_erfc : xi);  // NaN stays NaN
   }
 }

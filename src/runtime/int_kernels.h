@@ -150,6 +150,11 @@ void qk_scores(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int T
 // codes in [0, kmax] (smaller probabilities than 2^-kmax are dropped); result at scale s_v · 2^-kmax.
 void av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int Tq, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc);
 
+// e^x on n float32 values in place (x ≤ 88; 0 below −87), for the hybrid recipes' float softmax:
+// the exp of gelu_erf_f32 below, branch-free so GCC vectorises the loop (std::exp per value cost
+// a fifth of BERT's hybrid forward). Within 2e-7 relative of std::exp (IntKernels.ExpF32MatchesStdExp).
+void exp_f32(float* x, size_t n);
+
 // The erf GELU, 0.5·x·(1 + erf(x/√2)), on n float32 values in place, for the hybrid recipes that
 // keep GELU in float: erfc by the Numerical Recipes rational-exponential form (fractional error
 // < 1.2e-7) and exp by Cody–Waite reduction and a degree-7 polynomial, branch-free so GCC
