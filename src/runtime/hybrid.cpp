@@ -42,8 +42,8 @@ struct ActQuant {
     return std::min(static_cast<float>(qmax), std::max(static_cast<float>(qmin), r));
   }
   // parallel_range, not an OpenMP pragma: these also run inside the attention's parallel region
-  // (probabilities, one row at a time), where a nested region per call cost a tenth of BERT's time.
-  // By value into the loops, then restrict pointers: an 8-bit store may alias anything reached
+  // (the probabilities, one row at a time), where parallel_range stays in the calling thread
+  // rather than opening a nested region per row. By value into the loops, then restrict pointers: an 8-bit store may alias anything reached
   // through a reference, which keeps the loop scalar (see requant_to_codes).
   void codes(const float* x, size_t n, uint8_t* out) const {
     parallel_range(n, [x, out, q = *this](size_t begin, size_t end) {
