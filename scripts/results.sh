@@ -190,6 +190,11 @@ liu_section() {
     if [ $r = sym-w4a4 ] && [ "$(basename $model)" = vit-fmnist ]; then
       method_row "Liu, 3 rounds (methods.md: also try R = 3)" $model $r "$fp" liu-r3 --method liu --rounds 3
       method_row "Liu, candidates scored on all calibration tokens" $model $r "$fp" liu-all --method liu --search-tokens 0
+      # The same comparison on two other calibration samples (--seed): is the shortfall noise?
+      for s in 1 2; do
+        method_row "MinMax, calibration seed $s" $model $r "$fp" minmax-s$s --method observer --seed $s
+        method_row "Liu: Pearson + ranking + bias correction, calibration seed $s" $model $r "$fp" liu-s$s --method liu --seed $s
+      done
     fi
   done
   method_row "Liu, mixed precision at W4 size (bits 3,4,5,6,8)" $model sym-w4a4 "$fp" liu-mp4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8
@@ -298,6 +303,11 @@ targets_section() {
     recovery_line "Liu et al. $r wins back half of MinMax's drop" $fp $a $c
     pending "Liu et al. $r beats Percentile" $b $c && continue
     target_line "Liu et al. $r beats Percentile" "$(is "$c > $b")" "$(printf 'Liu %.2f, Percentile %.2f' $c $b)"
+  done
+  for s in 1 2; do
+    a=$(acc_of $m-sym-w4a4-minmax-s$s $model --recipe sym-w4a4 --method observer --seed $s)
+    c=$(acc_of $m-sym-w4a4-liu-s$s $model --recipe sym-w4a4 --method liu --seed $s)
+    recovery_line "Liu et al. sym-w4a4 wins back half of MinMax's drop, both calibrated on seed $s (the rows above use seed 0)" $fp $a $c
   done
   c=$(acc_of $m-sym-w4a4-liu $model --recipe sym-w4a4 --method liu)
   for v in "mp4 paper's" "mp4w weights-only" "mp4o MSA-on-output" "mp4wo weights-only,MSA-on-output"; do
