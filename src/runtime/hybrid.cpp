@@ -43,8 +43,9 @@ struct ActQuant {
   }
   // parallel_range, not an OpenMP pragma: these also run inside the attention's parallel region
   // (the probabilities, one row at a time), where parallel_range stays in the calling thread
-  // rather than opening a nested region per row. By value into the loops, then restrict pointers: an 8-bit store may alias anything reached
-  // through a reference, which keeps the loop scalar (see requant_to_codes).
+  // rather than opening a nested region per row. By value into the loops, then restrict
+  // pointers: an 8-bit store may alias anything reached through a reference, which keeps the
+  // loop scalar (see requant_to_codes).
   void codes(const float* x, size_t n, uint8_t* out) const {
     parallel_range(n, [x, out, q = *this](size_t begin, size_t end) {
       const float* __restrict src = x;
@@ -391,6 +392,7 @@ class HybridVit : public IntModel {
         }
     pos_add_.apply(h_.data(), MD);
     embedding_timer.stop();
+    bool cls_in_front = false;  // the last layer ran its CLS rows alone and moved them to the front
     for (size_t li = 0; li < blocks_.size(); ++li) {
       const Block& blk = blocks_[li];
       // The last layer's CLS rows alone past its keys and values (as the integer-only ViT).
@@ -399,13 +401,16 @@ class HybridVit : public IntModel {
       const size_t MrD = static_cast<size_t>(Mr) * D_;
       blk.ln1.rows(h_.data(), M, t_.data());
       blk.attn.run(t_.data(), nullptr, B, T_, s_, u_.data(), cls_only);
-      if (cls_only) keep_first_rows(&h_, B, T_, D_);
+      if (cls_only) {
+        keep_first_rows(&h_, B, T_, D_);
+        cls_in_front = true;
+      }
       residual_add(h_.data(), u_.data(), MrD, blk.res1);
       blk.ln2.rows(h_.data(), Mr, t_.data());
       blk.mlp.run(t_.data(), Mr, s_, u_.data());
       residual_add(h_.data(), u_.data(), MrD, blk.res2);
     }
-    std::vector<float> cls = cls_rows(h_, B, T_, D_, cls_only_last_layer());
+    std::vector<float> cls = cls_rows(h_, B, T_, D_, cls_in_front);
     std::vector<float> ln(cls.size()), logits(static_cast<size_t>(B) * L_);
     lnf_.rows(cls.data(), B, ln.data());
     head_.run(ln.data(), B, logits.data(), s_.codes, s_.acc);
@@ -491,6 +496,7 @@ class HybridBert : public IntModel {
     add_pos_.apply(t_.data(), MD);
     embedding_timer.stop();
     eln_.rows(t_.data(), M, h_.data());
+    bool cls_in_front = false;  // the last layer ran its CLS rows alone and moved them to the front
     for (size_t li = 0; li < blocks_.size(); ++li) {  // post-norm: h = LN(h + f(h))
       const Block& blk = blocks_[li];
       // The last layer's CLS rows alone past its keys and values (as the integer-only BERT).
@@ -498,14 +504,17 @@ class HybridBert : public IntModel {
       const int Mr = cls_only ? B : M;
       const size_t MrD = static_cast<size_t>(Mr) * D_;
       blk.attn.run(h_.data(), mask, B, T, s_, u_.data(), cls_only);
-      if (cls_only) keep_first_rows(&h_, B, T, D_);
+      if (cls_only) {
+        keep_first_rows(&h_, B, T, D_);
+        cls_in_front = true;
+      }
       residual_add(u_.data(), h_.data(), MrD, blk.res1);
       blk.ln1.rows(u_.data(), Mr, h_.data());
       blk.mlp.run(h_.data(), Mr, s_, u_.data());
       residual_add(u_.data(), h_.data(), MrD, blk.res2);
       blk.ln2.rows(u_.data(), Mr, h_.data());
     }
-    std::vector<float> cls = cls_rows(h_, B, T, D_, cls_only_last_layer());
+    std::vector<float> cls = cls_rows(h_, B, T, D_, cls_in_front);
     std::vector<float> pooled(cls.size()), logits(static_cast<size_t>(B) * L_);
     pool_.run(cls.data(), B, pooled.data(), s_.codes, s_.acc);
     for (float& x : pooled) x = std::tanh(x);

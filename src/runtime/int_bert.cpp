@@ -120,6 +120,7 @@ class IntBert : public IntModel {
     grow(acc_, std::max(MD, MF));
     embed(ids, B, T);
     const IntSelfAttention::TapFn tap_fn = [this](const std::string& k, const uint8_t* c, size_t n) { tap(k, c, n); };
+    bool cls_in_front = false;  // the last layer ran its CLS rows alone and moved them to the front
     for (size_t li = 0; li < blocks_.size(); ++li) {
       const BertBlock& blk = blocks_[li];
       const std::string p = "bert.encoder.layer." + std::to_string(li) + ".";
@@ -128,7 +129,10 @@ class IntBert : public IntModel {
       const int Mr = cls_only ? B : M;  // rows past the attention
       const size_t MrD = static_cast<size_t>(Mr) * D_, MrF = static_cast<size_t>(Mr) * F_;
       blk.attn.run(h_.data(), mask, B, T, attn_scratch_, acc_.data(), tap_fn, cls_only);
-      if (cls_only) keep_first_rows(&h_, B, T, D_);
+      if (cls_only) {
+        keep_first_rows(&h_, B, T, D_);
+        cls_in_front = true;
+      }
       timed(OpClass::Requant, [&] { blk.res1.rows(acc_.data(), h_.data(), Mr, h2_.data()); });
       tap(p + "attention.output.residual.output", h2_.data(), MrD);
       blk.ln1.rows(h2_.data(), Mr, h_.data());
@@ -149,7 +153,7 @@ class IntBert : public IntModel {
       tap(p + "output.LayerNorm.output", h_.data(), MrD);
     }
     // Pooler and classifier on the CLS rows; logits dequantized (the output boundary).
-    std::vector<uint8_t> cls = cls_rows(h_, B, T, D_, cls_only_last_layer());
+    std::vector<uint8_t> cls = cls_rows(h_, B, T, D_, cls_in_front);
     std::vector<uint8_t> pooled(cls.size());
     apply_table(pool_in_, cls.data(), cls.size(), cls.data());
     std::vector<int32_t> acc(static_cast<size_t>(B) * std::max(D_, L_));

@@ -128,7 +128,7 @@ void keep_first_rows(std::vector<V>* h, int B, int T, int D) {
 }
 
 // The B CLS rows of the last layer's output h: in front already where that layer ran them alone
-// (keep_first_rows), else row 0 of each sequence.
+// (keep_first_rows, in_front), else row 0 of each sequence.
 template <typename V>
 std::vector<V> cls_rows(const std::vector<V>& h, int B, int T, int D, bool in_front) {
   return in_front ? std::vector<V>(h.begin(), h.begin() + static_cast<std::ptrdiff_t>(B) * D) : first_rows(h.data(), B, T, D);

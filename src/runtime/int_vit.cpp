@@ -109,6 +109,7 @@ class IntVit : public IntModel {
     y_.resize(x_.size());
     h2_.resize(h_.size());
     const IntSelfAttention::TapFn tap_fn = [this](const std::string& k, const uint8_t* c, size_t n) { tap(k, c, n); };
+    bool cls_in_front = false;  // the last layer ran its CLS rows alone and moved them to the front
     for (size_t li = 0; li < blocks_.size(); ++li) {
       const VitBlock& blk = blocks_[li];
       const std::string p = "vit.encoder.layer." + std::to_string(li) + ".";
@@ -120,7 +121,10 @@ class IntVit : public IntModel {
       blk.ln1.rows(h_.data(), M, x_.data());
       tap(p + "attention.attention.query.input0", x_.data(), MD);
       blk.attn.run(x_.data(), nullptr, B, T_, attn_scratch_, acc_.data(), tap_fn, cls_only);
-      if (cls_only) keep_first_rows(&h_, B, T_, D_);
+      if (cls_only) {
+        keep_first_rows(&h_, B, T_, D_);
+        cls_in_front = true;
+      }
       timed(OpClass::Requant, [&] { blk.res1.rows(acc_.data(), h_.data(), Mr, h2_.data()); });
       tap(p + "residual_attention.output", h2_.data(), MrD);
       blk.ln2.rows(h2_.data(), Mr, x_.data());
@@ -133,7 +137,7 @@ class IntVit : public IntModel {
       tap(p + "residual_mlp.output", h_.data(), MrD);
     }
     // Final LayerNorm and classifier on the CLS rows only; logits dequantized (the output boundary).
-    std::vector<uint8_t> cls = cls_rows(h_, B, T_, D_, cls_only_last_layer());
+    std::vector<uint8_t> cls = cls_rows(h_, B, T_, D_, cls_in_front);
     std::vector<uint8_t> ln(cls.size());
     lnf_.rows(cls.data(), B, ln.data());
     std::vector<int32_t> acc(static_cast<size_t>(B) * L_);
