@@ -447,9 +447,8 @@ TEST(IntKernels, FusedOpRegionSharesWallTimeByLaps) {
   EXPECT_EQ(qtx::rt::op_profile().timed(), 0);
 }
 
-// The hybrid runtime's float GELU against the double-precision erf formula on a dense grid over
-// [−30, 30] (every 1e-4) and at the ends of float: within 1e-6·max(1, |x|), infinities mapped
-// to GELU's limits and NaN kept.
+// The hybrid runtime's float softmax exp against std::exp (in double) every 1e-4 over
+// [−87, 88]: within 2e-7 relative; below −87 and at −∞ exactly 0, e^0 exactly 1.
 TEST(IntKernels, ExpF32MatchesStdExp) {
   std::vector<float> x;
   for (int i = -870000; i <= 880000; ++i) x.push_back(static_cast<float>(i * 1e-4));
@@ -470,6 +469,9 @@ TEST(IntKernels, ExpF32MatchesStdExp) {
   EXPECT_EQ(ends[2], 1.0f);
 }
 
+// The hybrid runtime's float GELU against the double-precision erf formula on a dense grid over
+// [−30, 30] (every 1e-4) and at the ends of float: within 1e-6·max(1, |x|), infinities mapped
+// to GELU's limits and NaN kept.
 TEST(IntKernels, GeluErfF32MatchesDoubleFormula) {
   std::vector<float> x;
   for (int i = -300000; i <= 300000; ++i) x.push_back(static_cast<float>(i * 1e-4));
