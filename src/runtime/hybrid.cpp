@@ -295,21 +295,29 @@ struct HybridMlp {
     m.act = activation_fn(hidden_act);
     return m;
   }
-  void run(const float* x, int M, Scratch& s, float* out) const {
-    const size_t MF = static_cast<size_t>(M) * fc1.N;
-    grow(s.f, MF);
-    fc1.run(x, M, s.f.data(), s.codes, s.acc);
+  // A block of rows at a time, so that fc1's output stays in the second-level cache until the
+  // activation and fc2 read it (as IntMlp::run).
+  int row_block() const { return rows_in_cache(fc1.N); }
+  void run(const float* x, int M, int rows, Scratch& s, float* out) const {
+    const int F = fc1.N;
+    rows = std::max(1, std::min(rows, M));
+    grow(s.f, static_cast<size_t>(rows) * F);
     float* f = s.f.data();
-    timed(OpClass::Activation, [&] {
-      if (fast_gelu)
-        parallel_range(MF, [&](size_t begin, size_t end) { gelu_erf_f32(f + begin, end - begin); });
-      else
-        parallel_range(MF, [&](size_t begin, size_t end) {
-          for (size_t i = begin; i < end; ++i) f[i] = static_cast<float>(act(f[i]));
-        });
-      act_out.apply(f, MF);
-    });
-    fc2.run(f, M, out, s.codes, s.acc);
+    for (int r0 = 0; r0 < M; r0 += rows) {
+      const int n = std::min(rows, M - r0);
+      const size_t nF = static_cast<size_t>(n) * F;
+      fc1.run(x + static_cast<size_t>(r0) * fc1.K, n, f, s.codes, s.acc);
+      timed(OpClass::Activation, [&] {
+        if (fast_gelu)
+          parallel_range(nF, [&](size_t begin, size_t end) { gelu_erf_f32(f + begin, end - begin); });
+        else
+          parallel_range(nF, [&](size_t begin, size_t end) {
+            for (size_t i = begin; i < end; ++i) f[i] = static_cast<float>(act(f[i]));
+          });
+        act_out.apply(f, nF);
+      });
+      fc2.run(f, n, out + static_cast<size_t>(r0) * fc2.N, s.codes, s.acc);
+    }
   }
 };
 
@@ -407,7 +415,7 @@ class HybridVit : public IntModel {
       }
       residual_add(h_.data(), u_.data(), MrD, blk.res1);
       blk.ln2.rows(h_.data(), Mr, t_.data());
-      blk.mlp.run(t_.data(), Mr, s_, u_.data());
+      blk.mlp.run(t_.data(), Mr, mlp_rows(blk.mlp, Mr), s_, u_.data());
       residual_add(h_.data(), u_.data(), MrD, blk.res2);
     }
     std::vector<float> cls = cls_rows(h_, B, T_, D_, cls_in_front);
@@ -510,7 +518,7 @@ class HybridBert : public IntModel {
       }
       residual_add(u_.data(), h_.data(), MrD, blk.res1);
       blk.ln1.rows(u_.data(), Mr, h_.data());
-      blk.mlp.run(h_.data(), Mr, s_, u_.data());
+      blk.mlp.run(h_.data(), Mr, mlp_rows(blk.mlp, Mr), s_, u_.data());
       residual_add(u_.data(), h_.data(), MrD, blk.res2);
       blk.ln2.rows(u_.data(), Mr, h_.data());
     }

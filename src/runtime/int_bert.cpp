@@ -19,12 +19,10 @@ namespace {
 
 struct BertBlock {
   IntSelfAttention attn;  // reads the stream codes
-  IntLinear fc1, fc2;
+  IntMlp mlp;
   ResidualRequant res1, res2;
   IntLayerNormSite ln1, ln2;
   std::vector<uint8_t> fc1_in;            // ln1 output codes → fc1's input grid
-  IntElementwise act;
-  std::vector<uint8_t> act_to_fc2;
 };
 
 // An int8 embedding table with its per-row scales.
@@ -79,23 +77,18 @@ class IntBert : public IntModel {
     }
     QParams h = stream(a, e + "LayerNorm");
     eln_ = IntLayerNormSite::load(a, e + "LayerNorm", e + "LayerNorm", D_, add_pos_, h);
-    auto act = activation_fn(c.hidden_act);
     for (int i = 0; i < c.num_hidden_layers; ++i) {
       const std::string p = "bert.encoder.layer." + std::to_string(i) + ".", at = p + "attention.self.";
       BertBlock b;
       b.attn = IntSelfAttention::load(a, at, p + "attention.output.dense", D_, H_, true, h, kernels);
-      b.fc1 = IntLinear::load(a, p + "intermediate.dense", F_, D_, true, kernels);
-      b.fc2 = IntLinear::load(a, p + "output.dense", D_, F_, true, kernels);
+      b.mlp = IntMlp::load(a, p, D_, F_, c.hidden_act, kernels);
       QParams r1 = per_tensor(a.need_quant(p + "attention.output.residual", "output", Role::Residual), p + "attention.output.residual");
       b.res1 = ResidualRequant::make(b.attn.o.acc_scale, b.attn.o.bias, h, r1, b.attn.o.acc_offset);
       QParams h1 = stream(a, p + "attention.output.LayerNorm");
       b.ln1 = IntLayerNormSite::load(a, p + "attention.output.LayerNorm", p + "attention.output.LayerNorm", D_, r1, h1);
-      b.fc1_in = table_between(h1, b.fc1.in);
-      QParams ao = per_tensor(a.need_quant(p + "intermediate.intermediate_act_fn", "output", Role::ActOutput), p + "intermediate.intermediate_act_fn");
-      b.act = IntElementwise::make(b.fc1, act, ao, -8.0, std::max(1.0, (ao.qmax - ao.zero + 1) * ao.scale));
-      b.act_to_fc2 = table_between(ao, b.fc2.in);
+      b.fc1_in = table_between(h1, b.mlp.fc1.in);
       QParams r2 = per_tensor(a.need_quant(p + "output.residual", "output", Role::Residual), p + "output.residual");
-      b.res2 = ResidualRequant::make(b.fc2.acc_scale, b.fc2.bias, h1, r2, b.fc2.acc_offset);
+      b.res2 = ResidualRequant::make(b.mlp.fc2.acc_scale, b.mlp.fc2.bias, h1, r2, b.mlp.fc2.acc_offset);
       h = stream(a, p + "output.LayerNorm");
       b.ln2 = IntLayerNormSite::load(a, p + "output.LayerNorm", p + "output.LayerNorm", D_, r2, h);
       blocks_.push_back(std::move(b));
@@ -127,7 +120,7 @@ class IntBert : public IntModel {
       // The last layer's CLS rows alone past its keys and values: all the pooler reads.
       const bool cls_only = cls_only_layer(li, blocks_.size());
       const int Mr = cls_only ? B : M;  // rows past the attention
-      const size_t MrD = static_cast<size_t>(Mr) * D_, MrF = static_cast<size_t>(Mr) * F_;
+      const size_t MrD = static_cast<size_t>(Mr) * D_;
       blk.attn.run(h_.data(), mask, B, T, attn_scratch_, acc_.data(), tap_fn, cls_only);
       if (cls_only) {
         keep_first_rows(&h_, B, T, D_);
@@ -142,11 +135,7 @@ class IntBert : public IntModel {
         apply_table(blk.fc1_in, h_.data(), MrD, x_.data());
         fc1_x = x_.data();
       }
-      blk.fc1.run(fc1_x, Mr, acc_.data());
-      blk.act.rows(acc_.data(), Mr, y_.data());
-      tap(p + "intermediate.intermediate_act_fn.output", y_.data(), MrF);
-      apply_table(blk.act_to_fc2, y_.data(), MrF, y_.data());
-      blk.fc2.run(y_.data(), Mr, acc_.data());
+      blk.mlp.run(fc1_x, Mr, mlp_rows(blk.mlp, Mr), mlp_acc_, y_.data(), acc_.data(), tap_act(p));
       timed(OpClass::Requant, [&] { blk.res2.rows(acc_.data(), h_.data(), Mr, h2_.data()); });
       tap(p + "output.residual.output", h2_.data(), MrD);
       blk.ln2.rows(h2_.data(), Mr, h_.data());
@@ -213,7 +202,7 @@ class IntBert : public IntModel {
   IntElementwise tanh_;
   // Scratch reused across calls (one forward at a time per model).
   std::vector<uint8_t> h_, h2_, x_, y_;
-  std::vector<int32_t> acc_;
+  std::vector<int32_t> acc_, mlp_acc_;
   IntSelfAttention::Scratch attn_scratch_;
 };
 

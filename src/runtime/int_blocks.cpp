@@ -377,6 +377,34 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
   });
 }
 
+IntMlp IntMlp::load(const Artifact& a, const std::string& prefix, int D, int F, const std::string& hidden_act, Kernels kernels) {
+  IntMlp m;
+  m.fc1 = IntLinear::load(a, prefix + "intermediate.dense", F, D, true, kernels);
+  m.fc2 = IntLinear::load(a, prefix + "output.dense", D, F, true, kernels);
+  const std::string act_site = prefix + "intermediate.intermediate_act_fn";
+  const QParams ao = per_tensor(a.need_quant(act_site, "output", Role::ActOutput), act_site);
+  m.act = IntElementwise::make(m.fc1, activation_fn(hidden_act), ao, -8.0, std::max(1.0, (ao.qmax - ao.zero + 1) * ao.scale));
+  m.act_to_fc2 = table_between(ao, m.fc2.in);
+  return m;
+}
+
+void IntMlp::run(const uint8_t* x, int M, int rows, std::vector<int32_t>& acc, uint8_t* y, int32_t* out,
+                 const std::function<void(const uint8_t*, size_t)>& tap_act) const {
+  const int F = fc1.N;
+  rows = std::max(1, std::min(rows, M));
+  grow(acc, static_cast<size_t>(rows) * F);
+  for (int r0 = 0; r0 < M; r0 += rows) {
+    const int n = std::min(rows, M - r0);
+    const size_t nF = static_cast<size_t>(n) * F;
+    uint8_t* yb = y + static_cast<size_t>(r0) * F;
+    fc1.run(x + static_cast<size_t>(r0) * fc1.K, n, acc.data());
+    act.rows(acc.data(), n, yb);
+    if (tap_act) tap_act(yb, nF);
+    apply_table(act_to_fc2, yb, nF, yb);
+    fc2.run(yb, n, out + static_cast<size_t>(r0) * fc2.N);
+  }
+}
+
 namespace {
 bool same(const QParams& a, const QParams& b) { return a.scale == b.scale && a.zero == b.zero && a.qmin == b.qmin && a.qmax == b.qmax; }
 }  // namespace

@@ -34,6 +34,11 @@ class IntModel {
   // false runs every row, as libtorch and transformers do (the benchmark reports both).
   void set_cls_only_last_layer(bool on) { cls_only_ = on; }
 
+  // The MLPs run a block of rows at a time, so that fc1's outputs stay in cache until the
+  // activation reads them; rows > 0 sets the block (default 0: the rows of 512 KB of them). The
+  // logits do not depend on it (every op in the MLP is per row; a test checks).
+  void set_mlp_row_block(int rows) { mlp_rows_ = rows; }
+
  protected:
   bool cls_only_last_layer() const { return cls_only_ && !tap_; }
   // Whether layer `layer` of `layers` runs its CLS rows alone past its keys and values.
@@ -41,8 +46,20 @@ class IntModel {
   void tap(const std::string& key, const uint8_t* codes, size_t n) const {
     if (tap_) tap_(key, codes, n);
   }
+  // The rows per block of an MLP over M rows: all at once when tapped (taps see whole sites).
+  template <typename Mlp>
+  int mlp_rows(const Mlp& mlp, int M) const {
+    if (tap_) return M;
+    return mlp_rows_ > 0 ? mlp_rows_ : mlp.row_block();
+  }
+  // The tap of the activation output of the MLP whose sites start with `prefix` (empty: no tap).
+  std::function<void(const uint8_t*, size_t)> tap_act(const std::string& prefix) const {
+    if (!tap_) return {};
+    return [this, key = prefix + "intermediate.intermediate_act_fn.output"](const uint8_t* c, size_t n) { tap_(key, c, n); };
+  }
   Tap tap_;
   bool cls_only_ = true;
+  int mlp_rows_ = 0;
 };
 
 // Loads a folder written by `qtx quantize`; throws qtx::Error naming the file and what is wrong

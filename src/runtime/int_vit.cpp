@@ -15,10 +15,8 @@ namespace {
 struct VitBlock {
   IntLayerNormSite ln1, ln2;
   IntSelfAttention attn;  // reads ln1's codes, which are on q's input grid
-  IntLinear fc1, fc2;
+  IntMlp mlp;
   ResidualRequant res1, res2;
-  IntElementwise act;
-  std::vector<uint8_t> act_to_fc2;     // GELU output codes → fc2's input grid
 };
 
 class IntVit : public IntModel {
@@ -46,24 +44,19 @@ class IntVit : public IntModel {
                                   proj_.acc_offset);
     for (int d = 0; d < D_; ++d)  // CLS row: a constant, quantized once
       cls_codes_.push_back(code_of(cls[static_cast<size_t>(d)] + pos[static_cast<size_t>(d)], residual0_));
-    auto act = activation_fn(c.hidden_act);
     QParams h = residual0_;
     for (int i = 0; i < c.num_hidden_layers; ++i) {
       const std::string p = "vit.encoder.layer." + std::to_string(i) + ".", at = p + "attention.attention.";
       VitBlock b;
       const QParams q_in = per_tensor(a.need_quant(at + "query", "input0", Role::LinearInput), at + "query input");
       b.attn = IntSelfAttention::load(a, at, p + "attention.output.dense", D_, H_, c.qkv_bias, q_in, kernels);
-      b.fc1 = IntLinear::load(a, p + "intermediate.dense", F_, D_, true, kernels);
-      b.fc2 = IntLinear::load(a, p + "output.dense", D_, F_, true, kernels);
+      b.mlp = IntMlp::load(a, p, D_, F_, c.hidden_act, kernels);
       b.ln1 = IntLayerNormSite::load(a, p + "layernorm_before", p + "layernorm_before", D_, h, q_in);
       QParams r1 = per_tensor(a.need_quant(p + "residual_attention", "output", Role::Residual), p + "residual_attention");
       b.res1 = ResidualRequant::make(b.attn.o.acc_scale, b.attn.o.bias, h, r1, b.attn.o.acc_offset);
-      b.ln2 = IntLayerNormSite::load(a, p + "layernorm_after", p + "layernorm_after", D_, r1, b.fc1.in);
-      QParams ao = per_tensor(a.need_quant(p + "intermediate.intermediate_act_fn", "output", Role::ActOutput), p + "intermediate.intermediate_act_fn");
-      b.act = IntElementwise::make(b.fc1, act, ao, -8.0, std::max(1.0, (ao.qmax - ao.zero + 1) * ao.scale));
-      b.act_to_fc2 = table_between(ao, b.fc2.in);
+      b.ln2 = IntLayerNormSite::load(a, p + "layernorm_after", p + "layernorm_after", D_, r1, b.mlp.fc1.in);
       QParams r2 = per_tensor(a.need_quant(p + "residual_mlp", "output", Role::Residual), p + "residual_mlp");
-      b.res2 = ResidualRequant::make(b.fc2.acc_scale, b.fc2.bias, r1, r2, b.fc2.acc_offset);
+      b.res2 = ResidualRequant::make(b.mlp.fc2.acc_scale, b.mlp.fc2.bias, r1, r2, b.mlp.fc2.acc_offset);
       h = r2;
       blocks_.push_back(std::move(b));
     }
@@ -128,11 +121,7 @@ class IntVit : public IntModel {
       timed(OpClass::Requant, [&] { blk.res1.rows(acc_.data(), h_.data(), Mr, h2_.data()); });
       tap(p + "residual_attention.output", h2_.data(), MrD);
       blk.ln2.rows(h2_.data(), Mr, x_.data());
-      blk.fc1.run(x_.data(), Mr, acc_.data());
-      blk.act.rows(acc_.data(), Mr, y_.data());
-      tap(p + "intermediate.intermediate_act_fn.output", y_.data(), static_cast<size_t>(Mr) * F_);
-      apply_table(blk.act_to_fc2, y_.data(), static_cast<size_t>(Mr) * F_, y_.data());
-      blk.fc2.run(y_.data(), Mr, acc_.data());
+      blk.mlp.run(x_.data(), Mr, mlp_rows(blk.mlp, Mr), mlp_acc_, y_.data(), acc_.data(), tap_act(p));
       timed(OpClass::Requant, [&] { blk.res2.rows(acc_.data(), h2_.data(), Mr, h_.data()); });
       tap(p + "residual_mlp.output", h_.data(), MrD);
     }
@@ -157,7 +146,7 @@ class IntVit : public IntModel {
   IntLayerNormSite lnf_;
   // Scratch reused across calls (one forward at a time per model).
   std::vector<uint8_t> patches_, codes_, h_, h2_, x_, y_;
-  std::vector<int32_t> acc_;
+  std::vector<int32_t> acc_, mlp_acc_;
   IntSelfAttention::Scratch attn_scratch_;
 };
 
