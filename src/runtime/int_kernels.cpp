@@ -623,8 +623,8 @@ void av_log2_rows(const int8_t* codes, const int32_t* vc, int Tq, int T, int dh_
 namespace {
 // kAvQueries queries' weights (rows r[] of a plane) against the key groups in `live`, each V load
 // used by all of them. NB: the number of 16-wide blocks as a constant (so the inner loop unrolls),
-// or 0 to take nb. Two queries (eight accumulators) measured fastest: four spilled to the stack
-// and ran 50 % slower, three were no faster.
+// or 0 to take nb. Two queries (eight accumulators): four are no faster in the microbenchmark
+// (with V held in registers) and would skip fewer key groups, whose liveness is per pass.
 constexpr int kAvQueries = 2;
 template <int NB>
 [[gnu::always_inline]] inline void av_rows_accumulate(const int* live, int nlive, const uint8_t* const (&r)[kAvQueries],
@@ -640,7 +640,10 @@ template <int NB>
     }
     const uint32_t* vr = vbase + static_cast<size_t>(g) * dh;
     for (int i = 0; i < n_blocks; ++i) {
-      const __m512i vv = _mm512_loadu_si512(vr + 16 * i);
+      __m512i vv = _mm512_loadu_si512(vr + 16 * i);
+      // Held in a register: GCC would fold the load into every query's vpdpbusd, loading V
+      // once per query instead of once per pass.
+      asm("" : "+v"(vv));
       for (int u = 0; u < kAvQueries; ++u) acc[u][i] = _mm512_dpbusd_epi32(acc[u][i], w[u], vv);
     }
   }
