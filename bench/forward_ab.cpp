@@ -2,7 +2,8 @@
 // alternating in one process (this virtual machine's run-to-run noise is several per cent, more
 // than the effects measured here), on fixed pseudo-random inputs: images of the model's size, or
 // token ids filling --seq-len. Prints minimum, first quartile and median of each.
-//   --switch mlp-blocks : the MLPs a block of rows at a time (default) vs the whole batch at once
+//   --switch mlp-blocks : the MLPs a block of rows at a time (the default block, or --rows) vs
+//                         the whole batch at once
 //   --switch cls-only   : the last layer on the CLS rows past its keys and values vs every row
 #include <CLI/CLI.hpp>
 
@@ -19,21 +20,25 @@
 int main(int argc, char** argv) {
   CLI::App app{"qtx_forward_ab: the integer runtime's forward with a setting on and off, alternating in one process"};
   std::string model, which = "mlp-blocks";
-  int batch = 32, seq_len = 128, repeats = 25, threads = 1;
+  int batch = 32, seq_len = 128, repeats = 25, threads = 1, rows = 0;
   app.add_option("--model", model, "Quantized folder written by qtx quantize")->required();
   app.add_option("--switch", which, "mlp-blocks or cls-only")->check(CLI::IsMember({"mlp-blocks", "cls-only"}))->capture_default_str();
   app.add_option("--batch", batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--seq-len", seq_len, "Text models: tokens per sample")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--repeats", repeats, "Timed forwards per setting")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--threads", threads, "Threads")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--rows", rows, "mlp-blocks: rows per MLP block of the first setting (default 0: the runtime's own)")
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   try {
     qtx::rt::set_threads(threads);
     auto on = qtx::rt::load_int_model(model), off = qtx::rt::load_int_model(model);
-    if (which == "mlp-blocks")
+    if (which == "mlp-blocks") {
+      on->set_mlp_row_block(rows);
       off->set_mlp_row_block(1 << 30);
-    else
+    } else {
       off->set_cls_only_last_layer(false);
+    }
     const qtx::ModelConfig& cfg = on->config();
     const bool vit = cfg.model_type == "vit";
     std::mt19937 rng(0);
@@ -68,7 +73,8 @@ int main(int argc, char** argv) {
     };
     std::printf("%s, batch %d%s, %d thread%s, %d forwards each, alternating\n", model.c_str(), batch,
                 vit ? "" : (" x " + std::to_string(seq_len) + " tokens").c_str(), threads, threads > 1 ? "s" : "", repeats);
-    report(which == "mlp-blocks" ? "MLP in row blocks" : "last layer on CLS rows", t_on);
+    const std::string blocks = rows > 0 ? "MLP in blocks of " + std::to_string(rows) + " rows" : "MLP in row blocks";
+    report(which == "mlp-blocks" ? blocks.c_str() : "last layer on CLS rows", t_on);
     report(which == "mlp-blocks" ? "MLP on the whole batch" : "last layer on every row", t_off);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -98,7 +98,7 @@ section() {
   echo "## Kernel microbenchmarks (Google Benchmark, 1 thread)"
   echo
   echo "\`build/qtx_kernel_bench\` (bench/kernels_bench.cpp). GEMM shapes M/N/K: 17 rows = one image, 1088 = a"
-  echo "batch of 64, 128 and 256 rows = blocks of the ViT and BERT MLPs (docs/RUNTIME.md); the larger shapes (1024³ to 2048³, 4096 rows) are there for the machine's int8 GEMM peak,"
+  echo "batch of 64 (vit-fmnist), 4096 = 32 × 128 tokens (bert-austen), 160 and 128 rows = the MLP row blocks of the two (docs/RUNTIME.md); the larger shapes (1024³ to 2048³, 4096 × 768 × 768) are there for the machine's int8 GEMM peak,"
   echo "taken as the best oneDNN shape ($PEAK GOPS: the large shapes are no faster here). GOPS = 2·M·N·K per second."
   echo "\`BM_GemmOneDnnF32\` is the same product in fp32 through oneDNN (best $F32 GFLOPS): int8 : fp32 GEMM ratio"
   echo "$(awk -v a="$PEAK" -v b="$F32" 'BEGIN { printf "%.1f", a / b }')× on this machine today, the ceiling that GEMM-bound int8 speed-ups answer to."

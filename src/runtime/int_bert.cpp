@@ -110,7 +110,7 @@ class IntBert : public IntModel {
     const size_t MD = static_cast<size_t>(M) * D_, MF = static_cast<size_t>(M) * F_;
     for (auto* v : {&h_, &h2_}) grow(*v, MD);
     for (auto* v : {&x_, &y_}) grow(*v, std::max(MD, MF));
-    grow(acc_, std::max(MD, MF));
+    grow(acc_, MD);  // [M, D] results; the MLP's fc1 has its own block buffer
     embed(ids, B, T);
     const IntSelfAttention::TapFn tap_fn = [this](const std::string& k, const uint8_t* c, size_t n) { tap(k, c, n); };
     bool cls_in_front = false;  // the last layer ran its CLS rows alone and moved them to the front

@@ -12,6 +12,7 @@
 #include "runtime/artifact.h"
 #include "runtime/gemm.h"
 #include "runtime/int_kernels.h"
+#include "runtime/parallel.h"
 
 namespace qtx::rt {
 
@@ -33,9 +34,12 @@ struct IntLinear {
   void run(const uint8_t* x, int M, int32_t* acc) const { gemm->run(x, M, 0, acc); }
 };
 
-// Rows of N 32-bit values that fit in 512 KB, half a second-level cache (at least 16): the row
-// block of the MLPs, whose fc1 outputs stay in cache from the GEMM to the activation.
-inline int rows_in_cache(int N) { return std::max(16, (512 * 1024 / 4 / std::max(1, N)) & ~15); }
+// Rows of N 32-bit values that fit in 512 KB per thread, half of each core's second-level cache
+// (at least 16): the row block of the MLPs, whose fc1 outputs stay in cache from the GEMM to the
+// activation. Per thread: the GEMM and the activation split the block's rows among the threads.
+inline int rows_in_cache(int N) {
+  return std::max(16, (512 * 1024 / 4 / std::max(1, N)) & ~15) * std::max(1, omp_get_max_threads());
+}
 
 // LayerNorm whose input quantizer (PTF or uniform) re-quantizes 8-bit residual codes: a table
 // per PTF exponent maps a residual code straight to the centred, shifted input value
@@ -162,8 +166,8 @@ struct IntElementwise {
 
 // The MLP half of a block: fc1 GEMM → activation by table → fc2 GEMM, a block of rows at a
 // time, so that fc1's int32 accumulators stay in the second-level cache from the GEMM to the
-// activation (bert-austen at batch 32: 4096 rows × 1024 of them, 16 MB, which oneDNN wrote at
-// 358 GOPS against 418 for 256 rows — the microbenchmarks in docs/BENCHMARKS.md).
+// activation (bert-austen at batch 32: 4096 rows × 1024 of them, 16 MB, which oneDNN writes more
+// slowly than the same product on fewer rows — docs/RUNTIME.md).
 struct IntMlp {
   IntLinear fc1, fc2;
   IntElementwise act;
@@ -171,9 +175,11 @@ struct IntMlp {
   // `prefix` + intermediate.dense, intermediate.intermediate_act_fn, output.dense (both models' names).
   static IntMlp load(const Artifact& a, const std::string& prefix, int D, int F, const std::string& hidden_act, Kernels kernels);
   int row_block() const { return rows_in_cache(fc1.N); }
-  // x: fc1's input codes [M, fc1.K]; y: the activation's codes [M, fc1.N] (every row: taps read
-  // them); out: fc2's accumulators [M, fc2.N], bias not applied. `tap_act` (may be empty) sees
-  // each block's activation codes before the table to fc2's grid; rows ≥ M runs them at once.
+  // x: fc1's input codes [M, fc1.K]; y [M, fc1.N]: on return the activation's codes on fc2's
+  // input grid (act_to_fc2 applied in place); out: fc2's accumulators [M, fc2.N], bias not
+  // applied. `tap_act` (may be empty) is called once per block with that block's activation
+  // codes, before the table to fc2's grid — so a tap that wants the whole site passes rows ≥ M
+  // (IntModel::mlp_rows does whenever a tap is set).
   void run(const uint8_t* x, int M, int rows, std::vector<int32_t>& acc, uint8_t* y, int32_t* out,
            const std::function<void(const uint8_t*, size_t)>& tap_act) const;
 };

@@ -85,7 +85,7 @@ class IntVit : public IntModel {
               }
         }
     }); });
-    acc_.resize(static_cast<size_t>(M) * std::max(D_, F_));
+    acc_.resize(static_cast<size_t>(M) * D_);  // [M, D] results; the MLP's fc1 has its own block buffer
     h_.resize(static_cast<size_t>(M) * D_);
     proj_.run(patches_.data(), B * NP, acc_.data());
     codes_.resize(static_cast<size_t>(B) * NP * D_);
