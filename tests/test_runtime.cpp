@@ -140,9 +140,9 @@ TEST(IntRuntime, SiteCodesMatchFakeQuant) {
 }
 
 // The default forward runs the last layer past its keys and values on the CLS rows alone, and
-// the MLPs a block of rows at a time (the tests' batches are one block or a few). Every row of the last layer (set_cls_only_last_layer(false)), and MLP blocks of 16
-// and of 5 rows (several blocks and a short last one) and of the whole batch, must give the same
-// logits, bit for bit.
+// the MLPs a block of rows at a time (the tests' batches are one block or a few). Every row of
+// the last layer (set_cls_only_last_layer(false)), and MLP blocks of 16 and of 5 rows (several
+// blocks and a short last one) and of the whole batch, must give the same logits, bit for bit.
 void expect_cls_only_last_layer_exact(const std::string& dir, const ModelInput& in, const std::vector<float>& cls_only) {
   auto full = rt::load_int_model(dir, rt::Kernels::Fast);
   full->set_cls_only_last_layer(false);
