@@ -78,7 +78,9 @@ section() {
   echo "GEMMs — compared below each table with the int8 peak from the microbenchmarks. BERT rows are batch × 128"
   echo "attended tokens (each passage's wordpieces repeated to fill 128: \`qtx bench --seq-len\`). The integer runtime runs"
   echo "the last layer's CLS rows alone past its keys and values (all the classifier reads; the same logits bit for bit);"
-  echo "the last two columns time it with every row, as libtorch computes them: the speed-up of the int8 arithmetic alone."
+  echo "the two columns before the last time it with every row, as libtorch computes them: the speed-up of the int8 arithmetic alone."
+  echo "Each repeat times both engines back to back; the last column gives the quartiles of the repeats' own speed-ups,"
+  echo "how far this virtual machine's noise moves the ratio."
   echo
   section "vit-fmnist, FQ-ViT 8/8/4" models/vit-fmnist "$VQ" 1 64
   section "bert-austen, FQ-ViT 8/8/8" models/bert-austen "$BQ" 1 32

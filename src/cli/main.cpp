@@ -137,13 +137,13 @@ struct BenchArgs {
 int cmd_bench(const BenchArgs& a) {
   std::fprintf(stderr, "[bench] libtorch FP32 (%s) vs integer runtime (%s), %d repeats each\n", a.float_model.c_str(), a.model.c_str(), a.repeats);
   auto rows = qtx::bench(a.float_model, a.model, a.batches, a.threads, a.repeats, a.seq_len);
-  std::printf("| batch | threads | libtorch FP32 ms | FP32 samples/s | integer ms | integer samples/s | speed-up | linear GEMMs | attention matmuls | non-GEMM | GEMM GOPS | integer ms, every row | speed-up, every row |\n");
-  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("| batch | threads | libtorch FP32 ms | FP32 samples/s | integer ms | integer samples/s | speed-up | linear GEMMs | attention matmuls | non-GEMM | GEMM GOPS | integer ms, every row | speed-up, every row | speed-up per repeat, quartiles |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const auto& r : rows)
-    std::printf("| %d | %d | %.2f | %.0f | %.2f | %.0f | %.2fx | %.0f %% | %.0f %% | %.0f %% | %.0f | %.2f | %.2fx |\n", r.batch, r.threads,
-                r.fp32_ms, r.batch * 1000.0 / r.fp32_ms, r.int_ms, r.batch * 1000.0 / r.int_ms, r.speedup(),
+    std::printf("| %d | %d | %.2f | %.0f | %.2f | %.0f | %.2fx | %.0f %% | %.0f %% | %.0f %% | %.0f | %.2f | %.2fx | %.2f–%.2fx |\n", r.batch,
+                r.threads, r.fp32_ms, r.batch * 1000.0 / r.fp32_ms, r.int_ms, r.batch * 1000.0 / r.int_ms, r.speedup(),
                 100 * r.share(qtx::rt::OpClass::LinearGemm), 100 * r.share(qtx::rt::OpClass::AttentionMatmul),
-                100 * r.non_gemm_share(), r.gemm_gops(), r.int_all_rows_ms, r.speedup_all_rows());
+                100 * r.non_gemm_share(), r.gemm_gops(), r.int_all_rows_ms, r.speedup_all_rows(), r.speedup_q1, r.speedup_q3);
   // Where the non-GEMM time goes, per cell.
   std::printf("\n| batch | threads |");
   for (int c = 2; c < qtx::rt::kOpClasses; ++c) std::printf(" %s |", qtx::rt::op_class_name(static_cast<qtx::rt::OpClass>(c)));
@@ -310,7 +310,8 @@ int main(int argc, char** argv) {
 
   BenchArgs ba;
   auto* bn = app.add_subcommand("bench", "Speed of the integer runtime next to libtorch FP32 on the same inputs and threads (medians); "
-                                         "the last two columns: the runtime with every row of the last layer, as libtorch");
+                                         "two columns: the runtime with every row of the last layer, as libtorch; the last: quartiles of "
+                                         "each repeat's speed-up (both engines timed back to back)");
   bn->add_option("--model", ba.model, "Quantized model folder (from qtx quantize)")->required();
   bn->add_option("--float-model", ba.float_model, "The float model it was made from (the FP32 baseline)")->required();
   bn->add_option("--batch", ba.batches, "Batch sizes (repeat the option)")->capture_default_str();

@@ -154,6 +154,11 @@ std::vector<BenchRow> bench(const std::string& float_dir, const std::string& qdi
       row.fp32_ms = median(tf);
       row.int_ms = median(ti);
       row.int_all_rows_ms = median(ta);
+      std::vector<double> ratio;
+      for (size_t i = 0; i < tf.size(); ++i) ratio.push_back(ti[i] > 0 ? tf[i] / ti[i] : 0);
+      std::sort(ratio.begin(), ratio.end());
+      row.speedup_q1 = ratio[ratio.size() / 4];
+      row.speedup_q3 = ratio[(3 * ratio.size()) / 4];
       // Profiled integer passes for the op shares: at least 5 and at least half a second of them
       // (one 20 ms pass gave shares that moved by several points from run to run).
       rt::profile_ops(true);

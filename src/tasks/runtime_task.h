@@ -37,6 +37,9 @@ struct BenchRow {
   // The integer runtime with every row of the last layer (IntModel::set_cls_only_last_layer):
   // the same work as libtorch, which shows how much of the speed-up is the int8 arithmetic.
   double int_all_rows_ms = 0;
+  // Quartiles of the per-repeat speed-up, FP32 ms / integer ms of the same repeat (the engines
+  // run back to back in each): how far the machine's noise moves the ratio.
+  double speedup_q1 = 0, speedup_q3 = 0;
   // Extra integer passes with the runtime's op profiler on (the timers add a little to each):
   // wall seconds per op class, and of all those passes.
   rt::OpProfile profile;
