@@ -22,7 +22,9 @@ int main(int argc, char** argv) {
   std::string model, which = "mlp-blocks";
   int batch = 32, seq_len = 128, repeats = 25, threads = 1, rows = 0;
   app.add_option("--model", model, "Quantized folder written by qtx quantize")->required();
-  app.add_option("--switch", which, "mlp-blocks or cls-only")->check(CLI::IsMember({"mlp-blocks", "cls-only"}))->capture_default_str();
+  app.add_option("--switch", which,
+                 "mlp-blocks: the MLPs in row blocks (the default, or --rows) vs the whole batch at once; "
+                 "cls-only: the last layer on the CLS rows past its keys and values vs every row")->check(CLI::IsMember({"mlp-blocks", "cls-only"}))->capture_default_str();
   app.add_option("--batch", batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--seq-len", seq_len, "Text models: tokens per sample")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--repeats", repeats, "Timed forwards per setting")->check(CLI::PositiveNumber)->capture_default_str();
