@@ -143,7 +143,7 @@ TEST(IntRuntime, SiteCodesMatchFakeQuant) {
 // the MLPs a block of rows at a time (the tests' batches are one block or a few). Every row of
 // the last layer (set_cls_only_last_layer(false)), and MLP blocks of 16 and of 5 rows (several
 // blocks and a short last one) and of the whole batch, must give the same logits, bit for bit.
-void expect_cls_only_last_layer_exact(const std::string& dir, const ModelInput& in, const std::vector<float>& cls_only) {
+void expect_forward_shortcuts_exact(const std::string& dir, const ModelInput& in, const std::vector<float>& cls_only) {
   auto full = rt::load_int_model(dir, rt::Kernels::Fast);
   full->set_cls_only_last_layer(false);
   const std::vector<float> all_rows = int_logits(*full, in);
@@ -173,7 +173,7 @@ TEST(IntRuntimeBert, FastKernelsMatchReferenceAndTop1AgreesWithFakeQuant) {
   std::vector<float> a = int_logits(*fast, in), b = int_logits(*ref, in);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << i;
-  expect_cls_only_last_layer_exact(dir, in, a);
+  expect_forward_shortcuts_exact(dir, in, a);
   ParityResult p = parity(dir, *data, 50, /*float64=*/false);
   std::printf("  agreement %.2f%%, fake %.2f%%, integer %.2f%%\n", p.agreement(), p.fake.accuracy(), p.integer.accuracy());
   EXPECT_GE(p.agreement(), 99.0);  // the full test split (≥ 99.5 %): `qtx parity`, docs/BENCHMARKS.md
@@ -192,7 +192,7 @@ TEST(IntRuntime, FastKernelsMatchReferenceBitExactly) {
   std::vector<float> a = int_logits(*fast, in), b = int_logits(*ref, in);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << i;
-  expect_cls_only_last_layer_exact(dir, in, a);
+  expect_forward_shortcuts_exact(dir, in, a);
   // Batch size does not change a sample's result (no cross-sample state).
   std::vector<float> one = int_logits(*fast, data->batch({3}));
   for (size_t l = 0; l < one.size(); ++l) EXPECT_EQ(one[l], a[3 * one.size() + l]);
@@ -227,7 +227,7 @@ TEST(IntRuntimeHybrid, FloatLayerNormRecipesMatchReferenceAndFakeQuant) {
     std::vector<float> a = int_logits(*fast, in), b = int_logits(*ref, in);
     ASSERT_EQ(a.size(), b.size());
     for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << i;
-    expect_cls_only_last_layer_exact(art.dir, in, a);
+    expect_forward_shortcuts_exact(art.dir, in, a);
     ParityResult p = parity(art.dir, *data, 50, /*float64=*/false);
     std::printf("  %s %s: agreement %.2f%%, fake %.2f%%, integer %.2f%%\n", c.model, c.recipe, p.agreement(),
                 p.fake.accuracy(), p.integer.accuracy());

@@ -410,10 +410,7 @@ class HybridVit : public IntModel {
       const size_t MrD = static_cast<size_t>(Mr) * D_;
       blk.ln1.rows(h_.data(), M, t_.data());
       blk.attn.run(t_.data(), nullptr, B, T_, s_, u_.data(), cls_only);
-      if (cls_only) {
-        keep_first_rows(&h_, B, T_, D_);
-        cls_in_front = true;
-      }
+      keep_cls_rows(cls_only, &h_, B, T_, D_, &cls_in_front);
       residual_add(h_.data(), u_.data(), MrD, blk.res1);
       blk.ln2.rows(h_.data(), Mr, t_.data());
       blk.mlp.run(t_.data(), Mr, mlp_rows(blk.mlp, Mr), s_, u_.data());
@@ -513,10 +510,7 @@ class HybridBert : public IntModel {
       const int Mr = cls_only ? B : M;
       const size_t MrD = static_cast<size_t>(Mr) * D_;
       blk.attn.run(h_.data(), mask, B, T, s_, u_.data(), cls_only);
-      if (cls_only) {
-        keep_first_rows(&h_, B, T, D_);
-        cls_in_front = true;
-      }
+      keep_cls_rows(cls_only, &h_, B, T, D_, &cls_in_front);
       residual_add(u_.data(), h_.data(), MrD, blk.res1);
       blk.ln1.rows(u_.data(), Mr, h_.data());
       blk.mlp.run(h_.data(), Mr, mlp_rows(blk.mlp, Mr), s_, u_.data());

@@ -109,7 +109,8 @@ class IntBert : public IntModel {
     const int M = B * T;
     const size_t MD = static_cast<size_t>(M) * D_, MF = static_cast<size_t>(M) * F_;
     for (auto* v : {&h_, &h2_}) grow(*v, MD);
-    for (auto* v : {&x_, &y_}) grow(*v, std::max(MD, MF));
+    grow(x_, MD);                 // the embedding sum, fc1's input grid
+    grow(y_, std::max(MD, MF));  // the first embedding add, the MLP's activation codes
     grow(acc_, MD);  // [M, D] results; the MLP's fc1 has its own block buffer
     embed(ids, B, T);
     const IntSelfAttention::TapFn tap_fn = [this](const std::string& k, const uint8_t* c, size_t n) { tap(k, c, n); };
@@ -122,10 +123,7 @@ class IntBert : public IntModel {
       const int Mr = cls_only ? B : M;  // rows past the attention
       const size_t MrD = static_cast<size_t>(Mr) * D_;
       blk.attn.run(h_.data(), mask, B, T, attn_scratch_, acc_.data(), tap_fn, cls_only);
-      if (cls_only) {
-        keep_first_rows(&h_, B, T, D_);
-        cls_in_front = true;
-      }
+      keep_cls_rows(cls_only, &h_, B, T, D_, &cls_in_front);
       timed(OpClass::Requant, [&] { blk.res1.rows(acc_.data(), h_.data(), Mr, h2_.data()); });
       tap(p + "attention.output.residual.output", h2_.data(), MrD);
       blk.ln1.rows(h2_.data(), Mr, h_.data());

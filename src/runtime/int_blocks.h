@@ -135,6 +135,15 @@ void keep_first_rows(std::vector<V>* h, int B, int T, int D) {
               h->begin() + static_cast<std::ptrdiff_t>(b) * D);
 }
 
+// After a layer that ran its CLS rows alone (cls_only): those rows moved to the front of h, and
+// *in_front set for cls_rows. Nothing otherwise.
+template <typename V>
+void keep_cls_rows(bool cls_only, std::vector<V>* h, int B, int T, int D, bool* in_front) {
+  if (!cls_only) return;
+  keep_first_rows(h, B, T, D);
+  *in_front = true;
+}
+
 // The B CLS rows of the last layer's output h: in front already where that layer ran them alone
 // (keep_first_rows, in_front), else row 0 of each sequence.
 template <typename V>

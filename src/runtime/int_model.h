@@ -35,7 +35,7 @@ class IntModel {
   void set_cls_only_last_layer(bool on) { cls_only_ = on; }
 
   // The MLPs run a block of rows at a time, so that fc1's outputs stay in cache until the
-  // activation reads them; rows > 0 sets the block (default 0: the rows of 512 KB of them). The
+  // activation reads them; rows > 0 sets the block (default 0: 512 KB of them per thread). The
   // logits do not depend on it (every op in the MLP is per row; a test checks).
   void set_mlp_row_block(int rows) { mlp_rows_ = rows; }
 

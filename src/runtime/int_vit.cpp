@@ -98,8 +98,8 @@ class IntVit : public IntModel {
       }
     });
     tap("vit.embeddings.position_add.output", h_.data(), h_.size());
-    x_.resize(static_cast<size_t>(M) * std::max(D_, F_));
-    y_.resize(x_.size());
+    x_.resize(static_cast<size_t>(M) * D_);  // LayerNorm outputs
+    y_.resize(static_cast<size_t>(M) * F_);  // the MLP's activation codes
     h2_.resize(h_.size());
     const IntSelfAttention::TapFn tap_fn = [this](const std::string& k, const uint8_t* c, size_t n) { tap(k, c, n); };
     bool cls_in_front = false;  // the last layer ran its CLS rows alone and moved them to the front
@@ -114,10 +114,7 @@ class IntVit : public IntModel {
       blk.ln1.rows(h_.data(), M, x_.data());
       tap(p + "attention.attention.query.input0", x_.data(), MD);
       blk.attn.run(x_.data(), nullptr, B, T_, attn_scratch_, acc_.data(), tap_fn, cls_only);
-      if (cls_only) {
-        keep_first_rows(&h_, B, T_, D_);
-        cls_in_front = true;
-      }
+      keep_cls_rows(cls_only, &h_, B, T_, D_, &cls_in_front);
       timed(OpClass::Requant, [&] { blk.res1.rows(acc_.data(), h_.data(), Mr, h2_.data()); });
       tap(p + "residual_attention.output", h2_.data(), MrD);
       blk.ln2.rows(h2_.data(), Mr, x_.data());
