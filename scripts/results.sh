@@ -202,6 +202,7 @@ liu_section() {
   method_row "Liu, mixed precision at W4 size, MSA on its output feature" $model sym-w4a4 "$fp" liu-mp4o --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-msa-output
   method_row "Liu, mixed precision at W4 size, weights only, MSA on its output feature" $model sym-w4a4 "$fp" liu-mp4wo --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-weights-only --mp-msa-output
   method_row "Liu, mixed precision at W6 size (bits 4..8)" $model sym-w6a6 "$fp" liu-mp6 --method liu --avg-bits 6
+  [ "$(basename $model)" != vit-fmnist ] || probe_section $model "$fp"
   local m=$(basename $model) mp4 mp6
   [ -z "$LISTING" ] || return 0
   mp4=$(row_file $m-sym-w4a4-liu-mp4 $m-sym-w4a4-liu-mp4 $model --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8)
@@ -217,6 +218,60 @@ liu_section() {
   echo '```'
   cat "${mp4%.row}.mixed_precision.txt"
   echo '```'
+}
+
+# probe_recipe MODEL TAG ROLE_BITS OVERRIDES -> sym-w4a4 as a JSON file, ROLE_BITS ("role bits"
+# pairs) raising whole roles and OVERRIDES (JSON objects) single sites.
+probe_recipe() {
+  local model=$1 tag=$2 raise=$3 over=$4 f roles="" r bits
+  mkdir -p $W/recipes-$(basename $model)
+  f=$W/recipes-$(basename $model)/sym-w4a4-probe-$tag.json
+  for r in linear_weight linear_input qk_input softmax_output av_input; do
+    bits=4
+    case " $raise " in *" $r 8 "*) bits=8 ;; esac
+    roles="$roles${roles:+, }\"$r\": {\"bits\": $bits, \"symmetric\": true, \"granularity\": \"tensor\"}"
+  done
+  cat >"$f.$$" <<JSON
+{"name": "sym-w4a4 probe $tag", "roles": {$roles}, "overrides": [$over]}
+JSON
+  if cmp -s "$f.$$" "$f"; then rm -f "$f.$$"; else mv "$f.$$" "$f"; fi
+  echo "$f"
+}
+
+# Which quantizers cost sym-w4a4 its accuracy: MinMax with one group of them at 8 bits.
+probe_section() {
+  local model=$1 fp=$2 m base layers over i a f tag label raise
+  m=$(basename $model)
+  layers=$(sed -n 's/.*"num_hidden_layers": *\([0-9]*\).*/\1/p' $model/config.json)
+  base=$(acc_of $m-sym-w4a4-minmax $model --recipe sym-w4a4 --method observer)
+  echo
+  echo "Where W4A4 loses its accuracy: MinMax \`sym-w4a4\` with one group of quantizers raised to 8 bits"
+  echo "(recipe JSON files written by the script; the rest at 4 bits). Gain = points won back over plain sym-w4a4 ($base)."
+  echo
+  echo "| at 8 bits | accuracy % | drop vs FP | gain |"
+  echo "| --- | --- | --- | --- |"
+  for tag in weights inputs fc2-input fc1-input qkv-input out-input qk probs v edges; do
+    raise="" over=""
+    case $tag in
+      weights) raise="linear_weight 8"; label="every linear weight" ;;
+      inputs) raise="linear_input 8"; label="every linear layer's input" ;;
+      fc2-input) label="fc2's input (the GELU output)"
+        for ((i = 0; i < layers; ++i)); do over="$over${over:+, }{\"pattern\": \"layer.$i.output.dense\", \"role\": \"linear_input\", \"bits\": 8}"; done ;;
+      fc1-input) label="fc1's input"; over='{"pattern": "intermediate.dense", "role": "linear_input", "bits": 8}' ;;
+      qkv-input) label="the query, key and value inputs"
+        for i in query key value; do over="$over${over:+, }{\"pattern\": \"attention.attention.$i\", \"role\": \"linear_input\", \"bits\": 8}"; done ;;
+      out-input) label="the attention output projection's input"; over='{"pattern": "attention.output.dense", "role": "linear_input", "bits": 8}' ;;
+      qk) raise="qk_input 8"; label="both operands of Q·Kᵀ" ;;
+      probs) raise="softmax_output 8"; label="the attention probabilities" ;;
+      v) raise="av_input 8"; label="V" ;;
+      edges) label="the patch projection's and the classifier's inputs"
+        over='{"pattern": "patch_embeddings.projection", "role": "linear_input", "bits": 8}, {"pattern": "classifier", "role": "linear_input", "bits": 8}' ;;
+    esac
+    f=$(probe_recipe $model $tag "$raise" "$over")
+    a=$(acc_of $m-sym-w4a4-probe-$tag $model --recipe $f)
+    if [ "$a" = nc ]; then echo "| $label | not computed | | |"; continue; fi
+    printf '| %s | %.2f | %+.2f | %+.2f |\n' "$label" $a "$(echo "$a - $fp" | bc -l)" "$(echo "$a - $base" | bc -l)"
+  done
 }
 
 # A fully quantized recipe with LayerNorm-input bits, attention bits, PTF and LIS switches.
@@ -249,6 +304,57 @@ JSON
 
 # acc_of NAME MODEL QUANTIZE_ARGS... -> the accuracy of that (cached) row
 acc_of() { local r; r=$(quantize_cached "$@"); echo "${r%% *}"; }
+# pred_of NAME MODEL QUANTIZE_ARGS... -> a file with that row's per-sample outcome on the test
+# split (one line of 0/1, 1 = correct, in data order), cached beside the row; NAME "fp" is the
+# float model. The row's artifact is evaluated again with --predictions; it is recomputed first
+# if it is missing or no longer gives the row's accuracy. Empty (no interval) while listing
+# jobs or writing a partial table.
+pred_of() {
+  local name=$1 model=$2; shift 2
+  local f p a dir=$W/$name
+  if [ "$name" = fp ]; then f=$(row_file fp-$(basename $model) fp $model); dir=$model
+  else f=$(row_file $name $name $model "$@"); fi
+  p=${f%.row}.pred
+  [ -z "${USED:-}" ] || echo "$p" >>"$USED"
+  if [ ! -s "$p" ]; then
+    if [ -n "$LISTING" ] || [ -n "$PARTIAL" ] || [ ! -s "$f" ]; then echo ""; return; fi
+    a=$(cut -d' ' -f1 $f)
+    if [ "$name" = fp ]; then
+      $Q eval --model $dir --threads $T --predictions $p.tmp >/dev/null 2>&1 ||
+        { echo "results.sh: qtx eval failed for $model" >&2; exit 1; }
+    elif [ ! -f "$dir/model.safetensors" ] ||
+       [ "$($Q eval --model $dir --threads $T --predictions $p.tmp 2>/dev/null | acc)" != "$a" ]; then
+      echo "[results] $name: artifact missing or changed, recomputing it for its predictions" >&2
+      compute_row "$f" "$name" "$model" "$@" || exit 1
+      $Q eval --model $dir --threads $T --predictions $p.tmp >/dev/null 2>&1
+    fi
+    awk '{ printf "%d", $1 == $2 } END { print "" }' $p.tmp >$p && rm -f $p.tmp
+  fi
+  echo "$p"
+}
+# paired_ci MODE A B [C] -> the 95 % interval (2.5th–97.5th percentile) of 1000 paired bootstrap
+# resamples of the test samples (awk's rand, seed 1), from pred_of files: MODE share = % of
+# A−B (FP − baseline) that C wins back; MODE diff = accuracy of A − accuracy of B, in points.
+# Empty if a file is missing. Resampling the test images is the uncertainty of the test split
+# alone; the calibration sample's own (the seed rows) comes on top.
+paired_ci() {
+  local mode=$1; shift
+  for x in "$@"; do [ -n "$x" ] && [ -s "$x" ] || return 0; done
+  cat "$@" | awk -v mode=$mode '
+    { s[NR] = $0 }
+    END {
+      n = length(s[1]); split(s[1], a, ""); split(s[2], b, ""); if (mode == "share") split(s[3], c, "")
+      srand(1)
+      for (r = 0; r < 1000; ++r) {
+        A = B = C = 0
+        for (i = 0; i < n; ++i) { j = 1 + int(rand() * n); A += a[j]; B += b[j]; if (mode == "share") C += c[j] }
+        if (mode == "diff") print 100 * (A - B) / n
+        else if (A > B) print 100 * (C - B) / (A - B)
+      }
+    }' | sort -g | awk -v mode=$mode '{ v[NR] = $1 }
+      END { if (NR < 100) exit; f = mode == "diff" ? "%+.2f to %+.2f" : "%.0f–%.0f %%"
+            printf f, v[int(NR * 0.025) + 1], v[int(NR * 0.975)] }'
+}
 # sweep_acc MODEL LN ATTN PTF LIS WA -> accuracy of one sweep cell
 sweep_acc() {
   local model=$1 f; f=$(sweep_recipe $model $2 $3 $4 $5 $6 $6)
@@ -263,11 +369,13 @@ recovered() {
 pending() { local l=$1; shift; case " $* " in *" nc "*) printf '| %s | rows not computed yet | pending |\n' "$l"; return 0 ;; esac; return 1; }
 target_line() { printf '| %s | %s | %s |\n' "$1" "$3" "$([ "$2" = 1 ] && echo met || echo '**not met**')"; }
 # recovery_line LABEL FP MINMAX METHOD: the method must win back at least half of MinMax's drop
+# [FP_PRED MINMAX_PRED METHOD_PRED]: pred_of files, for the share's 95 % bootstrap interval.
 recovery_line() {
   pending "$1" $3 $4 && return 0
-  local r; r=$(recovered $2 $3 $4)
+  local r ci=""; r=$(recovered $2 $3 $4)
+  [ $# -lt 7 ] || ci=$(paired_ci share "$5" "$6" "$7")
   target_line "$1" "$([ "$r" = - ] && echo 1 || is "$r >= 50")" \
-    "$(printf 'MinMax %.2f (drop %.2f), method %.2f: %s %% of the drop recovered' $3 "$(echo "$2 - $3" | bc -l)" $4 "$r")"
+    "$(printf 'MinMax %.2f (drop %.2f), method %.2f: %s %% of the drop recovered' $3 "$(echo "$2 - $3" | bc -l)" $4 "$r")${ci:+ (95 % interval $ci)}"
 }
 
 # The acceptance targets of the issues on vit-fmnist, computed from the cached rows.
@@ -277,6 +385,11 @@ targets_section() {
   [ -z "$LISTING" ] && [ "$m" = vit-fmnist ] || return 0
   echo
   echo "### Targets on $m, checked from the rows above"
+  echo
+  echo "Where a line gives a 95 % interval, it is that of 1000 paired bootstrap resamples of the test images"
+  echo "(every model of the line scored on the same resampled images; \`qtx eval --predictions\` keeps each row's"
+  echo "per-image outcomes beside it in docs/results-rows). It measures how much the figure owes to which images"
+  echo "happen to be in the test split; the calibration sample's own share of the noise (the seed lines) comes on top."
   echo
   echo "| target | figures | |"
   echo "| --- | --- | --- |"
@@ -296,27 +409,40 @@ targets_section() {
     pending "Liu et al. $1 within $2 points of FP" $a && continue
     target_line "Liu et al. $1 within $2 points of FP" "$(is "$fp - $a <= $2")" "$(printf '%.2f vs FP %.2f (drop %.2f)' $a $fp "$(echo "$fp - $a" | bc -l)")"
   done
+  # Per-sample outcomes of the rows below, for the bootstrap intervals (paired_ci).
+  local pf pa pb pc pd ci
+  pf=$(pred_of fp $model)
   for r in sym-w4a4 sym-w3a4; do
     a=$(acc_of $m-$r-minmax $model --recipe $r --method observer)
     b=$(acc_of $m-$r-pct $model --recipe $r --method observer --observer percentile)
     c=$(acc_of $m-$r-liu $model --recipe $r --method liu)
-    recovery_line "Liu et al. $r wins back half of MinMax's drop" $fp $a $c
+    pa=$(pred_of $m-$r-minmax $model --recipe $r --method observer)
+    pb=$(pred_of $m-$r-pct $model --recipe $r --method observer --observer percentile)
+    pc=$(pred_of $m-$r-liu $model --recipe $r --method liu)
+    recovery_line "Liu et al. $r wins back half of MinMax's drop" $fp $a $c "$pf" "$pa" "$pc"
     pending "Liu et al. $r beats Percentile" $b $c && continue
-    target_line "Liu et al. $r beats Percentile" "$(is "$c > $b")" "$(printf 'Liu %.2f, Percentile %.2f' $c $b)"
+    ci=$(paired_ci diff "$pc" "$pb")
+    target_line "Liu et al. $r beats Percentile" "$(is "$c > $b")" "$(printf 'Liu %.2f, Percentile %.2f' $c $b)${ci:+ (difference 95 % interval $ci points)}"
   done
   for s in 1 2; do
     a=$(acc_of $m-sym-w4a4-minmax-s$s $model --recipe sym-w4a4 --method observer --seed $s)
     c=$(acc_of $m-sym-w4a4-liu-s$s $model --recipe sym-w4a4 --method liu --seed $s)
-    recovery_line "Liu et al. sym-w4a4 wins back half of MinMax's drop, both calibrated on seed $s (the rows above use seed 0)" $fp $a $c
+    pa=$(pred_of $m-sym-w4a4-minmax-s$s $model --recipe sym-w4a4 --method observer --seed $s)
+    pc=$(pred_of $m-sym-w4a4-liu-s$s $model --recipe sym-w4a4 --method liu --seed $s)
+    recovery_line "Liu et al. sym-w4a4 wins back half of MinMax's drop, both calibrated on seed $s (the rows above use seed 0)" $fp $a $c "$pf" "$pa" "$pc"
   done
   c=$(acc_of $m-sym-w4a4-liu $model --recipe sym-w4a4 --method liu)
+  pc=$(pred_of $m-sym-w4a4-liu $model --recipe sym-w4a4 --method liu)
   for v in "mp4 paper's" "mp4w weights-only" "mp4o MSA-on-output" "mp4wo weights-only,MSA-on-output"; do
     set -- $v
     local extra=()
     case $1 in mp4w) extra=(--mp-weights-only) ;; mp4o) extra=(--mp-msa-output) ;; mp4wo) extra=(--mp-weights-only --mp-msa-output) ;; esac
     d=$(acc_of $m-sym-w4a4-liu-$1 $model --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 "${extra[@]}")
     pending "Liu et al. mixed precision at W4 size (${2//,/, } Ω) beats uniform W4A4" $d $c && continue
-    target_line "Liu et al. mixed precision at W4 size (${2//,/, } Ω) beats uniform W4A4" "$(is "$d > $c")" "$(printf 'mixed %.2f, uniform Liu W4A4 %.2f' $d $c)"
+    pd=$(pred_of $m-sym-w4a4-liu-$1 $model --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 "${extra[@]}")
+    ci=$(paired_ci diff "$pd" "$pc")
+    target_line "Liu et al. mixed precision at W4 size (${2//,/, } Ω) beats uniform W4A4" "$(is "$d > $c")" \
+      "$(printf 'mixed %.2f, uniform Liu W4A4 %.2f' $d $c)${ci:+ (difference 95 % interval $ci points)}"
   done
 }
 
@@ -431,7 +557,7 @@ echo "wrote $OUT${PARTIAL:+ (partial: $n rows not computed)}"
 # RESULTS_PARTIAL too: every row of the current code and models is read, cached or not.
 if [ "${RESULTS_PRUNE:-0}" = 1 ] && [ "$OUT" = docs/RESULTS.md ]; then
   for f in "$ROWS"/*.row; do
-    grep -qxF "$f" "$USED" || { rm -f "$f" "${f%.row}".mixed_precision.*; echo "pruned $f"; }
+    grep -qxF "$f" "$USED" || { rm -f "$f" "${f%.row}".mixed_precision.* "${f%.row}".pred; echo "pruned $f"; }
   done
 fi
 rm -f "$USED"

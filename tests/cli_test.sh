@@ -51,6 +51,16 @@ expect_error "missing model folder" "does not exist" "$QTX" eval --model "$T/not
 expect_ok "info prints op sites" "vit.encoder.layer.11.layernorm_before" "$QTX" info "$VIT"
 expect_ok "info prints BERT sites" "bert.encoder.layer.3.attention.self.matmul_qk" "$QTX" info "$BERT"
 expect_ok "eval fmnist" "accuracy" "$QTX" eval --model "$VIT" --data fmnist --limit 64 --threads 2
+# --predictions: one "label predicted" line per sample, agreeing with the printed accuracy.
+expect_ok "eval --predictions" "accuracy" "$QTX" eval --model "$VIT" --limit 64 --threads 2 --predictions "$T/pred"
+hits=$(sed -n 's/^accuracy .*(\([0-9]*\)\/64).*/\1/p' "$T/out")
+if [[ "$(wc -l <"$T/pred")" -ne 64 || -z "$hits" || "$(awk '$1 == $2' "$T/pred" | wc -l)" -ne "$hits" ]]; then
+  echo "FAIL: --predictions file: $(wc -l <"$T/pred") lines, $(awk '$1 == $2' "$T/pred" | wc -l) correct, accuracy line says ${hits:-nothing}"
+  fails=$((fails + 1))
+else
+  echo "ok:   --predictions file: 64 lines, $hits correct as printed"
+fi
+expect_error "--predictions into a missing folder" "cannot open" "$QTX" eval --model "$VIT" --limit 4 --predictions "$T/no/such/dir/p"
 expect_ok "eval austen6 + mlm" "mlm" "$QTX" eval --model "$BERT" --data austen6 --limit 32 --mlm --threads 2
 
 # User data: a TSV of label<TAB>text, and a folder of per-label images.

@@ -72,6 +72,7 @@ struct EvalArgs {
   uint64_t seed = 1234;
   std::string engine = "torch";
   bool float64 = false;
+  std::string predictions;  // eval: per-sample "label predicted" lines go here
 };
 
 int cmd_eval(const EvalArgs& a) {
@@ -95,6 +96,14 @@ int cmd_eval(const EvalArgs& a) {
     r = qtx::evaluate_int(*im, *data, a.batch, progress_line("eval"));
   } else {
     r = qtx::evaluate(*model, *data, a.batch, progress_line("eval"));
+  }
+  if (!a.predictions.empty()) {
+    // One line per sample in data order, so two runs can be compared sample by sample
+    // (scripts/results.sh bootstraps its targets' confidence intervals from these).
+    std::string lines;
+    for (size_t i = 0; i < r.predictions.size(); ++i)
+      lines += std::to_string(data->label(static_cast<int>(i))) + " " + std::to_string(r.predictions[i]) + "\n";
+    qtx::write_text_file(a.predictions, lines);
   }
   std::printf("accuracy   %.2f%% (%d/%d)\n", r.accuracy(), r.correct, r.samples);
   std::printf("speed      %.1f samples/s (batch %d, %d threads)\n", r.samples_per_second(), a.batch, at::get_num_threads());
@@ -227,6 +236,8 @@ int main(int argc, char** argv) {
   ev->add_option("--limit", ea.limit, "Evaluate the first N examples only (0 = all)")->check(CLI::NonNegativeNumber);
   ev->add_option("--threads", ea.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   ev->add_option("--batch", ea.batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
+  ev->add_option("--predictions", ea.predictions,
+                 "Write FILE: one line \"label predicted\" per evaluated sample, in data order (for paired comparisons)");
   ev->add_flag("--mlm", ea.mlm, "BERT: also report masked-token accuracy on held-out austen6 text");
   ev->add_option("--seed", ea.seed, "Seed of the MLM masking")->capture_default_str();
   ev->add_option("--engine", ea.engine,
