@@ -61,6 +61,9 @@ else
   echo "ok:   --predictions file: 64 lines, $hits correct as printed"
 fi
 expect_error "--predictions into a missing folder" "cannot open" "$QTX" eval --model "$VIT" --limit 4 --predictions "$T/no/such/dir/p"
+# --exclude-calib: the training split less the calibration sample (59990 drawn of 60000: 10 left).
+expect_ok "eval --exclude-calib leaves the rest of the training split" "/10)" "$QTX" eval --model "$VIT" --split train --exclude-calib 59990 --threads 2
+expect_error "--exclude-calib without --split train" "needs --split train" "$QTX" eval --model "$VIT" --exclude-calib 1000
 expect_ok "eval austen6 + mlm" "mlm" "$QTX" eval --model "$BERT" --data austen6 --limit 32 --mlm --threads 2
 
 # User data: a TSV of label<TAB>text, and a folder of per-label images.

@@ -73,6 +73,8 @@ struct EvalArgs {
   std::string engine = "torch";
   bool float64 = false;
   std::string predictions;  // eval: per-sample "label predicted" lines go here
+  int exclude_calib = 0;    // eval: leave out the training samples `qtx quantize --calib N --seed S` draws
+  uint64_t calib_seed = 0;
 };
 
 int cmd_eval(const EvalArgs& a) {
@@ -81,7 +83,25 @@ int cmd_eval(const EvalArgs& a) {
   auto& model = loaded.model;
   const auto& cfg = model->config();
   std::string spec = a.data.empty() ? (cfg.model_type == "vit" ? "fmnist" : "austen6") : a.data;
-  auto data = qtx::open_labeled_data(spec, a.split, a.limit, a.model, cfg);
+  std::unique_ptr<qtx::LabeledData> data;
+  if (a.exclude_calib > 0) {
+    // The training split less a calibration sample: data no quantizer was fitted on, beside the test split.
+    if (a.split != "train" || (spec != "fmnist" && spec != "austen6"))
+      throw qtx::Error("--exclude-calib: needs --split train of the built-in data (fmnist or austen6)");
+    auto train = qtx::open_labeled_data(spec, "train", 0, a.model, cfg);
+    const auto drawn = qtx::sample_indices(train->size(), a.exclude_calib, a.calib_seed);
+    std::vector<char> in_calib(static_cast<size_t>(train->size()), 0);
+    for (int i : drawn) in_calib[static_cast<size_t>(i)] = 1;
+    std::vector<int> keep;
+    for (int i = 0; i < train->size(); ++i)
+      if (!in_calib[static_cast<size_t>(i)] && (a.limit <= 0 || static_cast<int>(keep.size()) < a.limit)) keep.push_back(i);
+    if (keep.empty()) throw qtx::Error("--exclude-calib " + std::to_string(a.exclude_calib) + ": leaves no training samples");
+    data = qtx::subset_data(std::move(train), std::move(keep),
+                            "outside the calibration sample (" + std::to_string(drawn.size()) + ", seed " +
+                                std::to_string(a.calib_seed) + ")");
+  } else {
+    data = qtx::open_labeled_data(spec, a.split, a.limit, a.model, cfg);
+  }
   std::fprintf(stderr, "[eval] %s%s on %s, %d threads\n", a.model.c_str(),
                loaded.quantized ? (" (fake-quant, recipe " + loaded.quantized->recipe().name + ")").c_str() : "",
                data->describe().c_str(), at::get_num_threads());
@@ -238,6 +258,11 @@ int main(int argc, char** argv) {
   ev->add_option("--batch", ea.batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
   ev->add_option("--predictions", ea.predictions,
                  "Write FILE: one line \"label predicted\" per evaluated sample, in data order (for paired comparisons)");
+  ev->add_option("--exclude-calib", ea.exclude_calib,
+                 "With --split train: leave out the N training samples `qtx quantize --calib N --seed S` calibrates on "
+                 "(S from --calib-seed), so the rest is data no quantizer saw")
+      ->check(CLI::PositiveNumber);
+  ev->add_option("--calib-seed", ea.calib_seed, "Seed of the calibration sample --exclude-calib leaves out")->capture_default_str();
   ev->add_flag("--mlm", ea.mlm, "BERT: also report masked-token accuracy on held-out austen6 text");
   ev->add_option("--seed", ea.seed, "Seed of the MLM masking")->capture_default_str();
   ev->add_option("--engine", ea.engine,

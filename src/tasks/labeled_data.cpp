@@ -74,6 +74,26 @@ class TextData : public LabeledData {
   std::string where_;
 };
 
+class SubsetData : public LabeledData {
+ public:
+  SubsetData(std::unique_ptr<LabeledData> base, std::vector<int> keep, std::string what)
+      : base_(std::move(base)), keep_(std::move(keep)), what_(std::move(what)) {}
+  int size() const override { return static_cast<int>(keep_.size()); }
+  int label(int i) const override { return base_->label(keep_[static_cast<size_t>(i)]); }
+  ModelInput batch(const std::vector<int>& indices) const override {
+    std::vector<int> mapped;
+    mapped.reserve(indices.size());
+    for (int i : indices) mapped.push_back(keep_[static_cast<size_t>(i)]);
+    return base_->batch(mapped);
+  }
+  std::string describe() const override { return base_->describe() + ", " + std::to_string(size()) + " of them " + what_; }
+
+ private:
+  std::unique_ptr<LabeledData> base_;
+  std::vector<int> keep_;
+  std::string what_;
+};
+
 template <typename Set>
 void truncate_set(Set* s, int limit) {
   if (limit <= 0 || static_cast<size_t>(limit) >= s->labels.size()) return;
@@ -160,6 +180,12 @@ std::unique_ptr<LabeledData> open_labeled_data(const std::string& spec, const st
   }
   truncate_set(&set, limit);
   return make_text_data(set, tok, std::min(128, cfg.max_position_embeddings), where);
+}
+
+std::unique_ptr<LabeledData> subset_data(std::unique_ptr<LabeledData> base, std::vector<int> keep, const std::string& what) {
+  for (int i : keep)
+    if (i < 0 || i >= base->size()) fail("data subset", "index " + std::to_string(i) + " outside " + base->describe());
+  return std::make_unique<SubsetData>(std::move(base), std::move(keep), what);
 }
 
 int default_threads() {

@@ -35,6 +35,9 @@ ModelInput pad_token_batch(const std::vector<std::vector<int>>& seqs, int pad_id
 std::unique_ptr<LabeledData> open_labeled_data(const std::string& spec, const std::string& split, int limit,
                                                const std::string& model_dir, const ModelConfig& cfg);
 
+// The examples of `base` at `keep` (in that order), described as `base`'s description + `what`.
+std::unique_ptr<LabeledData> subset_data(std::unique_ptr<LabeledData> base, std::vector<int> keep, const std::string& what);
+
 // Number of threads torch uses (its default here is 1): 0 means all cores.
 void set_threads(int threads);
 int default_threads();
