@@ -73,8 +73,12 @@ row_file() {
   for a in "$@"; do case $a in liu|easyquant) code=$CODE alias=$ALIAS ;; esac; done
   local f="$ROWS/$file.$(row_key $code "$@").row"
   if [ ! -s "$f" ] && [ -n "$alias" ]; then
-    local old="$ROWS/$file.$(row_key $alias "$@").row"
-    [ -s "$old" ] && mv "$old" "$f"
+    local old="$ROWS/$file.$(row_key $alias "$@").row" x
+    if [ -s "$old" ]; then
+      mv "$old" "$f"
+      # and what is kept beside it (mixed-precision tables and plots, per-sample predictions)
+      for x in "${old%.row}".*; do [ -e "$x" ] && mv "$x" "${f%.row}${x#"${old%.row}"}"; done
+    fi
   fi
   echo "$f"
 }
