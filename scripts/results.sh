@@ -394,14 +394,20 @@ recovery_line() {
 
 # heldout_line LABEL FP_PRED MINMAX_PRED METHOD_PRED: the recovered share on a pred_of set, with
 # its interval, as a line of the targets table that is no target.
+# pred_acc FILE -> accuracy % of a pred_of file (its share of 1s)
+pred_acc() { awk '{ n = length($0); printf "%.4f", 100 * gsub(/1/, "") / n }' "$1"; }
 heldout_line() {
-  local n f b c
-  n=$(awk '{ print length($0) }' "$2")
-  f=$(awk '{ print gsub(/1/, "") }' "$2") b=$(awk '{ print gsub(/1/, "") }' "$3") c=$(awk '{ print gsub(/1/, "") }' "$4")
+  local f b c
+  f=$(pred_acc "$2") b=$(pred_acc "$3") c=$(pred_acc "$4")
   printf '| %s | %s images: FP %.2f, MinMax %.2f, Liu %.2f: %s %% of the drop recovered (95 %% interval %s) | no target |\n' "$1" \
-    $n "$(echo "100 * $f / $n" | bc -l)" "$(echo "100 * $b / $n" | bc -l)" "$(echo "100 * $c / $n" | bc -l)" \
-    "$(recovered "$(echo "100 * $f / $n" | bc -l)" "$(echo "100 * $b / $n" | bc -l)" "$(echo "100 * $c / $n" | bc -l)")" \
-    "$(paired_ci share "$2" "$3" "$4")"
+    "$(awk '{ print length($0) }' "$2")" $f $b $c "$(recovered $f $b $c)" "$(paired_ci share "$2" "$3" "$4")"
+}
+# heldout_diff_line LABEL A_LABEL A_PRED B_LABEL B_PRED: accuracy of A − B on a pred_of set, with its interval
+heldout_diff_line() {
+  local a b
+  a=$(pred_acc "$3") b=$(pred_acc "$5")
+  printf '| %s | %s images: %s %.2f, %s %.2f: difference %+.2f points (95 %% interval %s points) | no target |\n' "$1" \
+    "$(awk '{ print length($0) }' "$3")" "$2" $a "$4" $b "$(echo "$a - $b" | bc -l)" "$(paired_ci diff "$3" "$5")"
 }
 
 # The acceptance targets of the issues on vit-fmnist, computed from the cached rows.
@@ -463,9 +469,17 @@ targets_section() {
   pf=$(HELDOUT=1 pred_of fp $model)
   pa=$(HELDOUT=1 pred_of $m-sym-w4a4-minmax $model --recipe sym-w4a4 --method observer)
   pc=$(HELDOUT=1 pred_of $m-sym-w4a4-liu $model --recipe sym-w4a4 --method liu)
+  pb=$(HELDOUT=1 pred_of $m-sym-w4a4-pct $model --recipe sym-w4a4 --method observer --observer percentile)
+  pd=$(HELDOUT=1 pred_of $m-sym-w4a4-liu-mp4wo $model --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 \
+         --mp-weights-only --mp-msa-output)
   if [ -n "$pf" ] && [ -n "$pa" ] && [ -n "$pc" ]; then
     heldout_line "Context: sym-w4a4 on the training images outside the calibration sample" "$pf" "$pa" "$pc"
   fi
+  [ -z "$pb" ] || [ -z "$pc" ] ||
+    heldout_diff_line "Context: sym-w4a4 Liu et al. vs Percentile, on those images" Liu "$pc" Percentile "$pb"
+  [ -z "$pd" ] || [ -z "$pc" ] ||
+    heldout_diff_line "Context: mixed precision at W4 size (weights-only, MSA-on-output Ω) vs uniform Liu W4A4, on those images" \
+      mixed "$pd" uniform "$pc"
   c=$(acc_of $m-sym-w4a4-liu $model --recipe sym-w4a4 --method liu)
   pc=$(pred_of $m-sym-w4a4-liu $model --recipe sym-w4a4 --method liu)
   for v in "mp4 paper's" "mp4w weights-only" "mp4o MSA-on-output" "mp4wo weights-only,MSA-on-output"; do
