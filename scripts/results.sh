@@ -422,6 +422,9 @@ targets_section() {
   echo "(every model of the line scored on the same resampled images; \`qtx eval --predictions\` keeps each row's"
   echo "per-image outcomes beside it in docs/results-rows). It measures how much the figure owes to which images"
   echo "happen to be in the test split; the calibration sample's own share of the noise (the seed lines) comes on top."
+  echo "Lines marked \"no target\" score the same models on the 59000 training images outside the calibration sample"
+  echo "(\`qtx eval --split train --exclude-calib 1000\`; the FP model was trained on them, no quantizer was fitted to"
+  echo "them): six times the test split, so their intervals are narrower. docs/CALIBRATION.md discusses what they show."
   echo
   echo "| target | figures | |"
   echo "| --- | --- | --- |"
