@@ -121,6 +121,7 @@ compute_row() {
   [ -n "$a" ] || { echo "results.sh: qtx eval gave no accuracy for $name" >&2; return 1; }
   # Mixed-precision rows keep their bit table and Pareto plot next to the row (the docs show them).
   for x in txt svg; do [ ! -f "$W/$name/mixed_precision.$x" ] || cp "$W/$name/mixed_precision.$x" "${f%.row}.mixed_precision.$x"; done
+  basename "$f" >"$W/$name/row.key"  # whose artifact this is (pred_of checks it)
   echo "$a ${secs:--} ${rss:--} $bytes" >"$f.tmp" && mv "$f.tmp" "$f"
 }
 
@@ -317,39 +318,45 @@ acc_of() { local r; r=$(quantize_cached "$@"); echo "${r%% *}"; }
 # sample (`qtx eval --split train --exclude-calib N`), cached as .heldout.pred.
 pred_of() {
   local name=$1 model=$2; shift 2
-  local f p a dir=$W/$name ev=()
+  local f p a n dir=$W/$name ev=() log
   if [ "$name" = fp ]; then f=$(row_file fp-$(basename $model) fp $model); dir=$model
   else f=$(row_file $name $name $model "$@"); fi
   p=${f%.row}.pred
   if [ -n "${HELDOUT:-}" ]; then
-    p=${f%.row}.heldout.pred
-    ev=(--split train --exclude-calib "$(grep -q '"model_type": *"bert"' $model/config.json && echo 512 || echo 1000)")
+    n=$(grep -q '"model_type": *"bert"' $model/config.json && echo 512 || echo 1000)
+    p=${f%.row}.heldout$n.pred
+    ev=(--split train --exclude-calib $n)
   fi
   [ -z "${USED:-}" ] || echo "$p" >>"$USED"
   if [ ! -s "$p" ]; then
     if [ -n "$LISTING" ] || [ -n "$PARTIAL" ] || [ ! -s "$f" ]; then echo ""; return; fi
     a=$(cut -d' ' -f1 $f)
-    if [ "$name" = fp ]; then
-      $Q eval --model $dir --threads $T "${ev[@]}" --predictions $p.tmp >/dev/null 2>&1 ||
-        { echo "results.sh: qtx eval failed for $model" >&2; exit 1; }
-    else
-      # The artifact must still be the row's: same accuracy on the test split.
-      if [ ! -f "$dir/model.safetensors" ] || [ "$($Q eval --model $dir --threads $T 2>/dev/null | acc)" != "$a" ]; then
-        echo "[results] $name: artifact missing or changed, recomputing it for its predictions" >&2
+    log=$W/$name.pred.log
+    if [ "$name" != fp ]; then
+      # The artifact must be the row's: written for this row key (compute_row records it), or,
+      # from before keys were recorded, the row's accuracy on the test split.
+      if [ ! -f "$dir/model.safetensors" ] ||
+         { [ -f "$dir/row.key" ] && [ "$(cat "$dir/row.key")" != "$(basename "$f")" ]; } ||
+         { [ ! -f "$dir/row.key" ] && [ "$($Q eval --model $dir --threads $T 2>/dev/null | acc)" != "$a" ]; }; then
+        echo "[results] $name: artifact missing or not this row's, recomputing it for its predictions" >&2
         compute_row "$f" "$name" "$model" "$@" || exit 1
+        [ "$(cut -d' ' -f1 $f)" = "$a" ] ||
+          { echo "results.sh: $name recomputed to $(cut -d' ' -f1 $f) %, the table printed $a %: rerun the script" >&2; exit 1; }
       fi
-      echo "[results] $name: per-sample predictions${HELDOUT:+ on the held-out training images} ..." >&2
-      $Q eval --model $dir --threads $T "${ev[@]}" --predictions $p.tmp >/dev/null 2>&1 ||
-        { echo "results.sh: qtx eval failed for $name" >&2; exit 1; }
+      echo "[results] $name: per-sample predictions${HELDOUT:+ on the training images outside the calibration sample} ..." >&2
     fi
-    awk '{ printf "%d", $1 == $2 } END { print "" }' $p.tmp >$p && rm -f $p.tmp
+    $Q eval --model $dir --threads $T "${ev[@]}" --predictions $p.tmp >"$log" 2>&1 ||
+      { echo "results.sh: qtx eval failed for $name (see $log)" >&2; exit 1; }
+    # Written beside and moved in, so an interrupted run leaves no short file in the cache.
+    awk '{ printf "%d", $1 == $2 } END { print "" }' $p.tmp >$p.part && mv $p.part $p && rm -f $p.tmp
   fi
   echo "$p"
 }
 # paired_ci MODE A B [C] -> the 95 % interval (2.5th–97.5th percentile) of 1000 paired bootstrap
 # resamples of the test samples (awk's rand, seed 1), from pred_of files: MODE share = % of
-# A−B (FP − baseline) that C wins back; MODE diff = accuracy of A − accuracy of B, in points.
-# Empty if a file is missing. Resampling the test images is the uncertainty of the test split
+# A−B (FP − baseline) that C wins back (resamples where A does not beat B are left out; fewer
+# than 100 left gives no interval); MODE diff = accuracy of A − accuracy of B, in points.
+# Empty if a file is missing or the files differ in length. Resampling the test images is the uncertainty of the test split
 # alone; the calibration sample's own (the seed rows) comes on top.
 paired_ci() {
   local mode=$1; shift
@@ -357,7 +364,9 @@ paired_ci() {
   cat "$@" | awk -v mode=$mode '
     { s[NR] = $0 }
     END {
-      n = length(s[1]); split(s[1], a, ""); split(s[2], b, ""); if (mode == "share") split(s[3], c, "")
+      n = length(s[1])
+      for (k = 2; k <= NR; ++k) if (length(s[k]) != n) exit  # not the same samples: no interval
+      split(s[1], a, ""); split(s[2], b, ""); if (mode == "share") split(s[3], c, "")
       srand(1)
       for (r = 0; r < 1000; ++r) {
         A = B = C = 0
@@ -400,14 +409,14 @@ heldout_line() {
   local f b c
   f=$(pred_acc "$2") b=$(pred_acc "$3") c=$(pred_acc "$4")
   printf '| %s | %s images: FP %.2f, MinMax %.2f, Liu %.2f: %s %% of the drop recovered (95 %% interval %s) | no target |\n' "$1" \
-    "$(awk '{ print length($0) }' "$2")" $f $b $c "$(recovered $f $b $c)" "$(paired_ci share "$2" "$3" "$4")"
+    "$(awk '{ print length($0) }' "$2")" $f $b $c "$(recovered $f $b $c)" "$(paired_ci share "$2" "$3" "$4" | grep . || echo n/a)"
 }
 # heldout_diff_line LABEL A_LABEL A_PRED B_LABEL B_PRED: accuracy of A − B on a pred_of set, with its interval
 heldout_diff_line() {
   local a b
   a=$(pred_acc "$3") b=$(pred_acc "$5")
   printf '| %s | %s images: %s %.2f, %s %.2f: difference %+.2f points (95 %% interval %s points) | no target |\n' "$1" \
-    "$(awk '{ print length($0) }' "$3")" "$2" $a "$4" $b "$(echo "$a - $b" | bc -l)" "$(paired_ci diff "$3" "$5")"
+    "$(awk '{ print length($0) }' "$3")" "$2" $a "$4" $b "$(echo "$a - $b" | bc -l)" "$(paired_ci diff "$3" "$5" | grep . || echo n/a)"
 }
 
 # The acceptance targets of the issues on vit-fmnist, computed from the cached rows.
@@ -609,7 +618,10 @@ echo "wrote $OUT${PARTIAL:+ (partial: $n rows not computed)}"
 # RESULTS_PARTIAL too: every row of the current code and models is read, cached or not.
 if [ "${RESULTS_PRUNE:-0}" = 1 ] && [ "$OUT" = docs/RESULTS.md ]; then
   for f in "$ROWS"/*.row; do
-    grep -qxF "$f" "$USED" || { rm -f "$f" "${f%.row}".mixed_precision.* "${f%.row}".pred "${f%.row}".heldout.pred; echo "pruned $f"; }
+    grep -qxF "$f" "$USED" || { rm -f "$f" "${f%.row}".mixed_precision.*; echo "pruned $f"; }
+  done
+  for f in "$ROWS"/*.pred; do  # per-sample outcomes no line read (or whose row is gone)
+    grep -qxF "$f" "$USED" || { rm -f "$f"; echo "pruned $f"; }
   done
 fi
 rm -f "$USED"

@@ -60,10 +60,12 @@ if [[ "$(wc -l <"$T/pred")" -ne 64 || -z "$hits" || "$(awk '$1 == $2' "$T/pred" 
 else
   echo "ok:   --predictions file: 64 lines, $hits correct as printed"
 fi
-expect_error "--predictions into a missing folder" "cannot open" "$QTX" eval --model "$VIT" --limit 4 --predictions "$T/no/such/dir/p"
+expect_error "--predictions into a missing folder (before evaluating)" "cannot write into" "$QTX" eval --model "$VIT" --limit 4 --predictions "$T/no/such/dir/p"
 # --exclude-calib: the training split less the calibration sample (59990 drawn of 60000: 10 left).
 expect_ok "eval --exclude-calib leaves the rest of the training split" "/10)" "$QTX" eval --model "$VIT" --split train --exclude-calib 59990 --threads 2
 expect_error "--exclude-calib without --split train" "needs --split train" "$QTX" eval --model "$VIT" --exclude-calib 1000
+expect_error "--calib-seed without --exclude-calib" "only with --exclude-calib" "$QTX" eval --model "$VIT" --calib-seed 3
+expect_error "--exclude-calib with --mlm" "--mlm scores whole" "$QTX" eval --model "$BERT" --split train --exclude-calib 512 --mlm
 expect_ok "eval austen6 + mlm" "mlm" "$QTX" eval --model "$BERT" --data austen6 --limit 32 --mlm --threads 2
 
 # User data: a TSV of label<TAB>text, and a folder of per-label images.

@@ -395,3 +395,26 @@ TEST(Tsv, UserLabelFileErrors) {
   write_bytes(d + "/empty.tsv", "Emma\t   \n");
   EXPECT_QTX_ERROR(load_label_tsv(d + "/empty.tsv", labels), "empty.tsv:1");
 }
+
+// qtx eval --exclude-calib: the kept indices are exactly those the calibration sample does not
+// draw, ascending, and another seed keeps another set.
+TEST(CalibrationSample, OutsideIndicesComplementTheSample) {
+  const int total = 1000, n = 137;
+  for (uint64_t seed : {0ull, 7ull}) {
+    const auto drawn = qtx::sample_indices(total, n, seed);
+    const auto keep = qtx::indices_outside_sample(total, n, seed);
+    ASSERT_EQ(keep.size() + drawn.size(), static_cast<size_t>(total));
+    std::set<int> all(drawn.begin(), drawn.end());
+    ASSERT_EQ(all.size(), drawn.size());
+    for (size_t i = 0; i < keep.size(); ++i) {
+      EXPECT_EQ(all.count(keep[i]), 0u) << keep[i] << " is in the calibration sample";
+      if (i > 0) EXPECT_LT(keep[i - 1], keep[i]);
+      all.insert(keep[i]);
+    }
+    EXPECT_EQ(all.size(), static_cast<size_t>(total));
+    const auto first = qtx::indices_outside_sample(total, n, seed, 10);
+    EXPECT_EQ(first, std::vector<int>(keep.begin(), keep.begin() + 10));
+  }
+  EXPECT_NE(qtx::indices_outside_sample(total, n, 0), qtx::indices_outside_sample(total, n, 7));
+  EXPECT_TRUE(qtx::indices_outside_sample(10, 10, 0).empty());
+}

@@ -75,9 +75,16 @@ struct EvalArgs {
   std::string predictions;  // eval: per-sample "label predicted" lines go here
   int exclude_calib = 0;    // eval: leave out the training samples `qtx quantize --calib N --seed S` draws
   uint64_t calib_seed = 0;
+  bool calib_seed_given = false;
 };
 
 int cmd_eval(const EvalArgs& a) {
+  if (a.calib_seed_given && a.exclude_calib == 0) throw qtx::Error("--calib-seed: only with --exclude-calib");
+  if (!a.predictions.empty()) {  // fail now, not after a whole evaluation
+    const auto slash = a.predictions.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : a.predictions.substr(0, slash + 1);
+    if (access(dir.c_str(), W_OK) != 0) throw qtx::Error("--predictions " + a.predictions + ": cannot write into " + dir);
+  }
   qtx::set_threads(a.threads);
   auto loaded = qtx::load_any_model(a.model);
   auto& model = loaded.model;
@@ -88,16 +95,13 @@ int cmd_eval(const EvalArgs& a) {
     // The training split less a calibration sample: data no quantizer was fitted on, beside the test split.
     if (a.split != "train" || (spec != "fmnist" && spec != "austen6"))
       throw qtx::Error("--exclude-calib: needs --split train of the built-in data (fmnist or austen6)");
+    if (a.mlm) throw qtx::Error("--exclude-calib: --mlm scores whole text splits; use it without --exclude-calib");
     auto train = qtx::open_labeled_data(spec, "train", 0, a.model, cfg);
-    const auto drawn = qtx::sample_indices(train->size(), a.exclude_calib, a.calib_seed);
-    std::vector<char> in_calib(static_cast<size_t>(train->size()), 0);
-    for (int i : drawn) in_calib[static_cast<size_t>(i)] = 1;
-    std::vector<int> keep;
-    for (int i = 0; i < train->size(); ++i)
-      if (!in_calib[static_cast<size_t>(i)] && (a.limit <= 0 || static_cast<int>(keep.size()) < a.limit)) keep.push_back(i);
+    auto keep = qtx::indices_outside_sample(train->size(), a.exclude_calib, a.calib_seed, a.limit);
     if (keep.empty()) throw qtx::Error("--exclude-calib " + std::to_string(a.exclude_calib) + ": leaves no training samples");
+    const int drawn = std::min(a.exclude_calib, train->size());
     data = qtx::subset_data(std::move(train), std::move(keep),
-                            "outside the calibration sample (" + std::to_string(drawn.size()) + ", seed " +
+                            "outside the calibration sample (" + std::to_string(drawn) + ", seed " +
                                 std::to_string(a.calib_seed) + ")");
   } else {
     data = qtx::open_labeled_data(spec, a.split, a.limit, a.model, cfg);
@@ -262,7 +266,8 @@ int main(int argc, char** argv) {
                  "With --split train: leave out the N training samples `qtx quantize --calib N --seed S` calibrates on "
                  "(S from --calib-seed), so the rest is data no quantizer saw")
       ->check(CLI::PositiveNumber);
-  ev->add_option("--calib-seed", ea.calib_seed, "Seed of the calibration sample --exclude-calib leaves out")->capture_default_str();
+  auto* calib_seed = ev->add_option("--calib-seed", ea.calib_seed, "Seed of the calibration sample --exclude-calib leaves out")
+                         ->capture_default_str();
   ev->add_flag("--mlm", ea.mlm, "BERT: also report masked-token accuracy on held-out austen6 text");
   ev->add_option("--seed", ea.seed, "Seed of the MLM masking")->capture_default_str();
   ev->add_option("--engine", ea.engine,
@@ -432,7 +437,10 @@ int main(int argc, char** argv) {
   }
   try {
     if (*info) return cmd_info(info_dir);
-    if (*ev) return cmd_eval(ea);
+    if (*ev) {
+      ea.calib_seed_given = calib_seed->count() > 0;
+      return cmd_eval(ea);
+    }
     if (*par) return cmd_parity(pa);
     if (*bn) return cmd_bench(ba);
     if (*pr) {

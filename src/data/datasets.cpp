@@ -218,4 +218,13 @@ std::vector<int> sample_indices(int total, int n, uint64_t seed) {
   return idx;
 }
 
+std::vector<int> indices_outside_sample(int total, int n, uint64_t seed, int limit) {
+  std::vector<char> drawn(static_cast<size_t>(std::max(total, 0)), 0);
+  for (int i : sample_indices(total, n, seed)) drawn[static_cast<size_t>(i)] = 1;
+  std::vector<int> keep;
+  for (int i = 0; i < total && (limit <= 0 || static_cast<int>(keep.size()) < limit); ++i)
+    if (!drawn[static_cast<size_t>(i)]) keep.push_back(i);
+  return keep;
+}
+
 }  // namespace qtx

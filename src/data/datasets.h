@@ -40,5 +40,8 @@ ImageSet load_image_folder(const std::string& dir, const std::vector<std::string
 
 // Deterministic sample of n indices out of [0, total) for a seed (all of them if n >= total).
 std::vector<int> sample_indices(int total, int n, uint64_t seed);
+// The indices of [0, total) that sample_indices(total, n, seed) does not draw, ascending; at most
+// `limit` of them (0 = all).
+std::vector<int> indices_outside_sample(int total, int n, uint64_t seed, int limit = 0);
 
 }  // namespace qtx
