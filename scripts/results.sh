@@ -312,10 +312,11 @@ acc_of() { local r; r=$(quantize_cached "$@"); echo "${r%% *}"; }
 # pred_of NAME MODEL QUANTIZE_ARGS... -> a file with that row's per-sample outcome on the test
 # split (one line of 0/1, 1 = correct, in data order), cached beside the row; NAME "fp" is the
 # float model. The row's artifact is evaluated again with --predictions; it is recomputed first
-# if it is missing or no longer gives the row's accuracy. Empty (no interval) while listing
-# jobs or writing a partial table.
+# if it is missing or not the row's (its row.key, or for older artifacts its test accuracy).
+# Empty (no interval) while listing jobs or writing a partial table.
 # HELDOUT=1 in the environment: the same on the training split less the default calibration
-# sample (`qtx eval --split train --exclude-calib N`), cached as .heldout.pred.
+# sample (`qtx eval --split train --exclude-calib N`, N = qtx quantize's default 1000 images /
+# 512 passages), cached as .heldoutN.pred.
 pred_of() {
   local name=$1 model=$2; shift 2
   local f p a n dir=$W/$name ev=() log
@@ -356,8 +357,8 @@ pred_of() {
 # resamples of the test samples (awk's rand, seed 1), from pred_of files: MODE share = % of
 # A−B (FP − baseline) that C wins back (resamples where A does not beat B are left out; fewer
 # than 100 left gives no interval); MODE diff = accuracy of A − accuracy of B, in points.
-# Empty if a file is missing or the files differ in length. Resampling the test images is the uncertainty of the test split
-# alone; the calibration sample's own (the seed rows) comes on top.
+# Empty if a file is missing or the files differ in length. Resampling the evaluated images is
+# their uncertainty alone; the calibration sample's own (the seed rows) comes on top.
 paired_ci() {
   local mode=$1; shift
   for x in "$@"; do [ -n "$x" ] && [ -s "$x" ] || return 0; done
@@ -401,10 +402,10 @@ recovery_line() {
     "$(printf 'MinMax %.2f (drop %.2f), method %.2f: %s %% of the drop recovered' $3 "$(echo "$2 - $3" | bc -l)" $4 "$r")${ci:+ (95 % interval $ci)}"
 }
 
-# heldout_line LABEL FP_PRED MINMAX_PRED METHOD_PRED: the recovered share on a pred_of set, with
-# its interval, as a line of the targets table that is no target.
 # pred_acc FILE -> accuracy % of a pred_of file (its share of 1s)
 pred_acc() { awk '{ n = length($0); printf "%.4f", 100 * gsub(/1/, "") / n }' "$1"; }
+# heldout_line LABEL FP_PRED MINMAX_PRED METHOD_PRED: the recovered share on a pred_of set, with
+# its interval, as a line of the targets table that is no target.
 heldout_line() {
   local f b c
   f=$(pred_acc "$2") b=$(pred_acc "$3") c=$(pred_acc "$4")
