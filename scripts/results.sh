@@ -324,7 +324,13 @@ pred_of() {
   else f=$(row_file $name $name $model "$@"); fi
   p=${f%.row}.pred
   if [ -n "${HELDOUT:-}" ]; then
+    # qtx quantize's default sample (seed 0), which every compared row uses; an artifact that
+    # records another one in its calibration.json (qtx quantize writes it) stops the script.
     n=$(grep -q '"model_type": *"bert"' $model/config.json && echo 512 || echo 1000)
+    if [ "$name" != fp ] && [ -f "$dir/calibration.json" ] &&
+       ! { grep -q "\"samples\": $n," "$dir/calibration.json" && grep -q '"seed": 0,' "$dir/calibration.json"; }; then
+      echo "results.sh: $dir/calibration.json records another sample than the $n of seed 0 the held-out lines leave out" >&2; exit 1
+    fi
     p=${f%.row}.heldout$n.pred
     ev=(--split train --exclude-calib $n)
   fi
@@ -350,6 +356,13 @@ pred_of() {
       { echo "results.sh: qtx eval failed for $name (see $log)" >&2; exit 1; }
     # Written beside and moved in, so an interrupted run leaves no short file in the cache.
     awk '{ printf "%d", $1 == $2 } END { print "" }' $p.tmp >$p.part && mv $p.part $p && rm -f $p.tmp
+  fi
+  # A test-split file must score what its row printed (it follows the row's key, which does not
+  # cover src/cli/main.cpp's --predictions code: this catches a file that code would now write otherwise).
+  if [ -z "${HELDOUT:-}" ] && [ -s "$f" ]; then
+    a=$(cut -d' ' -f1 $f)
+    [ "$(awk '{ n = length($0); c = gsub(/1/, "1"); printf "%.2f", 100 * c / n }' $p)" = "$a" ] ||
+      { echo "results.sh: $p does not score its row's $a %: delete it to recompute" >&2; exit 1; }
   fi
   echo "$p"
 }

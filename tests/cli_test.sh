@@ -163,6 +163,24 @@ for f in mixed_precision.txt mixed_precision.json mixed_precision.svg; do
   if [[ -s "$T/liu/$f" ]]; then echo "ok:   liu wrote $f"; else echo "FAIL: liu did not write $f"; fails=$((fails + 1)); fi
 done
 expect_ok "eval a liu artifact" "accuracy" "$QTX" eval --model "$T/liu" --limit 64 --threads 2
+# calibration.json records the sample and the method's settings; --outside-calib reads it and
+# must leave out the same samples as --exclude-calib with those figures.
+for needle in '"method": "liu"' '"samples": 8' '"seed": 0' '"candidates": 5' '"avg_bits": 5'; do
+  if grep -qF -- "$needle" "$T/liu/calibration.json"; then echo "ok:   calibration.json has $needle"
+  else echo "FAIL: calibration.json lacks $needle"; cat "$T/liu/calibration.json"; fails=$((fails + 1)); fi
+done
+expect_ok "eval --outside-calib" "/40)" "$QTX" eval --model "$T/liu" --split train --outside-calib --limit 40 --threads 2
+grep -q "outside the calibration sample (8, seed 0)" "$T/err" && mine=$(grep accuracy "$T/out") ||
+  { echo "FAIL: --outside-calib did not leave out 8 samples of seed 0"; cat "$T/err"; fails=$((fails + 1)); }
+expect_ok "eval --exclude-calib 8" "/40)" "$QTX" eval --model "$T/liu" --split train --exclude-calib 8 --calib-seed 0 --limit 40 --threads 2
+if [[ "$(grep accuracy "$T/out")" == "${mine:-}" ]]; then echo "ok:   --outside-calib = --exclude-calib 8 --calib-seed 0"
+else echo "FAIL: --outside-calib gave '${mine:-}', --exclude-calib 8 '$(grep accuracy "$T/out")'"; fails=$((fails + 1)); fi
+expect_error "--outside-calib without --split train" "give --split train" "$QTX" eval --model "$T/liu" --outside-calib
+expect_error "--outside-calib with --exclude-calib" "without --exclude-calib" "$QTX" eval --model "$T/liu" --split train --outside-calib --exclude-calib 8
+expect_error "--outside-calib on a float model" "calibration.json: not found" "$QTX" eval --model "$VIT" --split train --outside-calib
+mkdir -p "$T/liubad" && cp "$T/liu"/{config.json,preprocessor_config.json,recipe.json,model.safetensors} "$T/liubad/"
+echo '{"data": "fmnist", "split": "train", "samples": -3, "seed": 0}' >"$T/liubad/calibration.json"
+expect_error "--outside-calib with a malformed calibration.json" "calibration.json: malformed" "$QTX" eval --model "$T/liubad" --split train --outside-calib
 # FQ-ViT's own form (the residual sum quantized once, with PTF) runs in fake-quant; the integer
 # runtime, whose residual stream has one scale, refuses it instead of ignoring the factors.
 cat >"$T/res-ptf.json" <<'JSON'

@@ -7,12 +7,16 @@
 
 #include <cstdio>
 #include <iostream>
+#include <limits>
+
+#include <nlohmann/json.hpp>
 
 #include "data/datasets.h"
 #include "eval/activation_stats.h"
 #include "eval/analyze.h"
 #include "eval/evaluate.h"
 #include "formats/error.h"
+#include "formats/hf_config.h"
 #include "models/model.h"
 #include "tasks/labeled_data.h"
 #include "quant/quant_model.h"
@@ -76,9 +80,38 @@ struct EvalArgs {
   int exclude_calib = 0;    // eval: leave out the training samples `qtx quantize --calib N --seed S` draws
   uint64_t calib_seed = 0;
   bool calib_seed_given = false;
+  bool outside_calib = false;  // eval: the same, with N, S and the data read from the artifact's calibration.json
 };
 
-int cmd_eval(const EvalArgs& a) {
+// --outside-calib: the calibration sample recorded in the artifact (tasks/quantize_task.cpp).
+void read_calibration_record(EvalArgs& a) {
+  const std::string path = a.model + "/calibration.json";
+  if (!qtx::file_exists(path))
+    throw qtx::Error(path + ": not found (artifacts from before qtx recorded their calibration, and float models, have none); "
+                     "give the sample as --exclude-calib N --calib-seed S");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(qtx::read_text_file(path));
+    if (!j.at("samples").is_number_integer() || j.at("samples").get<int64_t>() <= 0 || !j.at("seed").is_number_unsigned() ||
+        !j.at("data").is_string() || j.value("split", "") != "train")
+      throw qtx::Error("");
+  } catch (const std::exception&) {
+    throw qtx::Error(path + ": malformed (needs \"data\", \"split\": \"train\", positive \"samples\" and a \"seed\")");
+  }
+  if (!a.data.empty() && a.data != j["data"].get<std::string>())
+    throw qtx::Error("--outside-calib: the artifact was calibrated on " + j["data"].get<std::string>() + ", not " + a.data);
+  a.data = j["data"].get<std::string>();
+  a.exclude_calib = static_cast<int>(std::min<int64_t>(j["samples"].get<int64_t>(), std::numeric_limits<int>::max()));
+  a.calib_seed = j["seed"].get<uint64_t>();
+}
+
+int cmd_eval(EvalArgs a) {
+  if (a.outside_calib) {
+    if (a.exclude_calib > 0 || a.calib_seed_given)
+      throw qtx::Error("--outside-calib reads the sample from the artifact: give it without --exclude-calib / --calib-seed");
+    if (a.split != "train") throw qtx::Error("--outside-calib: evaluates the training split; give --split train");
+    read_calibration_record(a);
+  }
   if (a.calib_seed_given && a.exclude_calib == 0) throw qtx::Error("--calib-seed: only with --exclude-calib");
   if (!a.predictions.empty()) {  // fail now, not after a whole evaluation
     const auto slash = a.predictions.find_last_of('/');
@@ -268,6 +301,9 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   auto* calib_seed = ev->add_option("--calib-seed", ea.calib_seed, "Seed of the calibration sample --exclude-calib leaves out")
                          ->capture_default_str();
+  ev->add_flag("--outside-calib", ea.outside_calib,
+               "With --split train: leave out the training samples this artifact was calibrated on, as its calibration.json "
+               "records them (the same as --exclude-calib N --calib-seed S with its N and S)");
   ev->add_flag("--mlm", ea.mlm, "BERT: also report masked-token accuracy on held-out austen6 text");
   ev->add_option("--seed", ea.seed, "Seed of the MLM masking")->capture_default_str();
   ev->add_option("--engine", ea.engine,

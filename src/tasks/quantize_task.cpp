@@ -7,12 +7,60 @@
 #include <chrono>
 #include <cstdio>
 
+#include <nlohmann/json.hpp>
+
 #include "formats/error.h"
+#include "formats/hf_config.h"
 #include "quant/observer.h"
 #include "quant/quant_model.h"
 #include "tasks/labeled_data.h"
 
 namespace qtx {
+
+namespace {
+
+// calibration.json: how the artifact was calibrated, so that it can be reproduced and so that
+// `qtx eval --outside-calib` can leave out exactly the samples it saw (docs/FORMAT.md).
+std::string calibration_record(const QuantizeOptions& o, const std::string& data, int samples, const std::string& recipe_name) {
+  nlohmann::ordered_json j;
+  j["source_model"] = o.model;
+  j["recipe"] = recipe_name;
+  j["method"] = o.method;
+  if (!o.observer.empty()) j["observer"] = o.observer;
+  j["data"] = data;
+  j["split"] = "train";
+  j["samples"] = samples;
+  j["seed"] = o.seed;
+  j["batch"] = o.batch;
+  if (o.method == "liu" || o.method == "easyquant") {
+    const IntervalSearchOptions& s = o.calib_options.search;
+    j["search"] = {{"objective", s.objective == SearchObjective::Cosine ? "cosine" : "pearson"},
+                   {"ranking", s.ranking},
+                   {"gamma", s.gamma},
+                   {"theta", s.theta},
+                   {"rank_pairs", s.rank_pairs},
+                   {"bias_correction", s.bias_correction},
+                   {"alpha", s.alpha},
+                   {"beta", s.beta},
+                   {"candidates", s.candidates},
+                   {"rounds", s.rounds},
+                   {"search_tokens", s.search_tokens}};
+  }
+  if (o.calib_options.mixed) {
+    const MixedPrecisionOptions& mp = o.calib_options.mp;
+    nlohmann::ordered_json m;
+    if (mp.avg_bits > 0) m["avg_bits"] = mp.avg_bits;
+    if (mp.target_bytes > 0) m["target_bytes"] = mp.target_bytes;
+    m["bits"] = mp.bits;
+    m["weights_only"] = mp.weights_only;
+    m["msa_output"] = mp.msa_output;
+    m["samples"] = o.calib_options.mp_samples;
+    j["mixed_precision"] = m;
+  }
+  return j.dump(2) + "\n";
+}
+
+}  // namespace
 
 int64_t file_size(const std::string& path) {
   struct stat st {};
@@ -29,7 +77,8 @@ QuantizeReport quantize(const QuantizeOptions& o) {
   auto model = load_model(o.model);
   const ModelConfig& cfg = model->config();
   const int n = o.calib > 0 ? o.calib : (cfg.model_type == "vit" ? 1000 : 512);
-  auto train = open_labeled_data(cfg.model_type == "vit" ? "fmnist" : "austen6", "train", 0, o.model, cfg);
+  const std::string data = cfg.model_type == "vit" ? "fmnist" : "austen6";
+  auto train = open_labeled_data(data, "train", 0, o.model, cfg);
   std::vector<int> idx = sample_indices(train->size(), n, o.seed);
   if (!o.observer.empty()) {
     if (!observer_registry().count(o.observer)) fail("quantize", "unknown observer '" + o.observer + "'");
@@ -41,7 +90,7 @@ QuantizeReport quantize(const QuantizeOptions& o) {
   }
   std::fprintf(stderr, "[quantize] %s with recipe %s, method %s: calibrating on %zu %s training samples (seed %llu)\n",
                o.model.c_str(), recipe.name.c_str(), o.method.c_str(), idx.size(),
-               cfg.model_type == "vit" ? "fmnist" : "austen6", static_cast<unsigned long long>(o.seed));
+               data.c_str(), static_cast<unsigned long long>(o.seed));
   auto t0 = std::chrono::steady_clock::now();
   std::vector<ModelInput> batches;
   for (size_t start = 0; start < idx.size(); start += static_cast<size_t>(o.batch))
@@ -56,6 +105,7 @@ QuantizeReport quantize(const QuantizeOptions& o) {
   r.quantizers = static_cast<int>(qm->points().size());
   r.recipe_name = qm->recipe().name;
   qm->save(o.out, o.model);
+  write_text_file(o.out + "/calibration.json", calibration_record(o, data, r.calib_samples, r.recipe_name));
   struct rusage ru {};
   if (getrusage(RUSAGE_SELF, &ru) == 0) r.peak_rss_bytes = static_cast<int64_t>(ru.ru_maxrss) * 1024;
   r.fp_bytes = file_size(o.model + "/model.safetensors");
