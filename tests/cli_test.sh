@@ -169,6 +169,7 @@ for needle in '"method": "liu"' '"samples": 8' '"seed": 0' '"candidates": 5' '"a
   if grep -qF -- "$needle" "$T/liu/calibration.json"; then echo "ok:   calibration.json has $needle"
   else echo "FAIL: calibration.json lacks $needle"; cat "$T/liu/calibration.json"; fails=$((fails + 1)); fi
 done
+expect_ok "info shows the calibration record" "calibrated liu on 8 fmnist/train samples (seed 0)" "$QTX" info "$T/liu"
 expect_ok "eval --outside-calib" "/40)" "$QTX" eval --model "$T/liu" --split train --outside-calib --limit 40 --threads 2
 grep -q "outside the calibration sample (8, seed 0)" "$T/err" && mine=$(grep accuracy "$T/out") ||
   { echo "FAIL: --outside-calib did not leave out 8 samples of seed 0"; cat "$T/err"; fails=$((fails + 1)); }

@@ -58,6 +58,17 @@ int cmd_info(const std::string& dir) {
   for (const auto& s : model->sites().sites())
     std::printf("  %-11s %s\n", qtx::site_kind_name(s.kind), s.name.c_str());
   if (loaded.quantized) {
+    const std::string record = dir + "/calibration.json";
+    if (qtx::file_exists(record)) {  // for people: a malformed record is reported, not fatal
+      try {
+        const auto j = nlohmann::json::parse(qtx::read_text_file(record));
+        std::printf("calibrated %s on %lld %s/%s samples (seed %llu)\n", j.at("method").get<std::string>().c_str(),
+                    static_cast<long long>(j.at("samples").get<int64_t>()), j.at("data").get<std::string>().c_str(),
+                    j.at("split").get<std::string>().c_str(), static_cast<unsigned long long>(j.at("seed").get<uint64_t>()));
+      } catch (const std::exception&) {
+        std::printf("calibrated (%s is malformed)\n", record.c_str());
+      }
+    }
     std::printf("recipe     %s: %zu quantizers\n", loaded.quantized->recipe().name.c_str(), loaded.quantized->points().size());
     for (const auto& p : loaded.quantized->points()) {
       const auto& sp = p.quantizer->spec();
