@@ -104,6 +104,22 @@ void BM_ChannelRequant(benchmark::State& st) {
 }
 BENCHMARK(BM_ChannelRequant)->Args({64, 768})->Args({1088, 192})->Args({1088, 768})->Unit(benchmark::kMicrosecond);
 
+// A code → code table over one LayerNorm output of bert-austen at 32 × 128 tokens (4096 × 256):
+// apply_table (byte permutes) and the plain loop it replaces.
+void BM_CodeTable(benchmark::State& st) {
+  const bool plain = st.range(0) != 0;
+  const std::vector<uint8_t> t = table_between(QParams{0.05, 131, 0, 255}, QParams{0.011, 97, 0, 255});
+  auto in = random_codes<uint8_t>(size_t{4096} * 256, 0, 255, 7);
+  std::vector<uint8_t> out(in.size());
+  for (auto _ : st) {
+    if (plain) apply_table_plain(t.data(), in.data(), in.size(), out.data());
+    else apply_table(t, in.data(), in.size(), out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  st.SetItemsProcessed(st.iterations() * static_cast<int64_t>(in.size()));
+}
+BENCHMARK(BM_CodeTable)->ArgName("plain")->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
+
 void BM_ResidualRequant(benchmark::State& st) {
   const int M = static_cast<int>(st.range(0)), N = 192;
   QParams h{0.05, 128, 0, 255}, o{0.06, 120, 0, 255};

@@ -414,6 +414,31 @@ TEST(IntKernels, LayerNormSiteByteTablesMatchReference) {
   }
 }
 
+TEST(IntKernels, CodeTableBytePermutesMatchPlainLoop) {
+  // apply_table (64 codes per pair of byte permutes with AVX512-VBMI, threads from 2^14 codes)
+  // against the plain loop: lengths with and without a tail, out of place and in place, a
+  // table whose two halves differ (bit 7 picks the half) and every code 0..255 present.
+  std::mt19937 rng(23);
+  std::vector<uint8_t> table(256);
+  for (auto& v : table) v = static_cast<uint8_t>(rng());
+  const QParams from{0.05, 131, 0, 255}, to{0.011, 97, 0, 255};
+  for (const auto& t : {table, table_between(from, to)}) {
+    for (size_t n : {size_t{0}, size_t{1}, size_t{63}, size_t{64}, size_t{65}, size_t{256}, size_t{1000}, size_t{100003}}) {
+      std::vector<uint8_t> in(n);
+      for (size_t i = 0; i < n; ++i) in[i] = static_cast<uint8_t>(i < 256 ? i : rng());
+      std::vector<uint8_t> want(n), got(n);
+      apply_table_plain(t.data(), in.data(), n, want.data());
+      apply_table(t, in.data(), n, got.data());
+      ASSERT_EQ(want, got) << "n " << n;
+      apply_table(t, in.data(), n, in.data());
+      ASSERT_EQ(want, in) << "in place, n " << n;
+    }
+  }
+  EXPECT_EQ(table_between(from, from).size(), 0u);  // the same quantizer: no table, a copy
+  std::vector<uint8_t> short_table(10), x(4);
+  EXPECT_THROW(apply_table(short_table, x.data(), x.size(), x.data()), std::logic_error);
+}
+
 // A fused region's wall time is shared among its laps' classes in proportion to their time:
 // 10 ms charged to softmax and 30 ms to A·V come out as about a quarter and three quarters of
 // the region, and the two sum to its wall time.

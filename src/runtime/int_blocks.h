@@ -198,6 +198,8 @@ struct IntMlp {
 std::vector<uint8_t> table_between(const QParams& from, const QParams& to);
 // out[i] = t[in[i]] (a copy when t is empty); in == out is allowed.
 void apply_table(const std::vector<uint8_t>& t, const uint8_t* in, size_t n, uint8_t* out);
+// The same loop without SIMD or threads (t: 256 entries): what apply_table's byte permutes are tested against.
+void apply_table_plain(const uint8_t* t, const uint8_t* in, size_t n, uint8_t* out);
 // A linear layer's accumulators (bias included) → codes of `out`.
 ChannelRequant to_codes(const IntLinear& l, const QParams& out);
 // One real value → its code (load time only: constants such as ViT's CLS row).
