@@ -105,7 +105,8 @@ void BM_ChannelRequant(benchmark::State& st) {
 BENCHMARK(BM_ChannelRequant)->Args({64, 768})->Args({1088, 192})->Args({1088, 768})->Unit(benchmark::kMicrosecond);
 
 // A code → code table over one LayerNorm output of bert-austen at 32 × 128 tokens (4096 × 256):
-// apply_table (byte permutes) and the plain loop it replaces.
+// apply_table (byte permutes; threads as OMP_NUM_THREADS allows, bench.sh sets 1) and the plain
+// loop it replaces (one thread).
 void BM_CodeTable(benchmark::State& st) {
   const bool plain = st.range(0) != 0;
   const std::vector<uint8_t> t = table_between(QParams{0.05, 131, 0, 255}, QParams{0.011, 97, 0, 255});

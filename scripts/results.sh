@@ -324,13 +324,9 @@ pred_of() {
   else f=$(row_file $name $name $model "$@"); fi
   p=${f%.row}.pred
   if [ -n "${HELDOUT:-}" ]; then
-    # qtx quantize's default sample (seed 0), which every compared row uses; an artifact that
-    # records another one in its calibration.json (qtx quantize writes it) stops the script.
+    # qtx quantize's default sample (seed 0), which every compared row uses (checked below
+    # against the artifact's calibration.json where it has one).
     n=$(grep -q '"model_type": *"bert"' $model/config.json && echo 512 || echo 1000)
-    if [ "$name" != fp ] && [ -f "$dir/calibration.json" ] &&
-       ! { grep -q "\"samples\": $n," "$dir/calibration.json" && grep -q '"seed": 0,' "$dir/calibration.json"; }; then
-      echo "results.sh: $dir/calibration.json records another sample than the $n of seed 0 the held-out lines leave out" >&2; exit 1
-    fi
     p=${f%.row}.heldout$n.pred
     ev=(--split train --exclude-calib $n)
   fi
@@ -349,6 +345,10 @@ pred_of() {
         compute_row "$f" "$name" "$model" "$@" || exit 1
         [ "$(cut -d' ' -f1 $f)" = "$a" ] ||
           { echo "results.sh: $name recomputed to $(cut -d' ' -f1 $f) %, the table printed $a %: rerun the script" >&2; exit 1; }
+      fi
+      if [ -n "${HELDOUT:-}" ] && [ -f "$dir/calibration.json" ] &&
+         ! { grep -qE "^  \"samples\": $n,\$" "$dir/calibration.json" && grep -qE '^  "seed": 0,$' "$dir/calibration.json"; }; then
+        echo "results.sh: $dir/calibration.json records another sample than the $n of seed 0 the held-out lines leave out" >&2; exit 1
       fi
       echo "[results] $name: per-sample predictions${HELDOUT:+ on the training images outside the calibration sample} ..." >&2
     fi

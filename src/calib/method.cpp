@@ -48,26 +48,34 @@ std::unique_ptr<QuantizedModel> search(const std::shared_ptr<TransformerModel>& 
 
 std::map<std::string, CalibrationMethod> make() {
   std::map<std::string, CalibrationMethod> m;
+  const auto none = [](const CalibrationOptions&) { return std::optional<IntervalSearchOptions>(); };
   m["observer"] = {"each quantizer's range from its recipe observer (MinMax, EMA, Percentile, OMSE, PTF) over the calibration set",
                    [](const auto& model, const Recipe& r, const auto& batches, const CalibrationOptions& o) {
                      if (o.mixed) fail("quantize", "mixed precision (--avg-bits / --target-size) needs --method liu");
                      return observe(model, r, batches);
-                   }};
+                   },
+                   none};
+  const auto liu_search = [](const CalibrationOptions& o) { return o.search; };
   m["liu"] = {"Liu et al. 2021: Pearson + attention-ranking interval search layer by layer, bias correction, optional "
               "nuclear-norm mixed precision",
-              [](const auto& model, const Recipe& r, const auto& batches, const CalibrationOptions& o) {
-                return search(model, r, batches, o, o.search);
-              }};
+              [liu_search](const auto& model, const Recipe& r, const auto& batches, const CalibrationOptions& o) {
+                return search(model, r, batches, o, liu_search(o));
+              },
+              [liu_search](const CalibrationOptions& o) { return std::optional<IntervalSearchOptions>(liu_search(o)); }};
+  const auto easyquant_search = [](const CalibrationOptions& o) {
+    IntervalSearchOptions so = o.search;
+    so.objective = SearchObjective::Cosine;
+    so.ranking = false;
+    so.bias_correction = false;
+    return so;
+  };
   m["easyquant"] = {"EasyQuant-style baseline: the same layer-by-layer interval search maximising cosine similarity, "
                     "no ranking loss, no bias correction",
-                    [](const auto& model, const Recipe& r, const auto& batches, const CalibrationOptions& o) {
+                    [easyquant_search](const auto& model, const Recipe& r, const auto& batches, const CalibrationOptions& o) {
                       if (o.mixed) fail("quantize", "mixed precision (--avg-bits / --target-size) needs --method liu");
-                      IntervalSearchOptions so = o.search;
-                      so.objective = SearchObjective::Cosine;
-                      so.ranking = false;
-                      so.bias_correction = false;
-                      return search(model, r, batches, o, so);
-                    }};
+                      return search(model, r, batches, o, easyquant_search(o));
+                    },
+                    [easyquant_search](const CalibrationOptions& o) { return std::optional<IntervalSearchOptions>(easyquant_search(o)); }};
   return m;
 }
 

@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,9 @@ using CalibrationFn = std::function<std::unique_ptr<QuantizedModel>(
 struct CalibrationMethod {
   std::string description;
   CalibrationFn run;
+  // The interval-search settings `run` applies for the user's options (nullopt: it searches no
+  // intervals): what an artifact's calibration.json records.
+  std::function<std::optional<IntervalSearchOptions>(const CalibrationOptions&)> search_settings;
 };
 
 const std::map<std::string, CalibrationMethod>& calibration_methods();

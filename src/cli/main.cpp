@@ -107,7 +107,8 @@ void read_calibration_record(EvalArgs& a) {
         !j.at("data").is_string() || j.value("split", "") != "train")
       throw qtx::Error("");
   } catch (const std::exception&) {
-    throw qtx::Error(path + ": malformed (needs \"data\", \"split\": \"train\", positive \"samples\" and a \"seed\")");
+    throw qtx::Error(path + ": unreadable or malformed (needs \"data\", \"split\": \"train\", a positive integer \"samples\" and a "
+                     "non-negative integer \"seed\")");
   }
   if (!a.data.empty() && a.data != j["data"].get<std::string>())
     throw qtx::Error("--outside-calib: the artifact was calibrated on " + j["data"].get<std::string>() + ", not " + a.data);
@@ -137,12 +138,17 @@ int cmd_eval(EvalArgs a) {
   std::unique_ptr<qtx::LabeledData> data;
   if (a.exclude_calib > 0) {
     // The training split less a calibration sample: data no quantizer was fitted on, beside the test split.
+    const std::string flag = a.outside_calib ? "--outside-calib" : "--exclude-calib";
     if (a.split != "train" || (spec != "fmnist" && spec != "austen6"))
-      throw qtx::Error("--exclude-calib: needs --split train of the built-in data (fmnist or austen6)");
-    if (a.mlm) throw qtx::Error("--exclude-calib: --mlm scores whole text splits; use it without --exclude-calib");
+      throw qtx::Error(flag + ": needs --split train of the built-in data (fmnist or austen6)");
+    if (a.mlm) throw qtx::Error(flag + ": --mlm scores whole text splits; use it without " + flag);
     auto train = qtx::open_labeled_data(spec, "train", 0, a.model, cfg);
     auto keep = qtx::indices_outside_sample(train->size(), a.exclude_calib, a.calib_seed, a.limit);
-    if (keep.empty()) throw qtx::Error("--exclude-calib " + std::to_string(a.exclude_calib) + ": leaves no training samples");
+    if (keep.empty())
+      throw qtx::Error(a.outside_calib ? "--outside-calib: the artifact's calibration sample (calibration.json: " +
+                                             std::to_string(a.exclude_calib) + ", seed " + std::to_string(a.calib_seed) +
+                                             ") covers the whole training split"
+                                       : "--exclude-calib " + std::to_string(a.exclude_calib) + ": leaves no training samples");
     const int drawn = std::min(a.exclude_calib, train->size());
     data = qtx::subset_data(std::move(train), std::move(keep),
                             "outside the calibration sample (" + std::to_string(drawn) + ", seed " +

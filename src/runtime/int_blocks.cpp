@@ -429,7 +429,7 @@ void apply_table(const std::vector<uint8_t>& t, const uint8_t* in, size_t n, uin
     size_t i = begin;
 #if defined(__AVX512VBMI__)
     // 64 codes at a time: the table as two 128-byte permutes (vpermt2b) on the codes' low 7
-    // bits, picked by bit 7 (the scalar loop below: one dependent load per code, ~29× slower).
+    // bits, picked by bit 7 (the scalar loop below: one dependent load per code, ~25× slower).
     const __m512i t0 = _mm512_loadu_si512(t_), t1 = _mm512_loadu_si512(t_ + 64), t2 = _mm512_loadu_si512(t_ + 128),
                   t3 = _mm512_loadu_si512(t_ + 192);
     for (; i + 64 <= end; i += 64) {

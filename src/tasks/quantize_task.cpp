@@ -21,7 +21,8 @@ namespace {
 
 // calibration.json: how the artifact was calibrated, so that it can be reproduced and so that
 // `qtx eval --outside-calib` can leave out exactly the samples it saw (docs/FORMAT.md).
-std::string calibration_record(const QuantizeOptions& o, const std::string& data, int samples, const std::string& recipe_name) {
+std::string calibration_record(const QuantizeOptions& o, const CalibrationMethod& method, const std::string& data, int samples,
+                               const std::string& recipe_name) {
   nlohmann::ordered_json j;
   j["source_model"] = o.model;
   j["recipe"] = recipe_name;
@@ -32,8 +33,8 @@ std::string calibration_record(const QuantizeOptions& o, const std::string& data
   j["samples"] = samples;
   j["seed"] = o.seed;
   j["batch"] = o.batch;
-  if (o.method == "liu" || o.method == "easyquant") {
-    const IntervalSearchOptions& s = o.calib_options.search;
+  if (const auto settings = method.search_settings(o.calib_options)) {  // as the method ran it, not as typed
+    const IntervalSearchOptions& s = *settings;
     j["search"] = {{"objective", s.objective == SearchObjective::Cosine ? "cosine" : "pearson"},
                    {"ranking", s.ranking},
                    {"gamma", s.gamma},
@@ -54,7 +55,7 @@ std::string calibration_record(const QuantizeOptions& o, const std::string& data
     m["bits"] = mp.bits;
     m["weights_only"] = mp.weights_only;
     m["msa_output"] = mp.msa_output;
-    m["samples"] = o.calib_options.mp_samples;
+    m["mp_samples"] = o.calib_options.mp_samples;  // the option (whole batches of the sample are used)
     j["mixed_precision"] = m;
   }
   return j.dump(2) + "\n";
@@ -104,8 +105,11 @@ QuantizeReport quantize(const QuantizeOptions& o) {
   r.calib_samples = static_cast<int>(idx.size());
   r.quantizers = static_cast<int>(qm->points().size());
   r.recipe_name = qm->recipe().name;
+  // Written after the model, and an older one removed before it: a folder never pairs a new
+  // model with a record of another calibration.
+  std::remove((o.out + "/calibration.json").c_str());
   qm->save(o.out, o.model);
-  write_text_file(o.out + "/calibration.json", calibration_record(o, data, r.calib_samples, r.recipe_name));
+  write_text_file(o.out + "/calibration.json", calibration_record(o, method, data, r.calib_samples, r.recipe_name));
   struct rusage ru {};
   if (getrusage(RUSAGE_SELF, &ru) == 0) r.peak_rss_bytes = static_cast<int64_t>(ru.ru_maxrss) * 1024;
   r.fp_bytes = file_size(o.model + "/model.safetensors");
