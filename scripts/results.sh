@@ -489,29 +489,33 @@ targets_section() {
     pc=$(pred_of $m-sym-w4a4-liu-s$s $model --recipe sym-w4a4 --method liu --seed $s)
     recovery_line "Liu et al. sym-w4a4 wins back half of MinMax's drop, both calibrated on seed $s (the rows above use seed 0)" $fp $a $c "$pf" "$pa" "$pc"
   done
-  # Context for the W4A4 line, not a target: the same three models on the training images
-  # outside the calibration sample, six times the test split (the FP model was trained on them,
-  # so its accuracy there is higher).
+  # Context for the W4A4, W3A4 and mixed-precision lines, not targets: the same models on the
+  # training images outside the calibration sample, six times the test split (the FP model was
+  # trained on them, so its accuracy there is higher).
+  local mp_variants=("mp4 paper's" "mp4w weights-only" "mp4o MSA-on-output" "mp4wo weights-only,MSA-on-output")
+  mp_flags() { case $1 in mp4w) echo --mp-weights-only ;; mp4o) echo --mp-msa-output ;; mp4wo) echo --mp-weights-only --mp-msa-output ;; esac; }
   pf=$(HELDOUT=1 pred_of fp $model)
-  pa=$(HELDOUT=1 pred_of $m-sym-w4a4-minmax $model --recipe sym-w4a4 --method observer)
+  for r in sym-w4a4 sym-w3a4; do
+    pa=$(HELDOUT=1 pred_of $m-$r-minmax $model --recipe $r --method observer)
+    pc=$(HELDOUT=1 pred_of $m-$r-liu $model --recipe $r --method liu)
+    pb=$(HELDOUT=1 pred_of $m-$r-pct $model --recipe $r --method observer --observer percentile)
+    [ -z "$pf" ] || [ -z "$pa" ] || [ -z "$pc" ] ||
+      heldout_line "Context: $r on the training images outside the calibration sample" "$pf" "$pa" "$pc"
+    [ -z "$pb" ] || [ -z "$pc" ] ||
+      heldout_diff_line "Context: $r Liu et al. vs Percentile, on those images" Liu "$pc" Percentile "$pb"
+  done
   pc=$(HELDOUT=1 pred_of $m-sym-w4a4-liu $model --recipe sym-w4a4 --method liu)
-  pb=$(HELDOUT=1 pred_of $m-sym-w4a4-pct $model --recipe sym-w4a4 --method observer --observer percentile)
-  pd=$(HELDOUT=1 pred_of $m-sym-w4a4-liu-mp4wo $model --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 \
-         --mp-weights-only --mp-msa-output)
-  if [ -n "$pf" ] && [ -n "$pa" ] && [ -n "$pc" ]; then
-    heldout_line "Context: sym-w4a4 on the training images outside the calibration sample" "$pf" "$pa" "$pc"
-  fi
-  [ -z "$pb" ] || [ -z "$pc" ] ||
-    heldout_diff_line "Context: sym-w4a4 Liu et al. vs Percentile, on those images" Liu "$pc" Percentile "$pb"
-  [ -z "$pd" ] || [ -z "$pc" ] ||
-    heldout_diff_line "Context: mixed precision at W4 size (weights-only, MSA-on-output Ω) vs uniform Liu W4A4, on those images" \
-      mixed "$pd" uniform "$pc"
+  for v in "${mp_variants[@]}"; do
+    set -- $v
+    pd=$(HELDOUT=1 pred_of $m-sym-w4a4-liu-$1 $model --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 $(mp_flags $1))
+    [ -z "$pd" ] || [ -z "$pc" ] ||
+      heldout_diff_line "Context: mixed precision at W4 size (${2//,/, } Ω) vs uniform Liu W4A4, on those images" mixed "$pd" uniform "$pc"
+  done
   c=$(acc_of $m-sym-w4a4-liu $model --recipe sym-w4a4 --method liu)
   pc=$(pred_of $m-sym-w4a4-liu $model --recipe sym-w4a4 --method liu)
-  for v in "mp4 paper's" "mp4w weights-only" "mp4o MSA-on-output" "mp4wo weights-only,MSA-on-output"; do
+  for v in "${mp_variants[@]}"; do
     set -- $v
-    local extra=()
-    case $1 in mp4w) extra=(--mp-weights-only) ;; mp4o) extra=(--mp-msa-output) ;; mp4wo) extra=(--mp-weights-only --mp-msa-output) ;; esac
+    local extra=($(mp_flags $1))
     d=$(acc_of $m-sym-w4a4-liu-$1 $model --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 "${extra[@]}")
     pending "Liu et al. mixed precision at W4 size (${2//,/, } Ω) beats uniform W4A4" $d $c && continue
     pd=$(pred_of $m-sym-w4a4-liu-$1 $model --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 "${extra[@]}")
