@@ -55,13 +55,12 @@ std::map<std::string, CalibrationMethod> make() {
                      return observe(model, r, batches);
                    },
                    none};
-  const auto liu_search = [](const CalibrationOptions& o) { return o.search; };
   m["liu"] = {"Liu et al. 2021: Pearson + attention-ranking interval search layer by layer, bias correction, optional "
               "nuclear-norm mixed precision",
-              [liu_search](const auto& model, const Recipe& r, const auto& batches, const CalibrationOptions& o) {
-                return search(model, r, batches, o, liu_search(o));
+              [](const auto& model, const Recipe& r, const auto& batches, const CalibrationOptions& o) {
+                return search(model, r, batches, o, o.search);
               },
-              [liu_search](const CalibrationOptions& o) { return std::optional<IntervalSearchOptions>(liu_search(o)); }};
+              [](const CalibrationOptions& o) { return std::optional<IntervalSearchOptions>(o.search); }};
   const auto easyquant_search = [](const CalibrationOptions& o) {
     IntervalSearchOptions so = o.search;
     so.objective = SearchObjective::Cosine;

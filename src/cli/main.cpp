@@ -7,9 +7,6 @@
 
 #include <cstdio>
 #include <iostream>
-#include <limits>
-
-#include <nlohmann/json.hpp>
 
 #include "data/datasets.h"
 #include "eval/activation_stats.h"
@@ -58,15 +55,13 @@ int cmd_info(const std::string& dir) {
   for (const auto& s : model->sites().sites())
     std::printf("  %-11s %s\n", qtx::site_kind_name(s.kind), s.name.c_str());
   if (loaded.quantized) {
-    const std::string record = dir + "/calibration.json";
-    if (qtx::file_exists(record)) {  // for people: a malformed record is reported, not fatal
+    if (qtx::file_exists(dir + "/calibration.json")) {  // for people: a bad record is reported, not fatal
       try {
-        const auto j = nlohmann::json::parse(qtx::read_text_file(record));
-        std::printf("calibrated %s on %lld %s/%s samples (seed %llu)\n", j.at("method").get<std::string>().c_str(),
-                    static_cast<long long>(j.at("samples").get<int64_t>()), j.at("data").get<std::string>().c_str(),
-                    j.at("split").get<std::string>().c_str(), static_cast<unsigned long long>(j.at("seed").get<uint64_t>()));
-      } catch (const std::exception&) {
-        std::printf("calibrated (%s is malformed)\n", record.c_str());
+        const auto c = qtx::read_calibration_record(dir);
+        std::printf("calibrated %s on %d %s/%s samples (seed %llu)\n", c.method.c_str(), c.samples, c.data.c_str(),
+                    c.split.c_str(), static_cast<unsigned long long>(c.seed));
+      } catch (const qtx::Error& e) {
+        std::printf("calibrated (%s)\n", e.what());
       }
     }
     std::printf("recipe     %s: %zu quantizers\n", loaded.quantized->recipe().name.c_str(), loaded.quantized->points().size());
@@ -94,27 +89,20 @@ struct EvalArgs {
   bool outside_calib = false;  // eval: the same, with N, S and the data read from the artifact's calibration.json
 };
 
-// --outside-calib: the calibration sample recorded in the artifact (tasks/quantize_task.cpp).
-void read_calibration_record(EvalArgs& a) {
-  const std::string path = a.model + "/calibration.json";
-  if (!qtx::file_exists(path))
-    throw qtx::Error(path + ": not found (artifacts from before qtx recorded their calibration, and float models, have none); "
-                     "give the sample as --exclude-calib N --calib-seed S");
-  nlohmann::json j;
+// --outside-calib: the calibration sample recorded in the artifact (tasks/quantize_task.h).
+void take_calibration_record(EvalArgs& a) {
+  qtx::CalibrationRecord c;
   try {
-    j = nlohmann::json::parse(qtx::read_text_file(path));
-    if (!j.at("samples").is_number_integer() || j.at("samples").get<int64_t>() <= 0 || !j.at("seed").is_number_unsigned() ||
-        !j.at("data").is_string() || j.value("split", "") != "train")
-      throw qtx::Error("");
-  } catch (const std::exception&) {
-    throw qtx::Error(path + ": unreadable or malformed (needs \"data\", \"split\": \"train\", a positive integer \"samples\" and a "
-                     "non-negative integer \"seed\")");
+    c = qtx::read_calibration_record(a.model);
+  } catch (const qtx::Error& e) {
+    throw qtx::Error(std::string(e.what()) + "; or give the sample as --exclude-calib N --calib-seed S");
   }
-  if (!a.data.empty() && a.data != j["data"].get<std::string>())
-    throw qtx::Error("--outside-calib: the artifact was calibrated on " + j["data"].get<std::string>() + ", not " + a.data);
-  a.data = j["data"].get<std::string>();
-  a.exclude_calib = static_cast<int>(std::min<int64_t>(j["samples"].get<int64_t>(), std::numeric_limits<int>::max()));
-  a.calib_seed = j["seed"].get<uint64_t>();
+  if (c.split != "train") throw qtx::Error("--outside-calib: the artifact was calibrated on the " + c.split + " split, not train");
+  if (!a.data.empty() && a.data != c.data)
+    throw qtx::Error("--outside-calib: the artifact was calibrated on " + c.data + ", not " + a.data);
+  a.data = c.data;
+  a.exclude_calib = c.samples;
+  a.calib_seed = c.seed;
 }
 
 int cmd_eval(EvalArgs a) {
@@ -122,7 +110,7 @@ int cmd_eval(EvalArgs a) {
     if (a.exclude_calib > 0 || a.calib_seed_given)
       throw qtx::Error("--outside-calib reads the sample from the artifact: give it without --exclude-calib / --calib-seed");
     if (a.split != "train") throw qtx::Error("--outside-calib: evaluates the training split; give --split train");
-    read_calibration_record(a);
+    take_calibration_record(a);
   }
   if (a.calib_seed_given && a.exclude_calib == 0) throw qtx::Error("--calib-seed: only with --exclude-calib");
   if (!a.predictions.empty()) {  // fail now, not after a whole evaluation

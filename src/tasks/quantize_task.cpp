@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <limits>
+#include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
@@ -62,6 +64,26 @@ std::string calibration_record(const QuantizeOptions& o, const CalibrationMethod
 }
 
 }  // namespace
+
+CalibrationRecord read_calibration_record(const std::string& dir) {
+  const std::string path = dir + "/calibration.json";
+  if (!file_exists(path))
+    fail(path, "not found (artifacts from before qtx recorded their calibration, and float models, have none)");
+  CalibrationRecord r;
+  try {
+    const auto j = nlohmann::json::parse(read_text_file(path));
+    const auto& n = j.at("samples");
+    if (!n.is_number_integer() || n.get<int64_t>() <= 0 || n.get<int64_t>() > std::numeric_limits<int>::max() ||
+        !j.at("seed").is_number_unsigned())
+      throw std::invalid_argument("");
+    r = {j.at("method").get<std::string>(), j.at("data").get<std::string>(), j.at("split").get<std::string>(),
+         static_cast<int>(n.get<int64_t>()), j.at("seed").get<uint64_t>()};
+  } catch (const std::exception&) {
+    fail(path, "unreadable or malformed (needs strings \"method\", \"data\", \"split\", a positive integer \"samples\" "
+               "and a non-negative integer \"seed\")");
+  }
+  return r;
+}
 
 int64_t file_size(const std::string& path) {
   struct stat st {};

@@ -29,6 +29,15 @@ struct QuantizeReport {
 };
 
 QuantizeReport quantize(const QuantizeOptions& o);
+
+// The calibration sample an artifact's calibration.json records (quantize writes it; docs/FORMAT.md).
+struct CalibrationRecord {
+  std::string method, data, split;
+  int samples = 0;
+  uint64_t seed = 0;
+};
+// Reads DIR/calibration.json; a missing or malformed file is a qtx::Error naming it.
+CalibrationRecord read_calibration_record(const std::string& dir);
 int64_t file_size(const std::string& path);
 
 }  // namespace qtx
