@@ -170,7 +170,10 @@ TEST(IntKernels, ElementwiseTableOnePassMatchesReferenceAndExactGelu) {
 
 // The requantization loops on 37 channels (two 16-wide AVX-512 vectors and a tail, where that is
 // compiled) against their integer formula evaluated here one value at a time, bit for bit:
-// clamp(((acc · m_c + bias + half) >> shift) + zo), with the zero-point offset folded in.
+// clamp(((acc · m_c + bias + half) >> shift) + zo), with the zero-point offset folded in. The
+// output scales put each kernel in each of simd::Requant16's three lanes forms (shift ≥ 32;
+// below 32 with every sum fitting; below 32 clamped in int64), asserted, and the accumulators
+// include int32's extremes.
 TEST(IntKernels, RequantizationVectorsMatchTheScalarFormula) {
   const int N = 37, M = 50;
   std::mt19937 rng(7);
@@ -190,27 +193,44 @@ TEST(IntKernels, RequantizationVectorsMatchTheScalarFormula) {
     acc[i] = static_cast<int32_t>(rng() % 400001) - 200000;
     h[i] = static_cast<uint8_t>(rng());
   }
+  for (size_t i = 0; i < 40; ++i) acc[i * 41 % acc.size()] = i % 2 ? INT32_MAX : INT32_MIN;
   auto clamp = [](int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); };
-  const ChannelRequant r = ChannelRequant::make(acc_scale, bias2, 2, 0.03, 110, 0, 255, offset);
-  std::vector<uint8_t> out(acc.size());
-  std::vector<int32_t> out32(acc.size());
-  r.rows(acc.data(), M, out.data());
-  r.rows32(acc.data(), M, out32.data());
-  const int64_t half = int64_t{1} << (r.shift - 1);
-  for (int i = 0; i < M; ++i)
-    for (int c = 0; c < N; ++c) {
-      const size_t k = static_cast<size_t>(i) * N + c;
-      const int64_t want = clamp(((static_cast<int64_t>(acc[k]) * r.m[c] + r.bias[static_cast<size_t>(i % 2) * N + c] + half) >> r.shift) + r.zo, r.qmin, r.qmax);
-      ASSERT_EQ(out[k], want) << "row " << i << " channel " << c;
-      ASSERT_EQ(out32[k], want) << "row " << i << " channel " << c;
+  using simd::Lanes;
+  // Output scales: 0.03 (multipliers below 0.03: shift ≥ 34), 2.5e-3 (below 0.36: shift 31,
+  // sums within 2^62), 2e-4 (up to 4.5: shift 27, sums beyond 2^58).
+  const std::vector<std::pair<double, Lanes>> channel_cases = {
+      {0.03, Lanes::HighHalves}, {2.5e-3, Lanes::Fitting}, {2e-4, Lanes::Clamped64}};
+  for (const auto& [out_scale, form] : channel_cases) {
+    const ChannelRequant r = ChannelRequant::make(acc_scale, bias2, 2, out_scale, 110, 0, 255, offset);
+    ASSERT_EQ(r.lanes, form) << "output scale " << out_scale << ", shift " << r.shift;
+    std::vector<uint8_t> out(acc.size());
+    std::vector<int32_t> out32(acc.size());
+    r.rows(acc.data(), M, out.data());
+    r.rows32(acc.data(), M, out32.data());
+    const int64_t half = int64_t{1} << (r.shift - 1);
+    for (int i = 0; i < M; ++i)
+      for (int c = 0; c < N; ++c) {
+        const size_t k = static_cast<size_t>(i) * N + c;
+        const int64_t want = clamp(((static_cast<int64_t>(acc[k]) * r.m[c] + r.bias[static_cast<size_t>(i % 2) * N + c] + half) >> r.shift) + r.zo, r.qmin, r.qmax);
+        ASSERT_EQ(out[k], want) << "output scale " << out_scale << " row " << i << " channel " << c;
+        ASSERT_EQ(out32[k], want) << "output scale " << out_scale << " row " << i << " channel " << c;
+      }
+  }
+  // Residuals: h's multiplier largest (shift 30) with small accumulator multipliers: Fitting;
+  // accumulator multipliers up to 1.5 (shift 29): Clamped64; everything below 0.03: HighHalves.
+  const std::vector<std::tuple<double, double, Lanes>> residual_cases = {
+      {0.021, 0.03, Lanes::Fitting}, {1e-5, 6e-4, Lanes::Clamped64}, {0.021, 1.0, Lanes::HighHalves}};
+  for (const auto& [h_scale, out_scale, form] : residual_cases) {
+    const ResidualRequant res = ResidualRequant::make(acc_scale, bias, QParams{h_scale, 120, 0, 255}, QParams{out_scale, 128, 0, 255}, offset);
+    ASSERT_EQ(res.lanes, form) << "output scale " << out_scale << ", shift " << res.shift;
+    std::vector<uint8_t> out(acc.size());
+    res.rows(acc.data(), h.data(), M, out.data());
+    const int64_t rhalf = int64_t{1} << (res.shift - 1);
+    for (size_t k = 0; k < acc.size(); ++k) {
+      const size_t c = k % N;
+      const int64_t v = static_cast<int64_t>(acc[k]) * res.ma[c] + res.bias[c] + (static_cast<int64_t>(h[k]) - res.zh) * res.mb;
+      ASSERT_EQ(out[k], clamp(((v + rhalf) >> res.shift) + res.zo, res.qmin, res.qmax)) << "output scale " << out_scale << " value " << k;
     }
-  const ResidualRequant res = ResidualRequant::make(acc_scale, bias, QParams{0.021, 120, 0, 255}, QParams{0.03, 128, 0, 255}, offset);
-  res.rows(acc.data(), h.data(), M, out.data());
-  const int64_t rhalf = int64_t{1} << (res.shift - 1);
-  for (size_t k = 0; k < acc.size(); ++k) {
-    const size_t c = k % N;
-    const int64_t v = static_cast<int64_t>(acc[k]) * res.ma[c] + res.bias[c] + (static_cast<int64_t>(h[k]) - res.zh) * res.mb;
-    ASSERT_EQ(out[k], clamp(((v + rhalf) >> res.shift) + res.zo, res.qmin, res.qmax)) << k;
   }
 }
 

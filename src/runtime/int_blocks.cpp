@@ -350,24 +350,28 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
   const int64_t half = int64_t{1} << (sh - 1), z = to_grid.zo, hi = to_grid.qmax;
   const int32_t* __restrict mm = to_grid.m.data();
   const int64_t* __restrict bb = to_grid.bias.data();
+  const int64_t* __restrict eo = to_grid.add_even_odd.data();
+  const simd::Lanes form = to_grid.lanes;  // Clamped64: the fine grid's shift is below 32
   const uint32_t* __restrict cell = packed.data();
   parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
     const int32_t* __restrict a = acc + static_cast<size_t>(i) * n;
     uint8_t* __restrict o = out + static_cast<size_t>(i) * n;
     int c = 0;
 #if defined(__AVX512F__)
-    const simd::Requant16 to_index(sh, z, 0, hi);
-    const __m512i mask_v = _mm512_set1_epi32((1 << cb) - 1), low16 = _mm512_set1_epi32(0xffff), low8 = _mm512_set1_epi32(0xff);
-    const __m128i cb_v = _mm_cvtsi32_si128(cb);
-    for (; c + 16 <= n; c += 16) {
-      const __m512i g = to_index(_mm512_loadu_si512(a + c), _mm512_loadu_si512(mm + c), _mm512_loadu_si512(bb + c),
-                                 _mm512_loadu_si512(bb + c + 8));
-      const __m512i cv = _mm512_i32gather_epi32(_mm512_srl_epi32(g, cb_v), cell, 4);
-      const __mmask16 before = _mm512_cmplt_epu32_mask(_mm512_and_si512(g, mask_v), _mm512_and_si512(cv, low16));
-      const __m512i code = _mm512_mask_blend_epi32(before, _mm512_srli_epi32(cv, 24),
-                                                   _mm512_and_si512(_mm512_srli_epi32(cv, 16), low8));
-      simd::store_lanes(o + c, code);
-    }
+    simd::with_lanes(form, [&](auto L) {
+      const simd::Requant16<decltype(L)::value> to_index(sh, z, 0, hi);
+      const __m512i mask_v = _mm512_set1_epi32((1 << cb) - 1), low16 = _mm512_set1_epi32(0xffff), low8 = _mm512_set1_epi32(0xff);
+      const __m128i cb_v = _mm_cvtsi32_si128(cb);
+      for (; c + 16 <= n; c += 16) {
+        const __m512i g = to_index(_mm512_loadu_si512(a + c), _mm512_loadu_si512(mm + c), _mm512_loadu_si512(eo + c),
+                                   _mm512_loadu_si512(eo + c + 8));
+        const __m512i cv = _mm512_i32gather_epi32(_mm512_srl_epi32(g, cb_v), cell, 4);
+        const __mmask16 before = _mm512_cmplt_epu32_mask(_mm512_and_si512(g, mask_v), _mm512_and_si512(cv, low16));
+        const __m512i code = _mm512_mask_blend_epi32(before, _mm512_srli_epi32(cv, 24),
+                                                     _mm512_and_si512(_mm512_srli_epi32(cv, 16), low8));
+        simd::store_lanes(o + c, code);
+      }
+    });
 #endif
     for (; c < n; ++c) {
       const int64_t v = ((static_cast<int64_t>(a[c]) * mm[c] + bb[c] + half) >> sh) + z;

@@ -377,6 +377,27 @@ int common_shift(double max_multiplier) {
 }
 
 namespace {
+// bias + half per channel, each full group of 16 channels reordered [even | odd] (simd::Requant16).
+std::vector<int64_t> even_odd_addends(const std::vector<int64_t>& bias, int N, int shift) {
+  const int64_t half = int64_t{1} << (shift - 1);
+  std::vector<int64_t> out(bias.size());
+  for (size_t i = 0; i < bias.size(); ++i) out[i] = bias[i] + half;
+  for (size_t row = 0; N > 0 && row < bias.size() / static_cast<size_t>(N); ++row)
+    for (int c = 0; c + 16 <= N; c += 16) {
+      int64_t group[16];
+      const size_t at = row * static_cast<size_t>(N) + static_cast<size_t>(c);
+      std::copy(out.begin() + static_cast<std::ptrdiff_t>(at), out.begin() + static_cast<std::ptrdiff_t>(at) + 16, group);
+      simd::split_even_odd(group, out.data() + at);
+    }
+  return out;
+}
+
+long double max_abs(const std::vector<int64_t>& v) {
+  long double m = 0;
+  for (int64_t x : v) m = std::max(m, std::fabs(static_cast<long double>(x)));
+  return m;
+}
+
 // Round half up: a tie (exactly .5 after a 30-bit multiplier) is the only case where this
 // differs from half-away-from-zero, and a floor shift vectorises.
 int32_t clamp32(int64_t v, int32_t lo, int32_t hi) { return static_cast<int32_t>(v < lo ? lo : (v > hi ? hi : v)); }
@@ -405,6 +426,9 @@ ChannelRequant ChannelRequant::make(const std::vector<double>& acc_scale, const 
   r.zo = zo;
   r.qmin = qmin;
   r.qmax = qmax;
+  r.add_even_odd = even_odd_addends(r.bias, r.N, r.shift);
+  std::vector<int64_t> m64(r.m.begin(), r.m.end());
+  r.lanes = simd::lanes_for(r.shift, std::ldexp(1.0L, 31) * max_abs(m64) + max_abs(r.add_even_odd));
   return r;
 }
 
@@ -417,16 +441,22 @@ void ChannelRequant::apply(const int32_t* acc, int M, Out* out) const {
   const int64_t z = zo, lo = qmin, hi = qmax;
   const int32_t* __restrict mm = m.data();
   const int64_t* __restrict bb = bias.data();
+  const int64_t* __restrict eo = add_even_odd.data();
+  const simd::Lanes form = lanes;
   parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
     const int32_t* __restrict a = acc + static_cast<size_t>(i) * n;
-    const int64_t* __restrict b = bb + static_cast<size_t>(i % br) * n;
+    const size_t brow = static_cast<size_t>(i % br) * n;
+    const int64_t* __restrict b = bb + brow;
     Out* __restrict o = out + static_cast<size_t>(i) * n;
     int c = 0;
 #if defined(__AVX512F__)
-    const simd::Requant16 rq(sh, z, lo, hi);
-    for (; c + 16 <= n; c += 16)
-      simd::store_lanes(o + c, rq(_mm512_loadu_si512(a + c), _mm512_loadu_si512(mm + c), _mm512_loadu_si512(b + c),
-                               _mm512_loadu_si512(b + c + 8)));
+    const int64_t* __restrict e = eo + brow;
+    simd::with_lanes(form, [&](auto L) {
+      const simd::Requant16<decltype(L)::value> rq(sh, z, lo, hi);
+      for (; c + 16 <= n; c += 16)
+        simd::store_lanes(o + c, rq(_mm512_loadu_si512(a + c), _mm512_loadu_si512(mm + c), _mm512_loadu_si512(e + c),
+                                    _mm512_loadu_si512(e + c + 8)));
+    });
 #endif
     for (; c < n; ++c) {
       const int64_t v = ((static_cast<int64_t>(a[c]) * mm[c] + b[c] + half) >> sh) + z;
@@ -455,6 +485,12 @@ ResidualRequant ResidualRequant::make(const std::vector<double>& acc_scale, cons
   r.zo = out.zero;
   r.qmin = out.qmin;
   r.qmax = out.qmax;
+  if (static_cast<int64_t>(r.qmax) - r.zo > INT32_MAX || static_cast<int64_t>(r.qmin) - r.zo < INT32_MIN)
+    throw std::invalid_argument("requantization: zero point too far from the code range");
+  r.add_even_odd = even_odd_addends(r.bias, r.N, r.shift);
+  std::vector<int64_t> ma64(r.ma.begin(), r.ma.end());
+  const long double h_term = std::max(std::fabs(static_cast<long double>(r.zh)), std::fabs(255.0L - r.zh)) * std::fabs(static_cast<long double>(r.mb));
+  r.lanes = simd::lanes_for(r.shift, std::ldexp(1.0L, 31) * max_abs(ma64) + max_abs(r.add_even_odd) + h_term);
   return r;
 }
 
@@ -464,6 +500,8 @@ void ResidualRequant::rows(const int32_t* acc, const uint8_t* h, int M, uint8_t*
   const int64_t z = zo, lo = qmin, hi = qmax, mh = mb, zr = zh;
   const int32_t* __restrict ma_ = ma.data();
   const int64_t* __restrict b = bias.data();
+  const int64_t* __restrict e = add_even_odd.data();
+  const simd::Lanes form = lanes;
   parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
     const size_t off = static_cast<size_t>(i) * n;
     const int32_t* __restrict a = acc + off;
@@ -471,15 +509,17 @@ void ResidualRequant::rows(const int32_t* acc, const uint8_t* h, int M, uint8_t*
     uint8_t* __restrict o = out + off;
     int c = 0;
 #if defined(__AVX512F__)
-    const simd::Requant16 rq(sh, z, lo, hi);
-    const __m512i mh_v = _mm512_set1_epi64(mh), zr_v = _mm512_set1_epi32(static_cast<int32_t>(zr));
-    for (; c + 16 <= n; c += 16) {
-      const __m512i hc = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hr + c))), zr_v);
-      const __m512i add0 = _mm512_add_epi64(_mm512_loadu_si512(b + c), _mm512_mul_epi32(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(hc)), mh_v));
-      const __m512i add1 = _mm512_add_epi64(_mm512_loadu_si512(b + c + 8),
-                                            _mm512_mul_epi32(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(hc, 1)), mh_v));
-      simd::store_lanes(o + c, rq(_mm512_loadu_si512(a + c), _mm512_loadu_si512(ma_ + c), add0, add1));
-    }
+    simd::with_lanes(form, [&](auto L) {
+      const simd::Requant16<decltype(L)::value> rq(sh, z, lo, hi);
+      // mb < 2^31 and h − zh are int32, so each half of the residual's term is one vpmuldq.
+      const __m512i mh_v = _mm512_set1_epi64(mh), zr_v = _mm512_set1_epi32(static_cast<int32_t>(zr));
+      for (; c + 16 <= n; c += 16) {
+        const __m512i hc = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hr + c))), zr_v);
+        const __m512i add_e = _mm512_add_epi64(_mm512_loadu_si512(e + c), _mm512_mul_epi32(hc, mh_v));
+        const __m512i add_o = _mm512_add_epi64(_mm512_loadu_si512(e + c + 8), _mm512_mul_epi32(_mm512_srli_epi64(hc, 32), mh_v));
+        simd::store_lanes(o + c, rq(_mm512_loadu_si512(a + c), _mm512_loadu_si512(ma_ + c), add_e, add_o));
+      }
+    });
 #endif
     for (; c < n; ++c) {
       const int64_t v = ((static_cast<int64_t>(a[c]) * ma_[c] + b[c] + (static_cast<int64_t>(hr[c]) - zr) * mh + half) >> sh) + z;

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "runtime/simd.h"
+
 namespace qtx::rt {
 
 // Rounding right shift, half away from zero (the rule fake-quant uses too). shift may be <= 0.
@@ -118,6 +120,13 @@ struct ChannelRequant {
   void rows32(const int32_t* acc, int M, int32_t* out) const;      // same into int32 (grid indices)
   // make() throws std::invalid_argument when the scales need a shift outside [1, 62].
 
+  // Set by make() for the AVX-512 loop (simd::Requant16): bias + ½ (the rounding), each group
+  // of 16 channels as its even then its odd channels ([bias_rows, N]; the tail channels as
+  // they are), and the lanes form for this shift and the largest |acc · m + bias| an int32
+  // accumulator can give.
+  std::vector<int64_t> add_even_odd;
+  simd::Lanes lanes = simd::Lanes::Clamped64;
+
  private:
   template <typename Out>
   void apply(const int32_t* acc, int M, Out* out) const;
@@ -136,6 +145,9 @@ struct ResidualRequant {
   static ResidualRequant make(const std::vector<double>& acc_scale, const std::vector<double>& bias_real,
                               const QParams& h, const QParams& out, const std::vector<int64_t>& acc_offset = {});
   void rows(const int32_t* acc, const uint8_t* h, int M, uint8_t* out) const;
+  // Set by make(), as in ChannelRequant (the residual's term is added per element).
+  std::vector<int64_t> add_even_odd;
+  simd::Lanes lanes = simd::Lanes::Clamped64;
 };
 
 // Any per-tensor map of an 8-bit code to an 8-bit code (requantization from one scale to

@@ -1,12 +1,42 @@
 // AVX-512 forms of the runtime's requantization step, for the loops GCC does not vectorise well
 // on its own (it multiplies int32 by int32 as int64 × int64, vpmullq, where vpmuldq suffices).
 // Each computes exactly what the scalar loop beside it computes; where AVX-512 is not compiled
-// in, only the scalar loops exist.
+// in, only the scalar loops exist (and the plain helpers at the top, which kernels call at load).
 #pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+namespace qtx::rt::simd {
+
+// How the int64 sums a·m + add become int32 lanes (chosen once per kernel at load, from the
+// shift and the largest |a·m + add| the kernel can meet):
+// - HighHalves (shift ≥ 32): ⌊x / 2^s⌋ = ⌊⌊x / 2^32⌋ / 2^(s−32)⌋ — the high halves of the sums,
+//   gathered by one blend, then one 32-bit shift; any int64 x.
+// - Fitting (shift < 32, every |x| < 2^(31+s), so ⌊x / 2^s⌋ fits in int32): even lanes shifted
+//   right by s, odd lanes left by 32 − s, whose high halves are then ⌊x / 2^s⌋.
+// - Clamped64 (neither): shifted and clamped in int64, then narrowed.
+// The first two clamp in int32; all three give the scalar loops' values.
+enum class Lanes { HighHalves, Fitting, Clamped64 };
+
+inline Lanes lanes_for(int shift, long double max_abs_sum) {
+  if (shift >= 32) return Lanes::HighHalves;
+  return max_abs_sum < std::ldexp(1.0L, 31 + shift) ? Lanes::Fitting : Lanes::Clamped64;
+}
+
+// The addends of 16 consecutive lanes reordered for Requant16: [even lanes | odd lanes].
+inline void split_even_odd(const int64_t* in16, int64_t* out16) {
+  for (int j = 0; j < 8; ++j) {
+    out16[j] = in16[2 * j];
+    out16[8 + j] = in16[2 * j + 1];
+  }
+}
+
+}  // namespace qtx::rt::simd
+
 #if defined(__AVX512F__)
 #include <immintrin.h>
-
-#include <cstdint>
 
 // GCC 12 reports its own intrinsics' undefined-vector placeholders as maybe-uninitialized where
 // they are inlined (a known false positive); silenced for the files that include this header.
@@ -14,40 +44,54 @@
 
 namespace qtx::rt::simd {
 
-// clamp(((a·m + add + half) >> shift) + zero, lo, hi) on 16 int32 lanes (a, m int32; add int64
-// per lane as two halves: lanes 0–7, 8–15), in int64 as the scalar loops do; results as 16 int32.
-// The even and odd lanes are multiplied in place (vpmuldq reads the low half of each 64-bit
-// lane) and blended back, instead of widening both operands and narrowing the results: fewer
-// cross-lane shuffles, which are what limited the widening form. The clamp is to [lo − zero,
-// hi − zero] before the zero point is added in 32 bits: the same value, one add fewer (callers
-// keep both bounds within int32: ChannelRequant::make checks).
+// clamp(((a·m + add) >> shift) + zero, lo, hi) on 16 int32 lanes (a, m int32), the int64
+// addends given for the even lanes (0, 2, …, 14) and the odd lanes (1, 3, …, 15) apart — callers
+// store them that way at load, with the rounding half folded in — so that each half is one
+// vpmuldq (it reads the low int32 of each 64-bit lane) and one add, with no cross-lane shuffle.
+// The clamp is to [lo − zero, hi − zero] before the zero point is added in 32 bits (callers keep
+// both bounds within int32: ChannelRequant::make checks).
+template <Lanes L>
 class Requant16 {
  public:
   Requant16(int shift, int64_t zero, int64_t lo, int64_t hi)
-      : half_(_mm512_set1_epi64(shift > 0 ? int64_t{1} << (shift - 1) : 0)),
-        lo_(_mm512_set1_epi64(lo - zero)),
-        hi_(_mm512_set1_epi64(hi - zero)),
-        even_(_mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14)),
-        odd_(_mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15)),
+      : lo64_(_mm512_set1_epi64(lo - zero)),
+        hi64_(_mm512_set1_epi64(hi - zero)),
+        lo32_(_mm512_set1_epi32(static_cast<int32_t>(lo - zero))),
+        hi32_(_mm512_set1_epi32(static_cast<int32_t>(hi - zero))),
         zero_(_mm512_set1_epi32(static_cast<int32_t>(zero))),
-        shift_(_mm_cvtsi32_si128(shift)) {}
+        right_(_mm_cvtsi32_si128(L == Lanes::HighHalves ? shift - 32 : shift)),
+        left_(_mm_cvtsi32_si128(32 - shift)) {}
 
-  __m512i operator()(__m512i a, __m512i m, __m512i add_lo, __m512i add_hi) const {
-    const __m512i pe = _mm512_mul_epi32(a, m);
-    const __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(m, 32));
-    const __m512i ve = finish(pe, _mm512_permutex2var_epi64(add_lo, even_, add_hi));
-    const __m512i vo = finish(po, _mm512_permutex2var_epi64(add_lo, odd_, add_hi));
-    return _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, ve, _mm512_slli_epi64(vo, 32)), zero_);
+  __m512i operator()(__m512i a, __m512i m, __m512i add_even, __m512i add_odd) const {
+    const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(a, m), add_even);
+    const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(m, 32)), add_odd);
+    if constexpr (L == Lanes::Clamped64) {
+      const __m512i ve = _mm512_min_epi64(_mm512_max_epi64(_mm512_sra_epi64(pe, right_), lo64_), hi64_);
+      const __m512i vo = _mm512_min_epi64(_mm512_max_epi64(_mm512_sra_epi64(po, right_), lo64_), hi64_);
+      return _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, ve, _mm512_slli_epi64(vo, 32)), zero_);
+    } else {
+      const __m512i v = L == Lanes::HighHalves
+                            ? _mm512_sra_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po), right_)
+                            : _mm512_mask_blend_epi32(0xAAAA, _mm512_sra_epi64(pe, right_), _mm512_sll_epi64(po, left_));
+      return _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(v, lo32_), hi32_), zero_);
+    }
   }
 
  private:
-  __m512i finish(__m512i p, __m512i add) const {
-    const __m512i v = _mm512_sra_epi64(_mm512_add_epi64(_mm512_add_epi64(p, add), half_), shift_);
-    return _mm512_min_epi64(_mm512_max_epi64(v, lo_), hi_);
-  }
-  __m512i half_, lo_, hi_, even_, odd_, zero_;
-  __m128i shift_;
+  __m512i lo64_, hi64_, lo32_, hi32_, zero_;
+  __m128i right_, left_;
 };
+
+// Calls f(std::integral_constant<Lanes, L>{}) with L = lanes: one instantiation of a kernel's
+// loop per form, the choice made once per call rather than per vector.
+template <typename F>
+void with_lanes(Lanes lanes, F&& f) {
+  switch (lanes) {
+    case Lanes::HighHalves: f(std::integral_constant<Lanes, Lanes::HighHalves>{}); break;
+    case Lanes::Fitting: f(std::integral_constant<Lanes, Lanes::Fitting>{}); break;
+    case Lanes::Clamped64: f(std::integral_constant<Lanes, Lanes::Clamped64>{}); break;
+  }
+}
 
 // 16 int32 lanes stored as 16 uint8 (values already in 0..255) or as they are.
 inline void store_lanes(uint8_t* p, __m512i v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(v)); }
