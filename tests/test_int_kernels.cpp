@@ -234,6 +234,30 @@ TEST(IntKernels, RequantizationVectorsMatchTheScalarFormula) {
   }
 }
 
+// requant_to_codes (one multiplier for a whole tensor, rounding half away from zero) against
+// round_shift one value at a time: shifts of 32 and more take the AVX-512 loop where it is
+// compiled, 31 and below the plain one; int32's extremes included.
+TEST(IntKernels, RequantToCodesMatchesRoundShift) {
+  std::mt19937 rng(8);
+  std::vector<int32_t> in(1000 + 7);
+  for (auto& x : in) x = static_cast<int32_t>(rng() % 2000001) - 1000000;
+  in[0] = INT32_MIN;
+  in[1] = INT32_MAX;
+  in[2] = -1;
+  for (double M : {0.013, 3.1e-5, 0.7, 2.5e-10, 0.5}) {
+    const Requant r = Requant::from_real(M);
+    in[3] = static_cast<int32_t>(std::min<int64_t>(INT32_MAX, (int64_t{1} << std::min(r.shift, 40)) / std::max<int64_t>(1, r.m)));
+    for (const QParams o : {QParams{1.0, 128, 0, 255}, QParams{1.0, 3, 0, 15}}) {
+      std::vector<uint8_t> out(in.size());
+      requant_to_codes(in.data(), in.size(), r, o, out.data());
+      for (size_t i = 0; i < in.size(); ++i) {
+        const int64_t v = round_shift(static_cast<int64_t>(in[i]) * r.m, r.shift) + o.zero;
+        ASSERT_EQ(out[i], std::clamp<int64_t>(v, o.qmin, o.qmax)) << "M " << M << " shift " << r.shift << " value " << in[i];
+      }
+    }
+  }
+}
+
 TEST(IntKernels, ChannelRequantWithinHalfAStepOfExact) {
   const std::vector<double> acc_scale = {1.3e-4, 2.9e-5, 7.7e-4}, bias = {0.31, -1.7, 0.05};
   ChannelRequant r = ChannelRequant::make(acc_scale, bias, 1, 0.04, 100, 0, 255);
