@@ -72,17 +72,25 @@ class IntVit : public IntModel {
     patches_.resize(static_cast<size_t>(B) * NP * KP);
     const QParams& qi = proj_.in;
     const int S = cfg_.image_size;
+    // Two passes: every pixel of an image in one flat loop (which vectorises; inside the patch
+    // loops the rows are P_ values long and it did not), then runs of P_ codes into patch rows.
+    pixel_codes_.resize(static_cast<size_t>(B) * Ci_ * S * S);
     timed(OpClass::Embedding, [&] { parallel_for(B, patches_.size(), [&](int b) {
+      const size_t n = static_cast<size_t>(Ci_) * S * S;
+      const float* __restrict in = px + static_cast<size_t>(b) * n;
+      uint8_t* __restrict codes = pixel_codes_.data() + static_cast<size_t>(b) * n;
+      const double scale = qi.scale, zero = qi.zero, lo = qi.qmin, hi = qi.qmax;
+      for (size_t i = 0; i < n; ++i) {
+        const double v = in[i] / scale;
+        const double r = (v >= 0 ? std::floor(v + 0.5) : -std::floor(-v + 0.5)) + zero;
+        codes[i] = static_cast<uint8_t>(std::min(hi, std::max(lo, r)));
+      }
       for (int gy = 0; gy < G_; ++gy)
         for (int gx = 0; gx < G_; ++gx) {
           uint8_t* row = patches_.data() + (static_cast<size_t>(b) * NP + gy * G_ + gx) * KP;
           for (int ch = 0; ch < Ci_; ++ch)
             for (int y = 0; y < P_; ++y)
-              for (int x = 0; x < P_; ++x) {
-                const double v = px[((static_cast<size_t>(b) * Ci_ + ch) * S + gy * P_ + y) * S + gx * P_ + x] / qi.scale;
-                const double r = (v >= 0 ? std::floor(v + 0.5) : -std::floor(-v + 0.5)) + qi.zero;
-                row[(ch * P_ + y) * P_ + x] = static_cast<uint8_t>(std::min<double>(qi.qmax, std::max<double>(qi.qmin, r)));
-              }
+              std::copy_n(codes + (static_cast<size_t>(ch) * S + gy * P_ + y) * S + gx * P_, P_, row + (ch * P_ + y) * P_);
         }
     }); });
     acc_.resize(static_cast<size_t>(M) * D_);  // [M, D] results; the MLP's fc1 has its own block buffer
@@ -142,7 +150,7 @@ class IntVit : public IntModel {
   std::vector<VitBlock> blocks_;
   IntLayerNormSite lnf_;
   // Scratch reused across calls (one forward at a time per model).
-  std::vector<uint8_t> patches_, codes_, h_, h2_, x_, y_;
+  std::vector<uint8_t> pixel_codes_, patches_, codes_, h_, h2_, x_, y_;
   std::vector<int32_t> acc_, mlp_acc_;
   IntSelfAttention::Scratch attn_scratch_;
 };
