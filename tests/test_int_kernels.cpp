@@ -424,6 +424,28 @@ TEST(IntKernels, IntegerLayerNormOnPtfShiftedCodesMatchesFloat) {
     }
   }
   EXPECT_GT(exact, total * 99 / 100);  // off by one step only at rounding ties of the float result
+  // The AVX-512 loop has two forms, by the output shift (above: 48, the even/odd lanes form);
+  // an output step this fine (γ/s_out ≈ 10^7) puts it at 30, the widening form. Both against
+  // the plain loop, with 200 channels (a 16-channel tail loop too).
+  const int C2 = 200;
+  std::vector<float> gamma2(C2), beta2(C2);
+  for (int c = 0; c < C2; ++c) {
+    gamma2[static_cast<size_t>(c)] = g(rng);
+    beta2[static_cast<size_t>(c)] = b(rng) * 1e-5f;
+  }
+  for (const QParams o2 : {QParams{0.04, 128, 0, 255}, QParams{1e-7, 128, 0, 255}}) {
+    IntLayerNorm ln2 = IntLayerNorm::make(z, std::vector<int>(C2, 1), gamma2, beta2, o2);
+    ASSERT_EQ(ln2.shift + 24 >= 32, o2.scale > 1e-3) << ln2.shift;
+    for (int r = 0; r < 50; ++r) {
+      std::vector<int32_t> xc(C2);
+      std::normal_distribution<double> xs(0, 1 + r % 5);
+      for (auto& v : xc) v = static_cast<int32_t>(std::lround(xs(rng) * 40));
+      std::vector<uint8_t> fast(C2), plain(C2);
+      ln2.row_centred(xc.data(), fast.data(), true);
+      ln2.row_centred(xc.data(), plain.data(), false);
+      ASSERT_EQ(fast, plain) << "output scale " << o2.scale << " row " << r;
+    }
+  }
 }
 
 TEST(IntKernels, LayerNormSiteByteTablesMatchReference) {

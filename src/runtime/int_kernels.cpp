@@ -262,6 +262,12 @@ IntLayerNorm IntLayerNorm::make(int32_t z, const std::vector<int>& alpha, const 
   n.zo = out.zero;
   n.qmin = out.qmin;
   n.qmax = out.qmax;
+  n.gain_even_odd = n.gain;
+  n.bias_even_odd = n.bias;
+  for (int c = 0; c + 16 <= n.C; c += 16) {
+    simd::split_even_odd(n.gain.data() + c, n.gain_even_odd.data() + c);
+    simd::split_even_odd(n.bias.data() + c, n.bias_even_odd.data() + c);
+  }
   return n;
 }
 
@@ -315,6 +321,27 @@ void IntLayerNorm::row_centred(const int32_t* x_in, uint8_t* out_in, bool vector
       q = _mm512_add_epi64(_mm512_sra_epi64(q, s_v), z_v);
       return _mm512_cvtepi64_epi32(_mm512_min_epi64(_mm512_max_epi64(q, lo_v), hi_v));
     };
+    if (s >= 32 && zout - lo >= INT32_MIN && hi - zout <= INT32_MAX) {
+      // Even and odd lanes apart (no widening or narrowing across lanes): d's halves sign-extended
+      // in place, γ and β already split so at load, and ⌊q / 2^s⌋ from the high halves of q
+      // gathered by one blend and one 32-bit shift (⌊q/2^s⌋ = ⌊⌊q/2^32⌋/2^(s−32)⌋).
+      const int64_t* __restrict ge = gain_even_odd.data();
+      const int64_t* __restrict be = bias_even_odd.data();
+      const __m512i lo32 = _mm512_set1_epi32(static_cast<int32_t>(lo - zout)), hi32 = _mm512_set1_epi32(static_cast<int32_t>(hi - zout)),
+                    z32 = _mm512_set1_epi32(static_cast<int32_t>(zout));
+      const __m128i s32 = _mm_cvtsi32_si128(s - 32);
+      auto half = [&](__m512i d64, const int64_t* g8, const int64_t* b8) {
+        const __m512i t = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mullo_epi64(d64, R_v), r31), 32);
+        return _mm512_add_epi64(_mm512_mul_epi32(t, _mm512_loadu_si512(g8)), _mm512_loadu_si512(b8));
+      };
+      for (; c + 16 <= n; c += 16) {
+        const __m512i d = _mm512_sub_epi32(_mm512_mullo_epi32(_mm512_loadu_si512(x + c), n_v), sum_v);
+        const __m512i qe = half(_mm512_srai_epi64(_mm512_slli_epi64(d, 32), 32), ge + c, be + c);
+        const __m512i qo = half(_mm512_srai_epi64(d, 32), ge + c + 8, be + c + 8);
+        const __m512i v = _mm512_sra_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(qe, 32), qo), s32);
+        simd::store_lanes(out + c, _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(v, lo32), hi32), z32));
+      }
+    }
     for (; c + 16 <= n; c += 16) {
       const __m512i d = _mm512_sub_epi32(_mm512_mullo_epi32(_mm512_loadu_si512(x + c), n_v), sum_v);
       const __m256i q0 = eight(_mm512_castsi512_si256(d), g + c, b + c), q1 = eight(_mm512_extracti64x4_epi64(d, 1), g + c + 8, b + c + 8);

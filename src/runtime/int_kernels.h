@@ -91,6 +91,9 @@ struct IntLayerNorm {
   std::vector<int> alpha;     // per channel, 0 when the input is plain layer-wise uniform
   std::vector<int64_t> gain;  // round(γ_c / s_out · 2^shift)
   std::vector<int64_t> bias;  // round((β_c / s_out + ½) · 2^(shift+24))
+  // gain and bias with each group of 16 channels as its even then its odd channels (the
+  // AVX-512 loop's lanes when shift + 24 ≥ 32; set by make()).
+  std::vector<int64_t> gain_even_odd, bias_even_odd;
   int32_t zo = 0, qmin = 0, qmax = 255;
   static IntLayerNorm make(int32_t z, const std::vector<int>& alpha, const std::vector<float>& gamma,
                            const std::vector<float>& beta, const QParams& out);
