@@ -168,14 +168,14 @@ TEST(IntKernels, ElementwiseTableOnePassMatchesReferenceAndExactGelu) {
   EXPECT_GT(checked, M * N * 9 / 10);
 }
 
-// The requantization loops on 37 channels (two 16-wide AVX-512 vectors and a tail, where that is
+// The requantization loops on 101 channels (64 at a time, 16 at a time and a tail, where that is
 // compiled) against their integer formula evaluated here one value at a time, bit for bit:
 // clamp(((acc · m_c + bias + half) >> shift) + zo), with the zero-point offset folded in. The
 // output scales put each kernel in each of simd::Requant16's three lanes forms (shift ≥ 32;
 // below 32 with every sum fitting; below 32 clamped in int64), asserted, and the accumulators
 // include int32's extremes.
 TEST(IntKernels, RequantizationVectorsMatchTheScalarFormula) {
-  const int N = 37, M = 50;
+  const int N = 101, M = 50;  // a 64-channel group, two of 16 and a tail
   std::mt19937 rng(7);
   std::uniform_real_distribution<double> scale(1e-5, 9e-4), real(-2.0, 2.0);
   std::vector<double> acc_scale, bias;

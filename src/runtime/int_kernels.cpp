@@ -6,6 +6,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "runtime/parallel.h"
 #include "runtime/simd.h"
@@ -494,6 +495,8 @@ void ChannelRequant::apply(const int32_t* acc, int M, Out* out) const {
   const int64_t* __restrict bb = bias.data();
   const int64_t* __restrict eo = add_even_odd.data();
   const simd::Lanes form = lanes;
+  const bool byte_codes = lo >= 0 && hi <= 255;  // store_64_codes saturates to 0..255
+  (void)byte_codes;
   parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
     const int32_t* __restrict a = acc + static_cast<size_t>(i) * n;
     const size_t brow = static_cast<size_t>(i % br) * n;
@@ -504,9 +507,14 @@ void ChannelRequant::apply(const int32_t* acc, int M, Out* out) const {
     const int64_t* __restrict e = eo + brow;
     simd::with_lanes(form, [&](auto L) {
       const simd::Requant16<decltype(L)::value> rq(sh, z, lo, hi);
-      for (; c + 16 <= n; c += 16)
-        simd::store_lanes(o + c, rq(_mm512_loadu_si512(a + c), _mm512_loadu_si512(mm + c), _mm512_loadu_si512(e + c),
-                                    _mm512_loadu_si512(e + c + 8)));
+      auto sixteen = [&](int at) {
+        return rq(_mm512_loadu_si512(a + at), _mm512_loadu_si512(mm + at), _mm512_loadu_si512(e + at), _mm512_loadu_si512(e + at + 8));
+      };
+      if constexpr (std::is_same_v<Out, uint8_t>) {
+        if (byte_codes)
+          for (; c + 64 <= n; c += 64) simd::store_64_codes(o + c, sixteen(c), sixteen(c + 16), sixteen(c + 32), sixteen(c + 48));
+      }
+      for (; c + 16 <= n; c += 16) simd::store_lanes(o + c, sixteen(c));
     });
 #endif
     for (; c < n; ++c) {
@@ -553,6 +561,8 @@ void ResidualRequant::rows(const int32_t* acc, const uint8_t* h, int M, uint8_t*
   const int64_t* __restrict b = bias.data();
   const int64_t* __restrict e = add_even_odd.data();
   const simd::Lanes form = lanes;
+  const bool byte_codes = lo >= 0 && hi <= 255;  // store_64_codes saturates to 0..255
+  (void)byte_codes;
   parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
     const size_t off = static_cast<size_t>(i) * n;
     const int32_t* __restrict a = acc + off;
@@ -564,12 +574,15 @@ void ResidualRequant::rows(const int32_t* acc, const uint8_t* h, int M, uint8_t*
       const simd::Requant16<decltype(L)::value> rq(sh, z, lo, hi);
       // mb < 2^31 and h − zh are int32, so each half of the residual's term is one vpmuldq.
       const __m512i mh_v = _mm512_set1_epi64(mh), zr_v = _mm512_set1_epi32(static_cast<int32_t>(zr));
-      for (; c + 16 <= n; c += 16) {
-        const __m512i hc = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hr + c))), zr_v);
-        const __m512i add_e = _mm512_add_epi64(_mm512_loadu_si512(e + c), _mm512_mul_epi32(hc, mh_v));
-        const __m512i add_o = _mm512_add_epi64(_mm512_loadu_si512(e + c + 8), _mm512_mul_epi32(_mm512_srli_epi64(hc, 32), mh_v));
-        simd::store_lanes(o + c, rq(_mm512_loadu_si512(a + c), _mm512_loadu_si512(ma_ + c), add_e, add_o));
-      }
+      auto sixteen = [&](int at) {
+        const __m512i hc = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hr + at))), zr_v);
+        const __m512i add_e = _mm512_add_epi64(_mm512_loadu_si512(e + at), _mm512_mul_epi32(hc, mh_v));
+        const __m512i add_o = _mm512_add_epi64(_mm512_loadu_si512(e + at + 8), _mm512_mul_epi32(_mm512_srli_epi64(hc, 32), mh_v));
+        return rq(_mm512_loadu_si512(a + at), _mm512_loadu_si512(ma_ + at), add_e, add_o);
+      };
+      if (byte_codes)
+        for (; c + 64 <= n; c += 64) simd::store_64_codes(o + c, sixteen(c), sixteen(c + 16), sixteen(c + 32), sixteen(c + 48));
+      for (; c + 16 <= n; c += 16) simd::store_lanes(o + c, sixteen(c));
     });
 #endif
     for (; c < n; ++c) {
