@@ -199,7 +199,14 @@ void IntAttention::run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, 
       const size_t n = static_cast<size_t>(Tq) * T;
       const int64_t m = score_requant.m, lo = scores.qmin - scores.zero, hi = scores.qmax - scores.zero;
       const int sh = score_requant.shift;
-      for (size_t i = 0; i < n; ++i) {
+      size_t i = 0;
+#if defined(__AVX512F__)
+      if (simd::RoundShift16::handles(m, sh) && lo >= INT32_MIN && hi <= INT32_MAX) {
+        const simd::RoundShift16 rs(m, sh, static_cast<int32_t>(lo), static_cast<int32_t>(hi), 0);
+        for (; i + 16 <= n; i += 16) _mm512_storeu_si512(sp + i, rs(_mm512_loadu_si512(sp + i)));
+      }
+#endif
+      for (; i < n; ++i) {
         const int64_t c = round_shift(sp[i] * m, sh);
         sp[i] = static_cast<int32_t>(c < lo ? lo : (c > hi ? hi : c));
       }

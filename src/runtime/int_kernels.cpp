@@ -373,9 +373,7 @@ void requant_to_codes(const int32_t* in_p, size_t n, const Requant& r, const QPa
   // 8-bit store may alias anything reached through the closure, which stops vectorisation.
   const int sh = r.shift;
   const int64_t half = int64_t{1} << (sh - 1);
-  // AVX-512 (shift 32..62, m ≥ 0, the clamp bounds minus the zero point within int32): |x| + half
-  // as two vpmuludq halves, their high halves gathered by one blend and shifted by shift − 32
-  // (⌊y/2^s⌋ = ⌊⌊y/2^32⌋/2^(s−32)⌋), the sign of the input put back — the scalar loop's integers.
+  // AVX-512: simd::RoundShift16 where it applies (the clamp bounds minus the zero point in int32).
   const bool wide = sh >= 32 && sh <= 62 && m >= 0 && lo - z >= INT32_MIN && hi - z <= INT32_MAX;
   parallel_range(n, [=](size_t begin, size_t end) {
     const int32_t* __restrict src = in;
@@ -385,19 +383,8 @@ void requant_to_codes(const int32_t* in_p, size_t n, const Requant& r, const QPa
     size_t i = begin;
 #if defined(__AVX512F__)
     if (wide) {
-      const __m512i m_v = _mm512_set1_epi64(m_), half_v = _mm512_set1_epi64(half_), zero = _mm512_setzero_si512(),
-                    lo_v = _mm512_set1_epi32(static_cast<int32_t>(lo_ - z_)), hi_v = _mm512_set1_epi32(static_cast<int32_t>(hi_ - z_)),
-                    z_v = _mm512_set1_epi32(static_cast<int32_t>(z_));
-      const __m128i s_v = _mm_cvtsi32_si128(sh_ - 32);
-      for (; i + 16 <= end; i += 16) {
-        const __m512i x = _mm512_loadu_si512(src + i), a = _mm512_abs_epi32(x);  // |INT32_MIN| read as unsigned 2^31
-        const __m512i pe = _mm512_add_epi64(_mm512_mul_epu32(a, m_v), half_v);
-        const __m512i po = _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(a, 32), m_v), half_v);
-        __m512i q = _mm512_srl_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po), s_v);
-        q = _mm512_mask_sub_epi32(q, _mm512_cmplt_epi32_mask(x, zero), zero, q);
-        q = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo_v), hi_v), z_v);
-        simd::store_lanes(dst + i, q);
-      }
+      const simd::RoundShift16 rs(m_, sh_, static_cast<int32_t>(lo_ - z_), static_cast<int32_t>(hi_ - z_), static_cast<int32_t>(z_));
+      for (; i + 16 <= end; i += 16) simd::store_lanes(dst + i, rs(_mm512_loadu_si512(src + i)));
     }
 #else
     (void)wide;

@@ -93,6 +93,35 @@ void with_lanes(Lanes lanes, F&& f) {
   }
 }
 
+// clamp(round_shift(x · m, shift), lo, hi) + add on 16 int32 lanes — round_shift rounds half
+// away from zero — for 0 ≤ m < 2^31 and 32 ≤ shift ≤ 62 (callers check; lo, hi, add and the
+// results int32): |x|·m + half as two vpmuludq halves (|INT32_MIN| read as the unsigned 2^31),
+// their high halves gathered by one blend and shifted by shift − 32
+// (⌊y/2^s⌋ = ⌊⌊y/2^32⌋/2^(s−32)⌋), then x's sign put back.
+class RoundShift16 {
+ public:
+  static bool handles(int64_t m, int shift) { return m >= 0 && m < (int64_t{1} << 31) && shift >= 32 && shift <= 62; }
+  RoundShift16(int64_t m, int shift, int32_t lo, int32_t hi, int32_t add)
+      : m_(_mm512_set1_epi64(m)),
+        half_(_mm512_set1_epi64(int64_t{1} << (shift - 1))),
+        lo_(_mm512_set1_epi32(lo)),
+        hi_(_mm512_set1_epi32(hi)),
+        add_(_mm512_set1_epi32(add)),
+        shift_(_mm_cvtsi32_si128(shift - 32)) {}
+  __m512i operator()(__m512i x) const {
+    const __m512i a = _mm512_abs_epi32(x), zero = _mm512_setzero_si512();
+    const __m512i pe = _mm512_add_epi64(_mm512_mul_epu32(a, m_), half_);
+    const __m512i po = _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(a, 32), m_), half_);
+    __m512i q = _mm512_srl_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po), shift_);
+    q = _mm512_mask_sub_epi32(q, _mm512_cmplt_epi32_mask(x, zero), zero, q);
+    return _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo_), hi_), add_);
+  }
+
+ private:
+  __m512i m_, half_, lo_, hi_, add_;
+  __m128i shift_;
+};
+
 // 64 int32 lanes, every value in 0..255, stored as 64 uint8 in order: two saturating packs to
 // int16 and one to uint8 (each within 128-bit lanes, so lane L holds dwords L of a, b, c, d),
 // then one dword permute — four in-lane operations where four vpmovdb were eight.
