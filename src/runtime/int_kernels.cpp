@@ -335,13 +335,16 @@ void IntLayerNorm::row_centred(const int32_t* x_in, uint8_t* out_in, bool vector
         const __m512i t = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mullo_epi64(d64, R_v), r31), 32);
         return _mm512_add_epi64(_mm512_mul_epi32(t, _mm512_loadu_si512(g8)), _mm512_loadu_si512(b8));
       };
-      for (; c + 16 <= n; c += 16) {
-        const __m512i d = _mm512_sub_epi32(_mm512_mullo_epi32(_mm512_loadu_si512(x + c), n_v), sum_v);
-        const __m512i qe = half(_mm512_srai_epi64(_mm512_slli_epi64(d, 32), 32), ge + c, be + c);
-        const __m512i qo = half(_mm512_srai_epi64(d, 32), ge + c + 8, be + c + 8);
+      auto sixteen = [&](int at) {
+        const __m512i d = _mm512_sub_epi32(_mm512_mullo_epi32(_mm512_loadu_si512(x + at), n_v), sum_v);
+        const __m512i qe = half(_mm512_srai_epi64(_mm512_slli_epi64(d, 32), 32), ge + at, be + at);
+        const __m512i qo = half(_mm512_srai_epi64(d, 32), ge + at + 8, be + at + 8);
         const __m512i v = _mm512_sra_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(qe, 32), qo), s32);
-        simd::store_lanes(out + c, _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(v, lo32), hi32), z32));
-      }
+        return _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(v, lo32), hi32), z32);
+      };
+      if (lo >= 0 && hi <= 255)  // byte codes: 64 at a time (simd::store_64_codes)
+        for (; c + 64 <= n; c += 64) simd::store_64_codes(out + c, sixteen(c), sixteen(c + 16), sixteen(c + 32), sixteen(c + 48));
+      for (; c + 16 <= n; c += 16) simd::store_lanes(out + c, sixteen(c));
     }
     for (; c + 16 <= n; c += 16) {
       const __m512i d = _mm512_sub_epi32(_mm512_mullo_epi32(_mm512_loadu_si512(x + c), n_v), sum_v);
