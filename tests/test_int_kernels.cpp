@@ -328,13 +328,14 @@ TEST(IntKernels, TableLogIntSoftmaxMatchesReferenceBitExactly) {
 TEST(IntKernels, AttentionScoresAndLog2AvMatchPlainLoops) {
   std::mt19937 rng(5);
   // dh 32 and 64 take the register-accumulator paths of A·V, 8 and 6 the generic one; dh 6 the
-  // plain Q·Kᵀ where the VNNI one (dh a multiple of 4, T ≥ 32) is compiled; T 37 and 50 the tails
+  // plain Q·Kᵀ where the VNNI one (dh a multiple of 4, T ≥ 32; dh a multiple of 64, T ≥ 16: its
+  // packing by transposes, vit-fmnist's 17 tokens) is compiled; T 37 and 50 the tails
   // of 16-key vectors and of 4-query passes, T 70 and 130 those of the 64-code plane building.
   // kmax 15 (4-bit softmax) and 20 (8-bit: three byte planes in the VNNI A·V).
   // Tq: all T queries, one (a last layer's CLS row: the plain loops) and 9 of them (VNNI with
   // fewer queries than keys, an odd count: the tail of the query pairs).
   for (auto [dh, T, kmax] : std::vector<std::array<int, 3>>{
-           {8, 9, 15}, {6, 40, 15}, {32, 37, 15}, {64, 9, 20}, {64, 50, 15}, {64, 50, 20}, {128, 33, 20}, {32, 70, 15}, {64, 130, 20}})
+           {8, 9, 15}, {6, 40, 15}, {32, 37, 15}, {64, 9, 20}, {64, 17, 15}, {64, 50, 15}, {64, 50, 20}, {128, 33, 20}, {32, 70, 15}, {64, 130, 20}})
     for (int Tq : {T, 1, std::min(T, 9)}) {
       SCOPED_TRACE("dh " + std::to_string(dh) + " T " + std::to_string(T) + " Tq " + std::to_string(Tq) + " kmax " + std::to_string(kmax));
       const int ld = 3 * dh;
