@@ -339,12 +339,10 @@ void IntLayerNorm::row_centred(const int32_t* x_in, uint8_t* out_in, bool vector
         const __m512i d = _mm512_sub_epi32(_mm512_mullo_epi32(_mm512_loadu_si512(x + at), n_v), sum_v);
         const __m512i qe = half(_mm512_srai_epi64(_mm512_slli_epi64(d, 32), 32), ge + at, be + at);
         const __m512i qo = half(_mm512_srai_epi64(d, 32), ge + at + 8, be + at + 8);
-        const __m512i v = _mm512_sra_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(qe, 32), qo), s32);
+        const __m512i v = simd::floor_shift_high_halves(qe, qo, s32);
         return _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(v, lo32), hi32), z32);
       };
-      if (lo >= 0 && hi <= 255)  // byte codes: 64 at a time (simd::store_64_codes)
-        for (; c + 64 <= n; c += 64) simd::store_64_codes(out + c, sixteen(c), sixteen(c + 16), sixteen(c + 32), sixteen(c + 48));
-      for (; c + 16 <= n; c += 16) simd::store_lanes(out + c, sixteen(c));
+      c = simd::store_code_vectors(out, c, n, lo >= 0 && hi <= 255, sixteen);
     }
     for (; c + 16 <= n; c += 16) {
       const __m512i d = _mm512_sub_epi32(_mm512_mullo_epi32(_mm512_loadu_si512(x + c), n_v), sum_v);
@@ -377,7 +375,7 @@ void requant_to_codes(const int32_t* in_p, size_t n, const Requant& r, const QPa
   const int sh = r.shift;
   const int64_t half = int64_t{1} << (sh - 1);
   // AVX-512: simd::RoundShift16 where it applies (the clamp bounds minus the zero point in int32).
-  const bool wide = sh >= 32 && sh <= 62 && m >= 0 && lo - z >= INT32_MIN && hi - z <= INT32_MAX;
+  [[maybe_unused]] const bool wide = sh >= 32 && sh <= 62 && m >= 0 && lo - z >= INT32_MIN && hi - z <= INT32_MAX;
   parallel_range(n, [=](size_t begin, size_t end) {
     const int32_t* __restrict src = in;
     uint8_t* __restrict dst = out;
@@ -389,8 +387,6 @@ void requant_to_codes(const int32_t* in_p, size_t n, const Requant& r, const QPa
       const simd::RoundShift16 rs(m_, sh_, static_cast<int32_t>(lo_ - z_), static_cast<int32_t>(hi_ - z_), static_cast<int32_t>(z_));
       for (; i + 16 <= end; i += 16) simd::store_lanes(dst + i, rs(_mm512_loadu_si512(src + i)));
     }
-#else
-    (void)wide;
 #endif
     for (; i < end; ++i) {
       // round_shift branch-free: shift |x| with half added, then restore the sign.
@@ -485,8 +481,7 @@ void ChannelRequant::apply(const int32_t* acc, int M, Out* out) const {
   const int64_t* __restrict bb = bias.data();
   const int64_t* __restrict eo = add_even_odd.data();
   const simd::Lanes form = lanes;
-  const bool byte_codes = lo >= 0 && hi <= 255;  // store_64_codes saturates to 0..255
-  (void)byte_codes;
+  [[maybe_unused]] const bool byte_codes = lo >= 0 && hi <= 255;  // store_64_codes saturates to 0..255
   parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
     const int32_t* __restrict a = acc + static_cast<size_t>(i) * n;
     const size_t brow = static_cast<size_t>(i % br) * n;
@@ -500,11 +495,10 @@ void ChannelRequant::apply(const int32_t* acc, int M, Out* out) const {
       auto sixteen = [&](int at) {
         return rq(_mm512_loadu_si512(a + at), _mm512_loadu_si512(mm + at), _mm512_loadu_si512(e + at), _mm512_loadu_si512(e + at + 8));
       };
-      if constexpr (std::is_same_v<Out, uint8_t>) {
-        if (byte_codes)
-          for (; c + 64 <= n; c += 64) simd::store_64_codes(o + c, sixteen(c), sixteen(c + 16), sixteen(c + 32), sixteen(c + 48));
-      }
-      for (; c + 16 <= n; c += 16) simd::store_lanes(o + c, sixteen(c));
+      if constexpr (std::is_same_v<Out, uint8_t>)
+        c = simd::store_code_vectors(o, c, n, byte_codes, sixteen);
+      else
+        for (; c + 16 <= n; c += 16) simd::store_lanes(o + c, sixteen(c));
     });
 #endif
     for (; c < n; ++c) {
@@ -551,8 +545,7 @@ void ResidualRequant::rows(const int32_t* acc, const uint8_t* h, int M, uint8_t*
   const int64_t* __restrict b = bias.data();
   const int64_t* __restrict e = add_even_odd.data();
   const simd::Lanes form = lanes;
-  const bool byte_codes = lo >= 0 && hi <= 255;  // store_64_codes saturates to 0..255
-  (void)byte_codes;
+  [[maybe_unused]] const bool byte_codes = lo >= 0 && hi <= 255;  // store_64_codes saturates to 0..255
   parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
     const size_t off = static_cast<size_t>(i) * n;
     const int32_t* __restrict a = acc + off;
@@ -570,9 +563,7 @@ void ResidualRequant::rows(const int32_t* acc, const uint8_t* h, int M, uint8_t*
         const __m512i add_o = _mm512_add_epi64(_mm512_loadu_si512(e + at + 8), _mm512_mul_epi32(_mm512_srli_epi64(hc, 32), mh_v));
         return rq(_mm512_loadu_si512(a + at), _mm512_loadu_si512(ma_ + at), add_e, add_o);
       };
-      if (byte_codes)
-        for (; c + 64 <= n; c += 64) simd::store_64_codes(o + c, sixteen(c), sixteen(c + 16), sixteen(c + 32), sixteen(c + 48));
-      for (; c + 16 <= n; c += 16) simd::store_lanes(o + c, sixteen(c));
+      c = simd::store_code_vectors(o, c, n, byte_codes, sixteen);
     });
 #endif
     for (; c < n; ++c) {

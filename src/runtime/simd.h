@@ -44,6 +44,13 @@ inline void split_even_odd(const int64_t* in16, int64_t* out16) {
 
 namespace qtx::rt::simd {
 
+// ⌊x / 2^s⌋, s ≥ 32, of int64 lanes held as `even` (lanes 0, 2, …, 14) and `odd` (1, 3, …, 15),
+// as 16 int32 lanes: ⌊x/2^s⌋ = ⌊⌊x/2^32⌋/2^(s−32)⌋, and ⌊x/2^32⌋ is the high half of each lane —
+// one blend gathers them, one 32-bit shift finishes. s_minus_32 as _mm_cvtsi32_si128(s − 32).
+inline __m512i floor_shift_high_halves(__m512i even, __m512i odd, __m128i s_minus_32) {
+  return _mm512_sra_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd), s_minus_32);
+}
+
 // clamp(((a·m + add) >> shift) + zero, lo, hi) on 16 int32 lanes (a, m int32), the int64
 // addends given for the even lanes (0, 2, …, 14) and the odd lanes (1, 3, …, 15) apart — callers
 // store them that way at load, with the rounding half folded in — so that each half is one
@@ -70,9 +77,8 @@ class Requant16 {
       const __m512i vo = _mm512_min_epi64(_mm512_max_epi64(_mm512_sra_epi64(po, right_), lo64_), hi64_);
       return _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, ve, _mm512_slli_epi64(vo, 32)), zero_);
     } else {
-      const __m512i v = L == Lanes::HighHalves
-                            ? _mm512_sra_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po), right_)
-                            : _mm512_mask_blend_epi32(0xAAAA, _mm512_sra_epi64(pe, right_), _mm512_sll_epi64(po, left_));
+      const __m512i v = L == Lanes::HighHalves ? floor_shift_high_halves(pe, po, right_)
+                                               : _mm512_mask_blend_epi32(0xAAAA, _mm512_sra_epi64(pe, right_), _mm512_sll_epi64(po, left_));
       return _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(v, lo32_), hi32_), zero_);
     }
   }
@@ -134,6 +140,17 @@ inline void store_64_codes(uint8_t* p, __m512i a, __m512i b, __m512i c, __m512i 
 // 16 int32 lanes stored as 16 uint8 (values already in 0..255) or as they are.
 inline void store_lanes(uint8_t* p, __m512i v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(v)); }
 inline void store_lanes(int32_t* p, __m512i v) { _mm512_storeu_si512(p, v); }
+
+// A row's codes from channel c on: sixteen(at) gives the 16 int32 lanes of channels at..at+15;
+// with `bytes` (every value in 0..255) 64 at a time first (store_64_codes), then 16 at a time.
+// Returns the first channel not written, where the caller's scalar tail starts.
+template <typename Sixteen>
+int store_code_vectors(uint8_t* o, int c, int n, bool bytes, const Sixteen& sixteen) {
+  if (bytes)
+    for (; c + 64 <= n; c += 64) store_64_codes(o + c, sixteen(c), sixteen(c + 16), sixteen(c + 32), sixteen(c + 48));
+  for (; c + 16 <= n; c += 16) store_lanes(o + c, sixteen(c));
+  return c;
+}
 
 }  // namespace qtx::rt::simd
 #endif
