@@ -5,6 +5,7 @@
 //   --switch mlp-blocks : the MLPs a block of rows at a time (the default block, or --rows) vs
 //                         the whole batch at once
 //   --switch cls-only   : the last layer on the CLS rows past its keys and values vs every row
+//   --switch act-poly   : GELU's polynomial form (the default) vs its table alone
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 
 #include "formats/error.h"
 #include "runtime/gemm.h"
+#include "runtime/int_blocks.h"
 #include "runtime/int_model.h"
 
 int main(int argc, char** argv) {
@@ -24,7 +26,9 @@ int main(int argc, char** argv) {
   app.add_option("--model", model, "Quantized folder written by qtx quantize")->required();
   app.add_option("--switch", which,
                  "mlp-blocks: the MLPs in row blocks (the default, or --rows) vs the whole batch at once; "
-                 "cls-only: the last layer on the CLS rows past its keys and values vs every row")->check(CLI::IsMember({"mlp-blocks", "cls-only"}))->capture_default_str();
+                 "cls-only: the last layer on the CLS rows past its keys and values vs every row; "
+                 "act-poly: the MLP activation's polynomial form vs its table alone")
+      ->check(CLI::IsMember({"mlp-blocks", "cls-only", "act-poly"}))->capture_default_str();
   app.add_option("--batch", batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--seq-len", seq_len, "Text models: tokens per sample")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--repeats", repeats, "Timed forwards per setting")->check(CLI::PositiveNumber)->capture_default_str();
@@ -38,9 +42,10 @@ int main(int argc, char** argv) {
     if (which == "mlp-blocks") {
       on->set_mlp_row_block(rows);
       off->set_mlp_row_block(1 << 30);
-    } else {
+    } else if (which == "cls-only") {
       off->set_cls_only_last_layer(false);
     }
+    const bool act_poly = which == "act-poly";
     const qtx::ModelConfig& cfg = on->config();
     const bool vit = cfg.model_type == "vit";
     std::mt19937 rng(0);
@@ -55,6 +60,7 @@ int main(int argc, char** argv) {
       mask.assign(ids.size(), 1);
     }
     auto forward = [&](qtx::rt::IntModel& m) {
+      if (act_poly) qtx::rt::set_activation_polynomial(&m == on.get());
       const auto t0 = std::chrono::steady_clock::now();
       if (vit)
         m.classify_images(pixels.data(), batch);
@@ -76,8 +82,9 @@ int main(int argc, char** argv) {
     std::printf("%s, batch %d%s, %d thread%s, %d forwards each, alternating\n", model.c_str(), batch,
                 vit ? "" : (" x " + std::to_string(seq_len) + " tokens").c_str(), threads, threads > 1 ? "s" : "", repeats);
     const std::string blocks = rows > 0 ? "MLP in blocks of " + std::to_string(rows) + " rows" : "MLP in row blocks";
-    report(which == "mlp-blocks" ? blocks.c_str() : "last layer on CLS rows", t_on);
-    report(which == "mlp-blocks" ? "MLP on the whole batch" : "last layer on every row", t_off);
+    const bool mlp = which == "mlp-blocks";
+    report(mlp ? blocks.c_str() : act_poly ? "activation by polynomial" : "last layer on CLS rows", t_on);
+    report(mlp ? "MLP on the whole batch" : act_poly ? "activation by table alone" : "last layer on every row", t_off);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -168,6 +168,67 @@ TEST(IntKernels, ElementwiseTableOnePassMatchesReferenceAndExactGelu) {
   EXPECT_GT(checked, M * N * 9 / 10);
 }
 
+// The polynomial form of IntElementwise (AVX-512): every accumulator of a contiguous range per
+// channel — x from −6 to past the top of the table's range, about a thousand accumulators per
+// output step, so every rounding boundary is crossed in fine steps — gives the table's code bit
+// for bit. Two configurations: 8-bit codes with the weights' bound unknown (every |acc| checked
+// against 2^24, the saturating-pack clamp), and 4-bit codes after a real GEMM whose weights keep
+// every accumulator below 2^24 (no check, an explicit clamp). The margin must leave the table
+// well under 1 % of the values, or the fast form would be no faster.
+TEST(IntKernels, ElementwisePolynomialGivesTheTableCodesOnEveryAccumulator) {
+  struct Case {
+    QParams out;
+    bool with_gemm;
+  };
+  for (const Case& cs : {Case{QParams{0.021, 9, 0, 255}, false}, Case{QParams{0.3, 1, 0, 15}, true}}) {
+    const int N = 16;
+    std::mt19937 rng(11);
+    IntLinear fc1;
+    fc1.N = N;
+    fc1.K = 64;
+    std::vector<int8_t> w(static_cast<size_t>(N) * fc1.K);
+    for (auto& v : w) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+    if (cs.with_gemm) {
+      fc1.gemm = std::make_unique<Int8Gemm>(w.data(), N, fc1.K, Kernels::Fast);
+      for (int32_t s : fc1.gemm->weight_sums()) fc1.acc_offset.push_back(-7 * static_cast<int64_t>(s));
+    }
+    for (int c = 0; c < N; ++c) {
+      fc1.acc_scale.push_back(std::uniform_real_distribution<double>(3e-5, 8e-5)(rng));
+      fc1.bias.push_back(std::uniform_real_distribution<double>(-0.5, 0.5)(rng));
+    }
+    const double lo = -8.0, hi = (cs.out.qmax - cs.out.zero + 1) * cs.out.scale;
+    IntElementwise e = IntElementwise::make(fc1, activation_fn("gelu"), cs.out, lo, hi);
+    ASSERT_TRUE(e.poly.on) << "scale " << cs.out.scale;
+    EXPECT_EQ(e.poly.acc_below_2_24, cs.with_gemm);
+    // Row i, channel c: the accumulator whose x is −6 + i · scale_c (bias and zero-point term included).
+    const double x_end = hi + 0.5;
+    int M = 0;
+    std::vector<int64_t> start(N);
+    for (int c = 0; c < N; ++c) {
+      const double off = fc1.acc_offset.empty() ? 0.0 : static_cast<double>(fc1.acc_offset[static_cast<size_t>(c)]);
+      start[static_cast<size_t>(c)] = std::llround((-6.0 - fc1.bias[static_cast<size_t>(c)]) / fc1.acc_scale[static_cast<size_t>(c)] - off);
+      M = std::max(M, static_cast<int>((x_end + 6.0) / fc1.acc_scale[static_cast<size_t>(c)]));
+    }
+    std::vector<int32_t> acc(static_cast<size_t>(M) * N);
+    for (int i = 0; i < M; ++i)
+      for (int c = 0; c < N; ++c) acc[static_cast<size_t>(i) * N + c] = static_cast<int32_t>(start[static_cast<size_t>(c)] + i);
+    std::vector<uint8_t> fast(acc.size()), ref(acc.size());
+    e.rows(acc.data(), M, fast.data());
+    e.rows_reference(acc.data(), M, ref.data());
+    size_t differ = 0, near_tie = 0;
+    for (size_t i = 0; i < acc.size(); ++i) {
+      differ += fast[i] != ref[i];
+      const size_t c = i % N;
+      float x = std::fma(static_cast<float>(acc[i]), e.poly.scale[c], e.poly.bias[c]);
+      x = std::min(e.poly.hi, std::max(e.poly.lo, x));
+      const float y = e.poly.eval(x);
+      near_tie += std::fabs(y - std::nearbyint(y)) > 0.5f - e.poly.tie_margin;
+    }
+    EXPECT_EQ(differ, 0u) << "of " << acc.size() << " values, out scale " << cs.out.scale;
+    EXPECT_LT(static_cast<double>(near_tie), 0.01 * static_cast<double>(acc.size())) << "tie margin " << e.poly.tie_margin;
+  }
+}
+
 // The requantization loops on 101 channels (64 at a time, 16 at a time and a tail, where that is
 // compiled) against their integer formula evaluated here one value at a time, bit for bit:
 // clamp(((acc · m_c + bias + half) >> shift) + zo), with the zero-point offset folded in. The

@@ -4,6 +4,8 @@
 
 
 #include <dnnl.hpp>
+#include <algorithm>
+#include <cstdlib>
 #include <mutex>
 
 #include "runtime/int_kernels.h"
@@ -50,8 +52,14 @@ struct Int8Gemm::Dnnl {
 
 Int8Gemm::Int8Gemm(const int8_t* w, int N, int K, Kernels kernels)
     : N_(N), K_(K), kernels_(kernels), w_(w, w + static_cast<size_t>(N) * K), wsum_(static_cast<size_t>(N), 0) {
-  for (int n = 0; n < N; ++n)
-    for (int k = 0; k < K; ++k) wsum_[static_cast<size_t>(n)] += w[static_cast<size_t>(n) * K + k];
+  for (int n = 0; n < N; ++n) {
+    int64_t abs_sum = 0;
+    for (int k = 0; k < K; ++k) {
+      wsum_[static_cast<size_t>(n)] += w[static_cast<size_t>(n) * K + k];
+      abs_sum += std::abs(static_cast<int>(w[static_cast<size_t>(n) * K + k]));
+    }
+    max_abs_row_sum_ = std::max(max_abs_row_sum_, abs_sum);
+  }
   if (kernels_ == Kernels::Fast) dnnl_ = std::make_unique<Dnnl>();
 }
 

@@ -24,6 +24,8 @@ class Int8Gemm {
   // Σ_k W[n,k] per output channel: callers that fold −za · Σ_k W[n,k] into a later per-channel
   // bias run with za = 0 and skip the correction pass over C.
   const std::vector<int32_t>& weight_sums() const { return wsum_; }
+  // max_n Σ_k |W[n,k]|: with u8 inputs every accumulator lies within ±255 times it.
+  int64_t max_abs_row_sum() const { return max_abs_row_sum_; }
 
  private:
   void run_untimed(const uint8_t* A, int M, int32_t za, int32_t* C) const;
@@ -31,6 +33,7 @@ class Int8Gemm {
   Kernels kernels_;
   std::vector<int8_t> w_;       // reference path (and the source of reorders)
   std::vector<int32_t> wsum_;   // Σ_k W[n,k]
+  int64_t max_abs_row_sum_ = 0;
   struct Dnnl;
   std::unique_ptr<Dnnl> dnnl_;
 };

@@ -1,6 +1,7 @@
 #include "runtime/int_blocks.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <stdexcept>
 
@@ -296,6 +297,128 @@ std::vector<float> dequantize_logits(const IntLinear& head, const int32_t* acc, 
   return logits;
 }
 
+namespace {
+
+// Monomial coefficients, in t = x − c, of the degree-D polynomial through g at the D + 1
+// Chebyshev nodes of [a, b] (near the best uniform approximation of that degree): the
+// Vandermonde system solved by Gaussian elimination with partial pivoting in long double.
+std::vector<double> chebyshev_fit(const std::function<double(double)>& g, double a, double b, double c, int D) {
+  const int n = D + 1;
+  std::vector<std::vector<long double>> A(static_cast<size_t>(n), std::vector<long double>(static_cast<size_t>(n) + 1));
+  for (int k = 0; k < n; ++k) {
+    const double x = 0.5 * (a + b) + 0.5 * (b - a) * std::cos(M_PI * (k + 0.5) / n);
+    long double tp = 1;
+    for (int j = 0; j < n; ++j, tp *= static_cast<long double>(x - c)) A[static_cast<size_t>(k)][static_cast<size_t>(j)] = tp;
+    A[static_cast<size_t>(k)][static_cast<size_t>(n)] = g(x);
+  }
+  for (int col = 0; col < n; ++col) {
+    int piv = col;
+    for (int r = col + 1; r < n; ++r)
+      if (std::fabs(A[static_cast<size_t>(r)][static_cast<size_t>(col)]) > std::fabs(A[static_cast<size_t>(piv)][static_cast<size_t>(col)])) piv = r;
+    std::swap(A[static_cast<size_t>(col)], A[static_cast<size_t>(piv)]);
+    for (int r = 0; r < n; ++r) {
+      if (r == col) continue;
+      const long double q = A[static_cast<size_t>(r)][static_cast<size_t>(col)] / A[static_cast<size_t>(col)][static_cast<size_t>(col)];
+      for (int j = col; j <= n; ++j) A[static_cast<size_t>(r)][static_cast<size_t>(j)] -= q * A[static_cast<size_t>(col)][static_cast<size_t>(j)];
+    }
+  }
+  std::vector<double> coef(static_cast<size_t>(n));
+  for (int j = 0; j < n; ++j)
+    coef[static_cast<size_t>(j)] = static_cast<double>(A[static_cast<size_t>(j)][static_cast<size_t>(n)] / A[static_cast<size_t>(j)][static_cast<size_t>(j)]);
+  return coef;
+}
+
+// IntElementwise::PolyGuess for f on [lo, hi] after `producer`, or one with on = false. The
+// margin adds up bounds, in output steps, on how far y can lie from the table's f(x_grid)/s + z:
+// - x: float32 rounding of the fma and of scale_c and bias_c, each at most 2^-24 of |x|,
+//   |acc · scale_c| ≤ |x| + |bias_c| and |bias_c|, so 2^-23 (|x| + |bias_c|), plus the table's
+//   grid (one step of the 2^29 over [lo, hi], one more for its bias and multiplier roundings);
+//   times the largest slope of f / s_out;
+// - y: the fit's error (the float coefficients in exact arithmetic, on 2^12 points a segment and
+//   1 % beyond its ends, plus a tenth), Horner's float32 rounding, (2D + 2) · 2^-24 · Σ_j |c_j| T^j
+//   (T the largest |x − centre|), and a few ulps of y.
+// The vector loop's own float evaluation, `eval`, is then checked against f on the same points.
+IntElementwise::PolyGuess fit_poly_guess(const IntLinear& producer, const std::function<double(double)>& f, const QParams& out,
+                                         double lo, double hi, double grid_step) {
+  using P = IntElementwise::PolyGuess;
+  P p;
+  const size_t N = producer.acc_scale.size();
+  double bias_max = 0;
+  for (size_t c = 0; c < N; ++c) {
+    const double b = producer.bias[c] + (producer.acc_offset.empty() ? 0.0 : static_cast<double>(producer.acc_offset[c]) * producer.acc_scale[c]);
+    p.scale.push_back(static_cast<float>(producer.acc_scale[c]));
+    p.bias.push_back(static_cast<float>(b));
+    bias_max = std::max(bias_max, std::fabs(b));
+  }
+  p.acc_below_2_24 = producer.gemm && 255 * producer.gemm->max_abs_row_sum() < (int64_t{1} << 24);
+  p.qmin = out.qmin;
+  p.qmax = out.qmax;
+  p.lo = static_cast<float>(lo);
+  p.hi = static_cast<float>(hi);
+  const double lo_f = p.lo, hi_f = p.hi;
+  p.split = static_cast<float>(std::min(hi_f, lo_f + 16.0));
+  const double split = p.split, w = (split - lo_f) / (P::kSegments - 1);
+  if (!(w > 0)) return p;
+  p.seg_scale = static_cast<float>(1.0 / w);
+  p.seg_offset = static_cast<float>(-lo_f / w);
+  const auto g = [&](double x) { return f(x) / out.scale + out.zero; };
+  double fit_err = 0, horner_err = 0, g_max = 0;
+  struct Range { double a, b; };
+  std::vector<Range> ranges;
+  for (int sg = 0; sg < P::kSegments; ++sg) {
+    Range r = sg < P::kSegments - 1 ? Range{lo_f + sg * w, lo_f + (sg + 1) * w}
+                                    : (hi_f > split ? Range{split, hi_f} : Range{split - w, split});
+    ranges.push_back(r);
+    const double ext = 0.01 * (r.b - r.a), c = static_cast<float>(0.5 * (r.a + r.b));
+    p.centre[static_cast<size_t>(sg)] = static_cast<float>(c);
+    const std::vector<double> k = chebyshev_fit(g, r.a - ext, r.b + ext, c, P::kDegree);
+    double T = std::max(std::fabs(r.a - ext - c), std::fabs(r.b + ext - c)), sum = 0, tp = 1;
+    for (int j = 0; j <= P::kDegree; ++j, tp *= T) {
+      p.coef[static_cast<size_t>(j)][static_cast<size_t>(sg)] = static_cast<float>(k[static_cast<size_t>(j)]);
+      sum += std::fabs(static_cast<double>(p.coef[static_cast<size_t>(j)][static_cast<size_t>(sg)])) * tp;
+    }
+    horner_err = std::max(horner_err, (2.0 * P::kDegree + 2) * std::ldexp(1.0, -24) * sum);
+    for (int i = 0; i <= 4096; ++i) {
+      const double x = r.a - ext + (r.b - r.a + 2 * ext) * i / 4096.0, t = x - c;
+      double y = p.coef[P::kDegree][static_cast<size_t>(sg)];
+      for (int j = P::kDegree - 1; j >= 0; --j) y = y * t + p.coef[static_cast<size_t>(j)][static_cast<size_t>(sg)];
+      const double gx = g(x);
+      fit_err = std::max(fit_err, std::fabs(y - gx));
+      g_max = std::max(g_max, std::fabs(gx));
+    }
+  }
+  double slope = 0;
+  for (int i = 0; i < (1 << 16); ++i) {
+    const double x = lo_f + (hi_f - lo_f) * i / 65536.0, h = (hi_f - lo_f) / 65536.0;
+    slope = std::max(slope, std::fabs(g(x + h) - g(x)) / h);
+  }
+  const double x_max = std::max(std::fabs(lo_f), std::fabs(hi_f));
+  const double dx = std::ldexp(x_max + bias_max, -23) * 1.05 + 2 * grid_step;
+  const double y_err = 1.1 * fit_err + horner_err + std::ldexp(g_max + 1, -21);
+  const double margin = 1.05 * slope * dx + y_err;
+  if (!(margin < 1.0 / 32)) return p;
+  // The loop's own float evaluation must stay within the bound for y (a check on the bound, not
+  // a substitute for it).
+  for (const Range& r : ranges)
+    for (int i = 0; i <= 4096; ++i) {
+      const float x = static_cast<float>(std::min(hi_f, std::max(lo_f, r.a + (r.b - r.a) * i / 4096.0)));
+      if (std::fabs(p.eval(x) - g(x)) > y_err) return p;
+    }
+  p.tie_margin = std::nextafter(static_cast<float>(margin), 1.0f);
+  p.on = true;
+  return p;
+}
+
+}  // namespace
+
+float IntElementwise::PolyGuess::eval(float x) const {
+  const int sg = std::min(static_cast<int>(std::fma(x, seg_scale, seg_offset)), kSegments - 1);
+  const float t = x - centre[static_cast<size_t>(sg)];
+  float y = coef[kDegree][static_cast<size_t>(sg)];
+  for (int j = kDegree - 1; j >= 0; --j) y = std::fma(y, t, coef[static_cast<size_t>(j)][static_cast<size_t>(sg)]);
+  return y;
+}
+
 IntElementwise IntElementwise::make(const IntLinear& producer, const std::function<double(double)>& f, const QParams& out,
                                     double lo, double hi) {
   constexpr int32_t kSteps = int32_t{1} << kGridBits;
@@ -329,7 +452,10 @@ IntElementwise IntElementwise::make(const IntLinear& producer, const std::functi
       }
       e.packed[static_cast<size_t>(c)] = static_cast<uint32_t>(boundary) | static_cast<uint32_t>(before) << 16 | static_cast<uint32_t>(after) << 24;
     }
-    if (fits) return e;
+    if (fits) {
+      e.poly = fit_poly_guess(producer, f, out, lo, hi, g);
+      return e;
+    }
   }
   throw std::invalid_argument("elementwise table: output steps too dense for the input grid");
 }
@@ -346,7 +472,99 @@ void IntElementwise::rows_reference(const int32_t* acc, int M, uint8_t* out) con
   for (size_t i = 0; i < grid.size(); ++i) out[i] = code_at(grid[i]);
 }
 
+namespace {
+std::atomic<bool> g_activation_polynomial{true};
+}  // namespace
+
+void set_activation_polynomial(bool on) { g_activation_polynomial.store(on, std::memory_order_relaxed); }
+
 void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+  if (!poly.on || !g_activation_polynomial.load(std::memory_order_relaxed)) return rows_by_table(acc, M, out);
+  OpTimer timer(OpClass::Activation);
+  const int n = to_grid.N, sh = to_grid.shift, cb = cell_bits;
+  const uint32_t cmask = (1u << cb) - 1;
+  const int64_t half = int64_t{1} << (sh - 1), z = to_grid.zo, hi = to_grid.qmax;
+  const int32_t* __restrict mm = to_grid.m.data();
+  const int64_t* __restrict bb = to_grid.bias.data();
+  const int64_t* __restrict eo = to_grid.add_even_odd.data();
+  const uint32_t* __restrict cell = packed.data();
+  const float* __restrict sc = poly.scale.data();
+  const float* __restrict bi = poly.bias.data();
+  const PolyGuess& P = poly;
+  const simd::Lanes form = to_grid.lanes;
+  // Codes 0..255 need no clamp before store_64_codes: its saturating packs clamp to exactly that.
+  const bool byte_range = P.qmin == 0 && P.qmax == 255;
+  parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
+    const int32_t* __restrict a = acc + static_cast<size_t>(i) * n;
+    uint8_t* __restrict o = out + static_cast<size_t>(i) * n;
+    int c = 0;
+    simd::with_lanes(form, [&](auto L) {
+    simd::with_flag(!P.acc_below_2_24, [&](auto check_acc) {
+    simd::with_flag(byte_range, [&](auto packs_clamp) {
+      const simd::Requant16<decltype(L)::value> to_index(sh, z, 0, hi);
+      const __m512i mask_v = _mm512_set1_epi32((1 << cb) - 1), low16 = _mm512_set1_epi32(0xffff), low8 = _mm512_set1_epi32(0xff);
+      const __m128i cb_v = _mm_cvtsi32_si128(cb);
+      // The table's codes for channels c0..c0+15 (for the lanes the polynomial leaves open).
+      const auto by_table = [&](int c0) {
+        const __m512i g = to_index(_mm512_loadu_si512(a + c0), _mm512_loadu_si512(mm + c0), _mm512_loadu_si512(eo + c0),
+                                   _mm512_loadu_si512(eo + c0 + 8));
+        const __m512i cv = _mm512_i32gather_epi32(_mm512_srl_epi32(g, cb_v), cell, 4);
+        const __mmask16 before = _mm512_cmplt_epu32_mask(_mm512_and_si512(g, mask_v), _mm512_and_si512(cv, low16));
+        return _mm512_mask_blend_epi32(before, _mm512_srli_epi32(cv, 24), _mm512_and_si512(_mm512_srli_epi32(cv, 16), low8));
+      };
+      const __m512 lo_v = _mm512_set1_ps(P.lo), hi_v = _mm512_set1_ps(P.hi);
+      const __m512 seg_scale = _mm512_set1_ps(P.seg_scale), seg_offset = _mm512_set1_ps(P.seg_offset);
+      const __m512 near_tie = _mm512_set1_ps(0.5f - P.tie_margin);
+      const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+      const __m512i last = _mm512_set1_epi32(PolyGuess::kSegments - 1), exact_max = _mm512_set1_epi32((1 << 24) - 1);
+      const __m512i qlo = _mm512_set1_epi32(P.qmin), qhi = _mm512_set1_epi32(P.qmax);
+      // Each table of 32 segments in two registers, for one vpermt2ps.
+      const auto lo16 = [&](const std::array<float, PolyGuess::kSegments>& t) { return _mm512_loadu_ps(t.data()); };
+      const auto hi16 = [&](const std::array<float, PolyGuess::kSegments>& t) { return _mm512_loadu_ps(t.data() + 16); };
+      const __m512 m0 = lo16(P.centre), m1 = hi16(P.centre);
+      const __m512 a0 = lo16(P.coef[0]), a1 = hi16(P.coef[0]), b0 = lo16(P.coef[1]), b1 = hi16(P.coef[1]);
+      const __m512 c0 = lo16(P.coef[2]), c1 = hi16(P.coef[2]), d0 = lo16(P.coef[3]), d1 = hi16(P.coef[3]);
+      const __m512 e0 = lo16(P.coef[4]), e1 = hi16(P.coef[4]), f0 = lo16(P.coef[5]), f1 = hi16(P.coef[5]);
+      static_assert(PolyGuess::kDegree == 5, "the loop below is written out for degree 5");
+      const auto clamp = [&](__m512i v) { return _mm512_min_epi32(_mm512_max_epi32(v, qlo), qhi); };
+      const auto sixteen = [&](int ch) __attribute__((always_inline)) {
+        const __m512i av = _mm512_loadu_si512(a + ch);
+        __m512 x = _mm512_fmadd_ps(_mm512_cvtepi32_ps(av), _mm512_loadu_ps(sc + ch), _mm512_loadu_ps(bi + ch));
+        x = _mm512_min_ps(_mm512_max_ps(x, lo_v), hi_v);
+        const __m512i sg = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_fmadd_ps(x, seg_scale, seg_offset)), last);
+        const __m512 t = _mm512_sub_ps(x, _mm512_permutex2var_ps(m0, sg, m1));
+        __m512 y = _mm512_fmadd_ps(_mm512_permutex2var_ps(f0, sg, f1), t, _mm512_permutex2var_ps(e0, sg, e1));
+        y = _mm512_fmadd_ps(y, t, _mm512_permutex2var_ps(d0, sg, d1));
+        y = _mm512_fmadd_ps(y, t, _mm512_permutex2var_ps(c0, sg, c1));
+        y = _mm512_fmadd_ps(y, t, _mm512_permutex2var_ps(b0, sg, b1));
+        y = _mm512_fmadd_ps(y, t, _mm512_permutex2var_ps(a0, sg, a1));
+        // y − round(y) in one vreduceps; lanes near ½ are left to the table.
+        __mmask16 open = _mm512_cmp_ps_mask(_mm512_and_ps(_mm512_reduce_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), abs_mask),
+                                            near_tie, _CMP_GT_OQ);
+        if constexpr (decltype(check_acc)::value) open |= _mm512_cmpgt_epu32_mask(_mm512_abs_epi32(av), exact_max);
+        __m512i code = _mm512_cvtps_epi32(y);  // round to nearest (ties are open lanes)
+        if constexpr (!decltype(packs_clamp)::value) code = clamp(code);
+        return open ? _mm512_mask_blend_epi32(open, code, by_table(ch)) : code;
+      };
+      for (; c + 64 <= n; c += 64) simd::store_64_codes(o + c, sixteen(c), sixteen(c + 16), sixteen(c + 32), sixteen(c + 48));
+      for (; c + 16 <= n; c += 16) simd::store_lanes(o + c, decltype(packs_clamp)::value ? clamp(sixteen(c)) : sixteen(c));
+    });
+    });
+    });
+    for (; c < n; ++c) {
+      const int64_t v = ((static_cast<int64_t>(a[c]) * mm[c] + bb[c] + half) >> sh) + z;
+      const int32_t g = static_cast<int32_t>(v < 0 ? 0 : (v > hi ? hi : v));
+      const uint32_t cv = cell[static_cast<uint32_t>(g) >> cb];
+      o[c] = static_cast<uint8_t>((static_cast<uint32_t>(g) & cmask) < (cv & 0xffffu) ? cv >> 16 : cv >> 24);
+    }
+  });
+#else
+  rows_by_table(acc, M, out);
+#endif
+}
+
+void IntElementwise::rows_by_table(const int32_t* acc, int M, uint8_t* out) const {
   OpTimer timer(OpClass::Activation);
   // One pass: accumulator → grid index → cell, without writing the grid indices out. The same
   // integer steps as rows_reference (ChannelRequant::apply, then code_at); with AVX-512 sixteen

@@ -4,6 +4,7 @@
 // table, and the helpers at the model's ends. Each is assembled from an Artifact at load.
 #pragma once
 #include <algorithm>
+#include <array>
 #include <functional>
 #include <memory>
 #include <string>
@@ -164,14 +165,47 @@ struct IntElementwise {
   // Per cell: boundary (offset of the first fine step with code `after`; 0 with after == before
   // when the cell has none) | before << 16 | after << 24: one 32-bit gather per value.
   std::vector<uint32_t> packed;
+
+  // The fast form of the same codes (AVX-512): the table's gather costs a few cycles a value, so
+  // each value is first placed by arithmetic — x = acc · scale_c + bias_c in float32, clamped to
+  // the table's range, and y = f(x) / s_out + z by a piecewise polynomial fitted at load — and its
+  // code is round(y) wherever y lies more than `tie_margin` from a rounding boundary (k + ½). That
+  // margin bounds, at load, every difference between this y and the table's: float32 rounding of
+  // x and of the polynomial, the fit, and the table's own 2^-29 input grid; so those codes are the
+  // table's, bit for bit. Values nearer a boundary (a fraction of a per cent) and accumulators of
+  // 2^24 or more (not exact in float32; only checked where the weights allow them) take the table.
+  // `on` is false where the fit cannot promise a margin below 1/32 of a step (every value then
+  // takes the table).
+  struct PolyGuess {
+    static constexpr int kSegments = 32, kDegree = 5;
+    bool on = false;
+    bool acc_below_2_24 = false;  // every accumulator the producer's weights allow is below 2^24 in magnitude
+    // Segment of x: min(⌊x · seg_scale + seg_offset⌋, 31) — 31 equal segments over [lo, split]
+    // and the last over [split, hi] (for GELU, where it is a straight line).
+    float lo = 0, hi = 0, split = 0, seg_scale = 0, seg_offset = 0;
+    float tie_margin = 0;
+    std::array<float, kSegments> centre{};
+    std::array<std::array<float, kSegments>, kDegree + 1> coef{};  // coef[j][segment]: of (x − centre)^j, in output steps (z in coef[0])
+    std::vector<float> scale, bias;  // per channel: acc_scale, and bias with the zero-point term folded in
+    int32_t qmin = 0, qmax = 255;
+    // y for one x (already clamped to [lo, hi]) with the float operations of the vector loop.
+    float eval(float x) const;
+  } poly;
+
   static IntElementwise make(const IntLinear& producer, const std::function<double(double)>& f, const QParams& out,
                              double lo, double hi);
   // acc [M, N] → out codes [M, N] in one pass (AVX-512 when compiled for it).
   void rows(const int32_t* acc, int M, uint8_t* out) const;
+  // The same without the polynomial (every value by the table): what rows() was before it.
+  void rows_by_table(const int32_t* acc, int M, uint8_t* out) const;
   // The plain form: all grid indices (ChannelRequant), then a cell lookup each.
   void rows_reference(const int32_t* acc, int M, uint8_t* out) const;
   uint8_t code_at(int32_t grid_index) const;
 };
+
+// Process-wide: whether IntElementwise::rows uses its polynomial form where it has one (default
+// true). false: the table alone, as rows_by_table — for A/B timings (qtx_forward_ab).
+void set_activation_polynomial(bool on);
 
 // The MLP half of a block: fc1 GEMM → activation by table → fc2 GEMM, a block of rows at a
 // time, so that fc1's int32 accumulators stay in the second-level cache from the GEMM to the

@@ -99,6 +99,16 @@ void with_lanes(Lanes lanes, F&& f) {
   }
 }
 
+// Calls f(std::true_type{}) or f(std::false_type{}): a kernel's loop compiled with and without
+// one step, the choice made once per call.
+template <typename F>
+void with_flag(bool on, F&& f) {
+  if (on)
+    f(std::true_type{});
+  else
+    f(std::false_type{});
+}
+
 // clamp(round_shift(x · m, shift), lo, hi) + add on 16 int32 lanes — round_shift rounds half
 // away from zero — for 0 ≤ m < 2^31 and 32 ≤ shift ≤ 62 (callers check; lo, hi, add and the
 // results int32): |x|·m + half as two vpmuludq halves (|INT32_MIN| read as the unsigned 2^31),
@@ -144,8 +154,10 @@ inline void store_lanes(int32_t* p, __m512i v) { _mm512_storeu_si512(p, v); }
 // A row's codes from channel c on: sixteen(at) gives the 16 int32 lanes of channels at..at+15;
 // with `bytes` (every value in 0..255) 64 at a time first (store_64_codes), then 16 at a time.
 // Returns the first channel not written, where the caller's scalar tail starts.
+// Always inlined: as a call of its own it receives the caller's lambda by address, and every
+// byte store (which may alias anything) makes it reload the lambda's constants from memory.
 template <typename Sixteen>
-int store_code_vectors(uint8_t* o, int c, int n, bool bytes, const Sixteen& sixteen) {
+__attribute__((always_inline)) inline int store_code_vectors(uint8_t* o, int c, int n, bool bytes, const Sixteen& sixteen) {
   if (bytes)
     for (; c + 64 <= n; c += 64) store_64_codes(o + c, sixteen(c), sixteen(c + 16), sixteen(c + 32), sixteen(c + 48));
   for (; c + 16 <= n; c += 16) store_lanes(o + c, sixteen(c));
