@@ -167,6 +167,24 @@ void BM_IntLayerNormRows(benchmark::State& st) {
 }
 BENCHMARK(BM_IntLayerNormRows)->Arg(1088)->Unit(benchmark::kMicrosecond);
 
+// The whole LayerNorm site on residual codes (vit-fmnist: 1088 rows of 192, PTF K = 3): the
+// byte tables to x, the sums, the rows' square roots and reciprocals in blocks, the outputs.
+void BM_IntLayerNormSiteRows(benchmark::State& st) {
+  const int M = static_cast<int>(st.range(0)), C = 192, K = 3;
+  std::vector<int> alpha = random_codes<int>(C, 0, K, 6);
+  std::vector<float> gamma(C, 1.1f), beta(C, 0.05f);
+  const IntLayerNormSite site = IntLayerNormSite::make(alpha, K, QParams{0.05, 131, 0, 255}, QParams{0.011, 97, 0, 255}, gamma,
+                                                       beta, QParams{0.03, 128, 0, 255});
+  auto h = random_codes<uint8_t>(static_cast<size_t>(M) * C, 0, 255, 7);
+  std::vector<uint8_t> out(h.size());
+  for (auto _ : st) {
+    site.rows(h.data(), M, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  st.SetItemsProcessed(st.iterations() * M * C);
+}
+BENCHMARK(BM_IntLayerNormSiteRows)->Arg(1088)->Unit(benchmark::kMicrosecond);
+
 // One head's attention over a batch: scores, Log-Int-Softmax rows, A·V by shifts. Args = tokens
 // and softmax bits: 17/4 (vit-fmnist 8/8/4, batch 64) or 128/8 (bert-austen 8/8/8, batch 8).
 void BM_AttentionHead(benchmark::State& st) {

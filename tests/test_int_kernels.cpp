@@ -513,12 +513,14 @@ TEST(IntKernels, IntegerLayerNormOnPtfShiftedCodesMatchesFloat) {
 }
 
 TEST(IntKernels, LayerNormSiteByteTablesMatchReference) {
-  // The 64-channel byte-permute path (AVX512-VBMI) and the gather path against the int32 table
-  // per element and the scalar row; C = 192 and 256 are whole blocks, 200 and 40 leave tails.
+  // The 64-channel byte-permute path (AVX512-VBMI; with K ≤ 3 its sums by int16 vpdpwssd, with
+  // K = 7 the int16 squares could overflow, so in int64) and the gather path against the int32
+  // table per element and the scalar row; C = 192 and 256 are whole blocks, 200 and 40 leave
+  // tails; 9 rows are a block of 8 and one more.
   std::mt19937 rng(17);
   const QParams residual{0.05, 131, 0, 255}, in{0.011, 97, 0, 255}, out{0.03, 120, 0, 255};
   for (int C : {192, 256, 200, 40}) {
-    for (int K : {0, 3}) {
+    for (int K : {0, 3, 7}) {
       std::vector<int> alpha(static_cast<size_t>(C));
       std::vector<float> gamma(static_cast<size_t>(C)), beta(static_cast<size_t>(C));
       for (int c = 0; c < C; ++c) {
@@ -527,6 +529,7 @@ TEST(IntKernels, LayerNormSiteByteTablesMatchReference) {
         beta[static_cast<size_t>(c)] = static_cast<float>(static_cast<int>(rng() % 200) - 100) / 200.0f;
       }
       const IntLayerNormSite site = IntLayerNormSite::make(alpha, K, residual, in, gamma, beta, out);
+      if (C >= 192) EXPECT_EQ(site.int16_sums, K <= 3);  // (40 channels are few enough for K = 7)
       const int M = 9;
       std::vector<uint8_t> h(static_cast<size_t>(M) * C);
       for (auto& v : h) v = static_cast<uint8_t>(rng());

@@ -88,6 +88,9 @@ IntLayerNormSite IntLayerNormSite::make(const std::vector<int>& alpha, int K, co
       s.alpha_masks.push_back(m);
     }
   s.norm = IntLayerNorm::make(in.zero, alpha, gamma, beta, out);
+  for (int a : alpha) s.alpha16.push_back(static_cast<int16_t>(a));
+  const int64_t x_max = static_cast<int64_t>(std::max(std::abs(in.qmin - in.zero), std::abs(in.qmax - in.zero))) << K;
+  s.int16_sums = x_max < 32768 && (static_cast<int64_t>(s.C) / 16 + 1) * x_max * x_max < (int64_t{1} << 31);
   return s;
 }
 
@@ -102,52 +105,91 @@ void IntLayerNormSite::rows_reference(const uint8_t* h, int M, uint8_t* out) con
 
 void IntLayerNormSite::rows(const uint8_t* h, int M, uint8_t* out) const {
   OpTimer timer(OpClass::LayerNorm);
+  constexpr int kRows = 8;
+  parallel_for((M + kRows - 1) / kRows, static_cast<size_t>(M) * C, [&](int blk) {
+    thread_local std::vector<int32_t> xs;
+    grow(xs, static_cast<size_t>(kRows) * C);
+    const int r0 = blk * kRows, nr = std::min(kRows, M - r0);
+    int64_t sum[kRows], sq[kRows], R[kRows];
+    for (int i = 0; i < nr; ++i)
+      centre_row(h + static_cast<size_t>(r0 + i) * C, xs.data() + static_cast<size_t>(i) * C, &sum[i], &sq[i]);
+    for (int i = 0; i < nr; ++i) R[i] = norm.row_factor(sum[i], sq[i]);
+    for (int i = 0; i < nr; ++i)
+      norm.row_output(xs.data() + static_cast<size_t>(i) * C, sum[i], R[i], out + static_cast<size_t>(r0 + i) * C);
+  });
+}
+
+void IntLayerNormSite::centre_row(const uint8_t* h_row, int32_t* x_out, int64_t* sum_out, int64_t* sq_out) const {
+  const uint8_t* __restrict r = h_row;
+  int32_t* __restrict x = x_out;
   const int32_t* __restrict tab = centred.data();
   const int* __restrict al = alpha.data();
-  parallel_for(M, static_cast<size_t>(M) * C, [&](int i) {
-    thread_local std::vector<int32_t> x;
-    grow(x, static_cast<size_t>(C));
-    {  // (a block: the loop below reads only restrict locals)
-      const uint8_t* __restrict r = h + static_cast<size_t>(i) * C;
-      int c = 0;
+  int c = 0;
+  bool have_sums = false;
 #if defined(__AVX512VBMI__)
-      // 64 channels at a time: each α's 256-byte table as two 128-byte permutes (vpermt2b) on the
-      // codes' low 7 bits, picked by bit 7 and then by the channel's α; (code − z) << α after.
-      {
-        const uint8_t* __restrict gt = grid.data();
-        const int32_t* __restrict sh = alpha.data();
-        const uint64_t* __restrict am = alpha_masks.data();
-        const __m512i zv = _mm512_set1_epi32(z);
-        int32_t* __restrict xd = x.data();
-        for (int blk = 0; c + 64 <= C; c += 64, ++blk) {
-          const __m512i code = _mm512_loadu_si512(r + c);
-          const __mmask64 upper = _mm512_movepi8_mask(code);
-          __m512i v = _mm512_setzero_si512();
-          for (int k = 0; k <= K; ++k) {
-            const uint8_t* t = gt + static_cast<size_t>(k) * 256;
-            const __m512i lo = _mm512_permutex2var_epi8(_mm512_loadu_si512(t), code, _mm512_loadu_si512(t + 64));
-            const __m512i hi = _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 128), code, _mm512_loadu_si512(t + 192));
-            v = _mm512_mask_blend_epi8(am[static_cast<size_t>(blk) * (K + 1) + k], v, _mm512_mask_blend_epi8(upper, lo, hi));
-          }
-          for (int j = 0; j < 4; ++j) {
-            const __m512i g = _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(v, j));
-            _mm512_storeu_si512(xd + c + 16 * j, _mm512_sllv_epi32(_mm512_sub_epi32(g, zv), _mm512_loadu_si512(sh + c + 16 * j)));
-          }
+  // 64 channels at a time: each α's 256-byte table as two 128-byte permutes (vpermt2b) on the
+  // codes' low 7 bits, picked by bit 7 and then by the channel's α; (code − z) << α after.
+  {
+    const uint8_t* __restrict gt = grid.data();
+    const uint64_t* __restrict am = alpha_masks.data();
+    const auto table_codes = [&](int blk) {
+      const __m512i code = _mm512_loadu_si512(r + c);
+      const __mmask64 upper = _mm512_movepi8_mask(code);
+      __m512i v = _mm512_setzero_si512();
+      for (int k = 0; k <= K; ++k) {
+        const uint8_t* t = gt + static_cast<size_t>(k) * 256;
+        const __m512i lo = _mm512_permutex2var_epi8(_mm512_loadu_si512(t), code, _mm512_loadu_si512(t + 64));
+        const __m512i hi = _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 128), code, _mm512_loadu_si512(t + 192));
+        v = _mm512_mask_blend_epi8(am[static_cast<size_t>(blk) * (K + 1) + k], v, _mm512_mask_blend_epi8(upper, lo, hi));
+      }
+      return v;
+    };
+#if defined(__AVX512VNNI__)
+    if (int16_sums && C % 64 == 0) {
+      // x in int16 (|x| < 2^15, checked at load), Σx and Σx² by vpdpwssd in int32 lanes (each
+      // below 2^31, checked at load), x widened to int32 for the output step.
+      const int16_t* __restrict a16 = alpha16.data();
+      const __m512i z16 = _mm512_set1_epi16(static_cast<int16_t>(z)), ones = _mm512_set1_epi16(1);
+      __m512i s1 = _mm512_setzero_si512(), s2 = _mm512_setzero_si512();
+      for (int blk = 0; c + 64 <= C; c += 64, ++blk) {
+        const __m512i v = table_codes(blk);
+        for (int half = 0; half < 2; ++half) {
+          const __m512i g = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(v, half));
+          const __m512i x16 = _mm512_sllv_epi16(_mm512_sub_epi16(g, z16), _mm512_loadu_si512(a16 + c + 32 * half));
+          s1 = _mm512_dpwssd_epi32(s1, x16, ones);
+          s2 = _mm512_dpwssd_epi32(s2, x16, x16);
+          _mm512_storeu_si512(x + c + 32 * half, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(x16)));
+          _mm512_storeu_si512(x + c + 32 * half + 16, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(x16, 1)));
         }
       }
+      *sum_out = _mm512_reduce_add_epi32(s1);
+      *sq_out = _mm512_reduce_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(s2))) +
+                _mm512_reduce_add_epi64(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(s2, 1)));
+      have_sums = true;
+    }
+#endif
+    if (!have_sums) {
+      const __m512i zv = _mm512_set1_epi32(z);
+      for (int blk = 0; c + 64 <= C; c += 64, ++blk) {
+        const __m512i v = table_codes(blk);
+        for (int j = 0; j < 4; ++j) {
+          const __m512i g = _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(v, j));
+          _mm512_storeu_si512(x + c + 16 * j, _mm512_sllv_epi32(_mm512_sub_epi32(g, zv), _mm512_loadu_si512(al + c + 16 * j)));
+        }
+      }
+    }
+  }
 #endif
 #if defined(__AVX512F__)
-      const int32_t* __restrict base = table_base.data();  // α_c · 256
-      for (; c + 16 <= C; c += 16) {
-        const __m512i idx = _mm512_add_epi32(_mm512_loadu_si512(base + c),
-                                             _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + c))));
-        _mm512_storeu_si512(x.data() + c, _mm512_i32gather_epi32(idx, tab, 4));
-      }
+  const int32_t* __restrict base = table_base.data();  // α_c · 256
+  for (; c + 16 <= C; c += 16) {
+    const __m512i idx = _mm512_add_epi32(_mm512_loadu_si512(base + c),
+                                         _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + c))));
+    _mm512_storeu_si512(x + c, _mm512_i32gather_epi32(idx, tab, 4));
+  }
 #endif
-      for (; c < C; ++c) x[static_cast<size_t>(c)] = tab[al[c] * 256 + r[c]];
-      norm.row_centred(x.data(), out + static_cast<size_t>(i) * C);
-    }
-  });
+  for (; c < C; ++c) x[c] = tab[al[c] * 256 + r[c]];
+  if (!have_sums) norm.row_sums(x_out, sum_out, sq_out);
 }
 
 double IntAttention::ctx_scale() const { return v.scale * std::ldexp(1.0, -kmax); }
@@ -334,7 +376,7 @@ std::vector<double> chebyshev_fit(const std::function<double(double)>& g, double
 //   |acc · scale_c| ≤ |x| + |bias_c| and |bias_c|, so 2^-23 (|x| + |bias_c|), plus the table's
 //   grid (one step of the 2^29 over [lo, hi], one more for its bias and multiplier roundings);
 //   times the largest slope of f / s_out;
-// - y: the fit's error (the float coefficients in exact arithmetic, on 2^12 points a segment and
+// - y: the fit's error (the float coefficients in exact arithmetic, on 2^10 points a segment and
 //   1 % beyond its ends, plus a tenth), Horner's float32 rounding, (2D + 2) · 2^-24 · Σ_j |c_j| T^j
 //   (T the largest |x − centre|), and a few ulps of y.
 // The vector loop's own float evaluation, `eval`, is then checked against f on the same points.
@@ -378,8 +420,8 @@ IntElementwise::PolyGuess fit_poly_guess(const IntLinear& producer, const std::f
       sum += std::fabs(static_cast<double>(p.coef[static_cast<size_t>(j)][static_cast<size_t>(sg)])) * tp;
     }
     horner_err = std::max(horner_err, (2.0 * P::kDegree + 2) * std::ldexp(1.0, -24) * sum);
-    for (int i = 0; i <= 4096; ++i) {
-      const double x = r.a - ext + (r.b - r.a + 2 * ext) * i / 4096.0, t = x - c;
+    for (int i = 0; i <= 1024; ++i) {
+      const double x = r.a - ext + (r.b - r.a + 2 * ext) * i / 1024.0, t = x - c;
       double y = p.coef[P::kDegree][static_cast<size_t>(sg)];
       for (int j = P::kDegree - 1; j >= 0; --j) y = y * t + p.coef[static_cast<size_t>(j)][static_cast<size_t>(sg)];
       const double gx = g(x);
@@ -388,8 +430,8 @@ IntElementwise::PolyGuess fit_poly_guess(const IntLinear& producer, const std::f
     }
   }
   double slope = 0;
-  for (int i = 0; i < (1 << 16); ++i) {
-    const double x = lo_f + (hi_f - lo_f) * i / 65536.0, h = (hi_f - lo_f) / 65536.0;
+  for (int i = 0; i < (1 << 14); ++i) {
+    const double x = lo_f + (hi_f - lo_f) * i / 16384.0, h = (hi_f - lo_f) / 16384.0;
     slope = std::max(slope, std::fabs(g(x + h) - g(x)) / h);
   }
   const double x_max = std::max(std::fabs(lo_f), std::fabs(hi_f));
@@ -400,8 +442,8 @@ IntElementwise::PolyGuess fit_poly_guess(const IntLinear& producer, const std::f
   // The loop's own float evaluation must stay within the bound for y (a check on the bound, not
   // a substitute for it).
   for (const Range& r : ranges)
-    for (int i = 0; i <= 4096; ++i) {
-      const float x = static_cast<float>(std::min(hi_f, std::max(lo_f, r.a + (r.b - r.a) * i / 4096.0)));
+    for (int i = 0; i <= 1024; ++i) {
+      const float x = static_cast<float>(std::min(hi_f, std::max(lo_f, r.a + (r.b - r.a) * i / 1024.0)));
       if (std::fabs(p.eval(x) - g(x)) > y_err) return p;
     }
   p.tie_margin = std::nextafter(static_cast<float>(margin), 1.0f);

@@ -51,6 +51,8 @@ struct IntLayerNormSite {
   std::vector<int32_t> table_base;             // per channel: α_c · 256, its row in `centred`
   std::vector<uint64_t> alpha_masks;           // [C / 64][K + 1]: bit i set where channel 64·b + i has α = k
   std::vector<int> alpha;                      // per channel
+  std::vector<int16_t> alpha16;                // α per channel as int16 (the VNNI sums' shifts)
+  bool int16_sums = false;                     // |x| < 2^15 and (C/16)·max x² < 2^31: Σx, Σx² by vpdpwssd
   IntLayerNorm norm;
   int C = 0, K = 0;
   int32_t z = 0;                               // the input quantizer's zero point
@@ -60,9 +62,14 @@ struct IntLayerNormSite {
   // layer-wise scale s, unsigned codes), γ, β and the output quantizer.
   static IntLayerNormSite make(const std::vector<int>& alpha, int K, const QParams& residual, const QParams& in,
                                const std::vector<float>& gamma, const std::vector<float>& beta, const QParams& out);
+  // Blocks of rows: each row's centred values and sums, then the rows' square roots and
+  // reciprocals back to back (independent chains of long latencies that then overlap), then the
+  // outputs.
   void rows(const uint8_t* h, int M, uint8_t* out) const;
   // Plain loops: the int32 table per element, then the scalar LayerNorm row.
   void rows_reference(const uint8_t* h, int M, uint8_t* out) const;
+  // One row's x_c = (input code − z) << α_c and Σx, Σx².
+  void centre_row(const uint8_t* h_row, int32_t* x, int64_t* sum, int64_t* sq) const;
 };
 
 // Q·Kᵀ → score codes → Log-Int-Softmax → A·V by shifts, for all heads of a batch.

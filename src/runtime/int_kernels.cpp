@@ -278,17 +278,26 @@ void IntLayerNorm::row(const uint8_t* q, uint8_t* out) const {
   row_centred(x, out);
 }
 
-void IntLayerNorm::row_centred(const int32_t* x_in, uint8_t* out_in, bool vectorised) const {
-  // Fields in restrict-qualified locals: 8-bit stores may alias anything, and the compiler
-  // would otherwise reload every member per element and not vectorise.
+void IntLayerNorm::row_centred(const int32_t* x, uint8_t* out, bool vectorised) const {
+  int64_t sum = 0, sq = 0;
+  row_sums(x, &sum, &sq);
+  row_output(x, sum, row_factor(sum, sq), out, vectorised);
+}
+
+void IntLayerNorm::row_sums(const int32_t* x_in, int64_t* sum_out, int64_t* sq_out) const {
   const int n = C;
   const int32_t* __restrict x = x_in;
-  uint8_t* __restrict out = out_in;
   int64_t sum = 0, sq = 0;
   for (int c = 0; c < n; ++c) {
     sum += x[c];
     sq += static_cast<int64_t>(x[c]) * x[c];
   }
+  *sum_out = sum;
+  *sq_out = sq;
+}
+
+int64_t IntLayerNorm::row_factor(int64_t sum, int64_t sq) const {
+  const int n = C;
   // With d_c = C·x_c − Σx (integral), Σd² = C²·Σx² − C·(Σx)² = C³·var: one pass, no stored d.
   // Σd² = C·(C·Σx² − (Σx)²), so C²·var = Σd²/C = C·Σx² − (Σx)² exactly, without dividing.
   const uint64_t vc = static_cast<uint64_t>(static_cast<__int128>(n) * sq - static_cast<__int128>(sum) * sum);  // C²·var
@@ -302,7 +311,15 @@ void IntLayerNorm::row_centred(const int32_t* x_in, uint8_t* out_in, bool vector
   // t = d · 2^(k+24) / sd as d · R / 2^32 with R = 2^(k+56) / sd, one division per row:
   // |d|·2^k ≤ √C·sd, so |d·R| < 2^(33+log2 √C) stays far inside int64.
   // (pow2_div: a 128-bit division is a library call of ~100 cycles, once per row.)
-  const int64_t R = sd <= 0 ? 0 : static_cast<int64_t>(pow2_div(k + 56, static_cast<uint64_t>(sd)));
+  return sd <= 0 ? 0 : static_cast<int64_t>(pow2_div(k + 56, static_cast<uint64_t>(sd)));
+}
+
+void IntLayerNorm::row_output(const int32_t* x_in, int64_t sum, int64_t R, uint8_t* out_in, bool vectorised) const {
+  // Fields in restrict-qualified locals: 8-bit stores may alias anything, and the compiler
+  // would otherwise reload every member per element and not vectorise.
+  const int n = C;
+  const int32_t* __restrict x = x_in;
+  uint8_t* __restrict out = out_in;
   const int64_t* __restrict g = gain.data();
   const int64_t* __restrict b = bias.data();
   const int s = shift + 24;

@@ -101,6 +101,13 @@ struct IntLayerNorm {
   // The same from x_c = (q_c − z) << α_c, already computed (e.g. by a table from other codes).
   // vectorised = false: the plain loop only (the reference the AVX-512 form is tested against).
   void row_centred(const int32_t* x, uint8_t* out, bool vectorised = true) const;
+  // row_centred's three steps, for callers that interleave rows (the per-row integer square
+  // root and reciprocal are a chain of long latencies) or have the sums already:
+  // Σx and Σx² of a row; the row's reciprocal R = 2^(k+56) / (C·σ·2^k) from them; the output
+  // codes from x, Σx and R.
+  void row_sums(const int32_t* x, int64_t* sum, int64_t* sq) const;
+  int64_t row_factor(int64_t sum, int64_t sq) const;
+  void row_output(const int32_t* x, int64_t sum, int64_t R, uint8_t* out, bool vectorised = true) const;
 };
 
 // Per-channel requantization of int32 accumulators to 8-bit codes with one shift for all
