@@ -567,8 +567,8 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
       const __m512 m0 = lo16(P.centre), m1 = hi16(P.centre);
       const __m512 a0 = lo16(P.coef[0]), a1 = hi16(P.coef[0]), b0 = lo16(P.coef[1]), b1 = hi16(P.coef[1]);
       const __m512 c0 = lo16(P.coef[2]), c1 = hi16(P.coef[2]), d0 = lo16(P.coef[3]), d1 = hi16(P.coef[3]);
-      const __m512 e0 = lo16(P.coef[4]), e1 = hi16(P.coef[4]), f0 = lo16(P.coef[5]), f1 = hi16(P.coef[5]);
-      static_assert(PolyGuess::kDegree == 5, "the loop below is written out for degree 5");
+      const __m512 e0 = lo16(P.coef[4]), e1 = hi16(P.coef[4]);
+      static_assert(PolyGuess::kDegree == 4, "the loop below is written out for degree 4");
       const auto clamp = [&](__m512i v) { return _mm512_min_epi32(_mm512_max_epi32(v, qlo), qhi); };
       const auto sixteen = [&](int ch) __attribute__((always_inline)) {
         const __m512i av = _mm512_loadu_si512(a + ch);
@@ -576,8 +576,7 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
         x = _mm512_min_ps(_mm512_max_ps(x, lo_v), hi_v);
         const __m512i sg = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_fmadd_ps(x, seg_scale, seg_offset)), last);
         const __m512 t = _mm512_sub_ps(x, _mm512_permutex2var_ps(m0, sg, m1));
-        __m512 y = _mm512_fmadd_ps(_mm512_permutex2var_ps(f0, sg, f1), t, _mm512_permutex2var_ps(e0, sg, e1));
-        y = _mm512_fmadd_ps(y, t, _mm512_permutex2var_ps(d0, sg, d1));
+        __m512 y = _mm512_fmadd_ps(_mm512_permutex2var_ps(e0, sg, e1), t, _mm512_permutex2var_ps(d0, sg, d1));
         y = _mm512_fmadd_ps(y, t, _mm512_permutex2var_ps(c0, sg, c1));
         y = _mm512_fmadd_ps(y, t, _mm512_permutex2var_ps(b0, sg, b1));
         y = _mm512_fmadd_ps(y, t, _mm512_permutex2var_ps(a0, sg, a1));

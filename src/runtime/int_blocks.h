@@ -184,7 +184,7 @@ struct IntElementwise {
   // `on` is false where the fit cannot promise a margin below 1/32 of a step (every value then
   // takes the table).
   struct PolyGuess {
-    static constexpr int kSegments = 32, kDegree = 5;
+    static constexpr int kSegments = 32, kDegree = 4;
     bool on = false;
     bool acc_below_2_24 = false;  // every accumulator the producer's weights allow is below 2^24 in magnitude
     // Segment of x: min(⌊x · seg_scale + seg_offset⌋, 31) — 31 equal segments over [lo, split]
