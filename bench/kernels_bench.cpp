@@ -90,19 +90,25 @@ BENCHMARK(BM_GemmOneDnnF32)->Args({1088, 192, 192})->Args({1088, 768, 192})->Arg
     ->Args({4096, 768, 768})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_GemmReference)->Args({17, 192, 192})->Args({1088, 192, 192})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
+// Accumulators → codes per channel; the third argument: 1 the float placement (where AVX-512 has
+// it), 0 the integer formula alone. Accumulators spread over the code range, as a layer's are.
 void BM_ChannelRequant(benchmark::State& st) {
   const int M = static_cast<int>(st.range(0)), N = static_cast<int>(st.range(1));
+  const bool placed = st.range(2) != 0;
   ChannelRequant r = ChannelRequant::make(std::vector<double>(static_cast<size_t>(N), 1e-4),
                                           std::vector<double>(static_cast<size_t>(N), 0.01), 1, 0.02, 128, 0, 255);
-  auto acc = random_codes<int32_t>(static_cast<size_t>(M) * N, -200000, 200000, 3);
+  auto acc = random_codes<int32_t>(static_cast<size_t>(M) * N, -26000, 26000, 3);
   std::vector<uint8_t> out(acc.size());
   for (auto _ : st) {
-    r.rows(acc.data(), M, out.data());
+    if (placed)
+      r.rows(acc.data(), M, out.data());
+    else
+      r.rows_integer(acc.data(), M, out.data());
     benchmark::DoNotOptimize(out.data());
   }
   st.SetItemsProcessed(st.iterations() * M * N);
 }
-BENCHMARK(BM_ChannelRequant)->Args({64, 768})->Args({1088, 192})->Args({1088, 768})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ChannelRequant)->Args({64, 768, 1})->Args({1088, 192, 1})->Args({1088, 192, 0})->Args({1088, 768, 1})->Unit(benchmark::kMicrosecond);
 
 // A code → code table over one LayerNorm output of bert-austen at 32 × 128 tokens (4096 × 256):
 // apply_table (byte permutes; threads as OMP_NUM_THREADS allows, bench.sh sets 1) and the plain
@@ -139,18 +145,22 @@ BENCHMARK(BM_TensorRequant)->Arg(1088)->Unit(benchmark::kMicrosecond);
 
 void BM_ResidualRequant(benchmark::State& st) {
   const int M = static_cast<int>(st.range(0)), N = 192;
+  const bool placed = st.range(1) != 0;
   QParams h{0.05, 128, 0, 255}, o{0.06, 120, 0, 255};
   ResidualRequant r = ResidualRequant::make(std::vector<double>(N, 1e-4), std::vector<double>(N, 0.01), h, o);
-  auto acc = random_codes<int32_t>(static_cast<size_t>(M) * N, -200000, 200000, 4);
+  auto acc = random_codes<int32_t>(static_cast<size_t>(M) * N, -40000, 40000, 4);
   auto hc = random_codes<uint8_t>(acc.size(), 0, 255, 5);
   std::vector<uint8_t> out(acc.size());
   for (auto _ : st) {
-    r.rows(acc.data(), hc.data(), M, out.data());
+    if (placed)
+      r.rows(acc.data(), hc.data(), M, out.data());
+    else
+      r.rows_integer(acc.data(), hc.data(), M, out.data());
     benchmark::DoNotOptimize(out.data());
   }
   st.SetItemsProcessed(st.iterations() * M * N);
 }
-BENCHMARK(BM_ResidualRequant)->Arg(1088)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ResidualRequant)->Args({1088, 1})->Args({1088, 0})->Unit(benchmark::kMicrosecond);
 
 void BM_IntLayerNormRows(benchmark::State& st) {
   const int M = static_cast<int>(st.range(0)), C = 192;

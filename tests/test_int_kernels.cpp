@@ -229,6 +229,87 @@ TEST(IntKernels, ElementwisePolynomialGivesTheTableCodesOnEveryAccumulator) {
   }
 }
 
+// The float placement of the requantizations (RequantPlacement, AVX-512) gives the integer
+// formula's codes bit for bit: accumulators in contiguous runs per channel, ~1000 per output
+// step, so every rounding boundary of the code range is crossed in unit steps; a bias per row
+// (bias_rows 3), a 4-bit code range (explicit clamp), int32's extremes and accumulators past
+// 2^24 (which the per-value check sends to the integer formula); for the residual add, every
+// residual code. The placement must be on and leave the integer formula under 1 % of the values.
+TEST(IntKernels, RequantPlacementGivesTheIntegerCodes) {
+  std::mt19937 rng(13);
+  const int N = 37, M = 3000;  // 64-wide stores, 16-wide and a scalar tail per row
+  std::vector<double> acc_scale, bias;
+  std::vector<int64_t> offset;
+  for (int c = 0; c < N; ++c) {
+    acc_scale.push_back(std::uniform_real_distribution<double>(1e-5, 3e-5)(rng));
+    bias.push_back(std::uniform_real_distribution<double>(-0.3, 0.3)(rng));
+    offset.push_back(static_cast<int64_t>(rng() % 2001) - 1000);
+  }
+  std::vector<double> bias3 = bias;  // three bias rows
+  for (int r = 1; r < 3; ++r)
+    for (int c = 0; c < N; ++c) bias3.push_back(bias[static_cast<size_t>(c)] + 0.01 * r);
+  for (const QParams& out : {QParams{0.02, 128, 0, 255}, QParams{0.01, 3, 0, 15}}) {
+    const ChannelRequant r = ChannelRequant::make(acc_scale, bias3, 3, out.scale, out.zero, out.qmin, out.qmax, offset);
+    ASSERT_TRUE(r.placement.on) << "out scale " << out.scale;
+    EXPECT_TRUE(r.placement.check_acc);  // no bound given
+    // Row i: channel c's accumulator runs from where its code is below qmin upwards in unit steps.
+    std::vector<int32_t> acc(static_cast<size_t>(M) * N);
+    for (int c = 0; c < N; ++c) {
+      const double per_code = out.scale / acc_scale[static_cast<size_t>(c)];  // accumulators per output step
+      const int64_t start = static_cast<int64_t>((-(out.zero + 2) * out.scale - bias[static_cast<size_t>(c)]) / acc_scale[static_cast<size_t>(c)]) -
+                            offset[static_cast<size_t>(c)];
+      const int64_t stride = std::max<int64_t>(1, static_cast<int64_t>((out.qmax + 4) * per_code / M));
+      for (int i = 0; i < M; ++i) acc[static_cast<size_t>(i) * N + c] = static_cast<int32_t>(start + i * stride + (i % 7));
+    }
+    acc[0] = INT32_MIN;
+    acc[1] = INT32_MAX;
+    acc[2] = (1 << 24) + 5;
+    acc[3] = -(1 << 24) - 5;
+    // Rows of near-ties: accumulators whose exact value (acc·m + bias) / 2^shift lies within
+    // 2^-17 of k + ½ for a code k in range (bias row 0) — where float32's own rounding of y could
+    // pick the other code, so these are what the margin is for.
+    const int64_t unit = int64_t{1} << r.shift;
+    std::vector<std::vector<int32_t>> ties(N);
+    for (int c = 0; c < N; ++c) {
+      const int64_t mc = r.m[static_cast<size_t>(c)], bc = r.bias[static_cast<size_t>(c)];
+      for (int64_t a = acc[static_cast<size_t>(N + c)]; ties[static_cast<size_t>(c)].size() < 40 && a < acc[static_cast<size_t>(N + c)] + (int64_t{1} << 23); ++a) {
+        const int64_t v = a * mc + bc, rem = v - (v >> r.shift) * unit;  // v mod 2^shift, in [0, 2^shift)
+        if (std::llabs(rem - unit / 2) < (unit >> 17)) ties[static_cast<size_t>(c)].push_back(static_cast<int32_t>(a));
+      }
+    }
+    for (size_t k = 0; k < 40; ++k)  // rows 3·k + 4 … (bias row 0 of the three), channel c: its k-th near-tie
+      for (int c = 0; c < N; ++c)
+        if (k < ties[static_cast<size_t>(c)].size()) acc[(3 * k + 6) * N + static_cast<size_t>(c)] = ties[static_cast<size_t>(c)][k];
+    std::vector<uint8_t> placed(acc.size()), integer(acc.size());
+    r.rows(acc.data(), M, placed.data());
+    r.rows_integer(acc.data(), M, integer.data());
+    size_t differ = 0, in_range = 0;
+    for (size_t i = 0; i < acc.size(); ++i) {
+      differ += placed[i] != integer[i];
+      in_range += integer[i] > out.qmin && integer[i] < out.qmax;
+    }
+    EXPECT_EQ(differ, 0u) << "of " << acc.size() << ", out scale " << out.scale;
+    EXPECT_GT(in_range, acc.size() / 2) << "out scale " << out.scale;  // the runs cover the code range, not only its clamped ends
+  }
+  // Residual add: every residual code against fine accumulator runs.
+  const QParams h{0.05, 131, 0, 255}, out{0.06, 120, 0, 255};
+  const ResidualRequant rr = ResidualRequant::make(acc_scale, bias, h, out, offset, int64_t{1} << 20);
+  ASSERT_TRUE(rr.placement.on);
+  EXPECT_FALSE(rr.placement.check_acc);  // a bound below 2^24 given
+  const int MR = 256 * 20;
+  std::vector<int32_t> acc(static_cast<size_t>(MR) * N);
+  std::vector<uint8_t> hc(acc.size());
+  for (int i = 0; i < MR; ++i)
+    for (int c = 0; c < N; ++c) {
+      acc[static_cast<size_t>(i) * N + c] = static_cast<int32_t>((i / 256) * 1777 + c * 31 - 20000);
+      hc[static_cast<size_t>(i) * N + c] = static_cast<uint8_t>(i % 256);
+    }
+  std::vector<uint8_t> placed(acc.size()), integer(acc.size());
+  rr.rows(acc.data(), hc.data(), MR, placed.data());
+  rr.rows_integer(acc.data(), hc.data(), MR, integer.data());
+  EXPECT_EQ(placed, integer);
+}
+
 // The requantization loops on 101 channels (64 at a time, 16 at a time and a tail, where that is
 // compiled) against their integer formula evaluated here one value at a time, bit for bit:
 // clamp(((acc · m_c + bias + half) >> shift) + zo), with the zero-point offset folded in. The

@@ -83,12 +83,12 @@ class IntBert : public IntModel {
       b.attn = IntSelfAttention::load(a, at, p + "attention.output.dense", D_, H_, true, h, kernels);
       b.mlp = IntMlp::load(a, p, D_, F_, c.hidden_act, kernels);
       QParams r1 = per_tensor(a.need_quant(p + "attention.output.residual", "output", Role::Residual), p + "attention.output.residual");
-      b.res1 = ResidualRequant::make(b.attn.o.acc_scale, b.attn.o.bias, h, r1, b.attn.o.acc_offset);
+      b.res1 = ResidualRequant::make(b.attn.o.acc_scale, b.attn.o.bias, h, r1, b.attn.o.acc_offset, b.attn.o.acc_bound());
       QParams h1 = stream(a, p + "attention.output.LayerNorm");
       b.ln1 = IntLayerNormSite::load(a, p + "attention.output.LayerNorm", p + "attention.output.LayerNorm", D_, r1, h1);
       b.fc1_in = table_between(h1, b.mlp.fc1.in);
       QParams r2 = per_tensor(a.need_quant(p + "output.residual", "output", Role::Residual), p + "output.residual");
-      b.res2 = ResidualRequant::make(b.mlp.fc2.acc_scale, b.mlp.fc2.bias, h1, r2, b.mlp.fc2.acc_offset);
+      b.res2 = ResidualRequant::make(b.mlp.fc2.acc_scale, b.mlp.fc2.bias, h1, r2, b.mlp.fc2.acc_offset, b.mlp.fc2.acc_bound());
       h = stream(a, p + "output.LayerNorm");
       b.ln2 = IntLayerNormSite::load(a, p + "output.LayerNorm", p + "output.LayerNorm", D_, r2, h);
       blocks_.push_back(std::move(b));

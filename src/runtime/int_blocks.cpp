@@ -392,7 +392,7 @@ IntElementwise::PolyGuess fit_poly_guess(const IntLinear& producer, const std::f
     p.bias.push_back(static_cast<float>(b));
     bias_max = std::max(bias_max, std::fabs(b));
   }
-  p.acc_below_2_24 = producer.gemm && 255 * producer.gemm->max_abs_row_sum() < (int64_t{1} << 24);
+  p.acc_below_2_24 = producer.gemm && producer.acc_bound() < (int64_t{1} << 24);
   p.qmin = out.qmin;
   p.qmax = out.qmax;
   p.lo = static_cast<float>(lo);
@@ -524,6 +524,7 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
   if (!poly.on || !g_activation_polynomial.load(std::memory_order_relaxed)) return rows_by_table(acc, M, out);
   OpTimer timer(OpClass::Activation);
+  // Every choice and constant once per call, outside the row loop.
   const int n = to_grid.N, sh = to_grid.shift, cb = cell_bits;
   const uint32_t cmask = (1u << cb) - 1;
   const int64_t half = int64_t{1} << (sh - 1), z = to_grid.zo, hi = to_grid.qmax;
@@ -534,19 +535,28 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
   const float* __restrict sc = poly.scale.data();
   const float* __restrict bi = poly.bias.data();
   const PolyGuess& P = poly;
-  const simd::Lanes form = to_grid.lanes;
-  // Codes 0..255 need no clamp before store_64_codes: its saturating packs clamp to exactly that.
-  const bool byte_range = P.qmin == 0 && P.qmax == 255;
-  parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
-    const int32_t* __restrict a = acc + static_cast<size_t>(i) * n;
-    uint8_t* __restrict o = out + static_cast<size_t>(i) * n;
-    int c = 0;
-    simd::with_lanes(form, [&](auto L) {
-    simd::with_flag(!P.acc_below_2_24, [&](auto check_acc) {
-    simd::with_flag(byte_range, [&](auto packs_clamp) {
-      const simd::Requant16<decltype(L)::value> to_index(sh, z, 0, hi);
-      const __m512i mask_v = _mm512_set1_epi32((1 << cb) - 1), low16 = _mm512_set1_epi32(0xffff), low8 = _mm512_set1_epi32(0xff);
-      const __m128i cb_v = _mm_cvtsi32_si128(cb);
+  const __m512i mask_v = _mm512_set1_epi32((1 << cb) - 1), low16 = _mm512_set1_epi32(0xffff), low8 = _mm512_set1_epi32(0xff);
+  const __m128i cb_v = _mm_cvtsi32_si128(cb);
+  const __m512 lo_v = _mm512_set1_ps(P.lo), hi_v = _mm512_set1_ps(P.hi);
+  const __m512 seg_scale = _mm512_set1_ps(P.seg_scale), seg_offset = _mm512_set1_ps(P.seg_offset);
+  const __m512 near_tie = _mm512_set1_ps(0.5f - P.tie_margin);
+  const __m512i last = _mm512_set1_epi32(PolyGuess::kSegments - 1), exact_max = _mm512_set1_epi32((1 << 24) - 1);
+  const __m512i qlo = _mm512_set1_epi32(P.qmin), qhi = _mm512_set1_epi32(P.qmax);
+  // Each table of 32 segments in two registers, for one vpermt2ps.
+  const auto lo16 = [&](const std::array<float, PolyGuess::kSegments>& t) { return _mm512_loadu_ps(t.data()); };
+  const auto hi16 = [&](const std::array<float, PolyGuess::kSegments>& t) { return _mm512_loadu_ps(t.data() + 16); };
+  const __m512 m0 = lo16(P.centre), m1 = hi16(P.centre);
+  const __m512 a0 = lo16(P.coef[0]), a1 = hi16(P.coef[0]), b0 = lo16(P.coef[1]), b1 = hi16(P.coef[1]);
+  const __m512 c0 = lo16(P.coef[2]), c1 = hi16(P.coef[2]), d0 = lo16(P.coef[3]), d1 = hi16(P.coef[3]);
+  const __m512 e0 = lo16(P.coef[4]), e1 = hi16(P.coef[4]);
+  static_assert(PolyGuess::kDegree == 4, "the loop below is written out for degree 4");
+  simd::with_lanes(to_grid.lanes, [&](auto L) {
+  simd::with_flag(!P.acc_below_2_24, [&](auto check_acc) {
+  simd::with_flag(P.qmin == 0 && P.qmax == 255, [&](auto full) {  // store_codes_clamped clamps to exactly 0..255
+    const simd::Requant16<decltype(L)::value> to_index(sh, z, 0, hi);
+    parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
+      const int32_t* __restrict a = acc + static_cast<size_t>(i) * n;
+      uint8_t* __restrict o = out + static_cast<size_t>(i) * n;
       // The table's codes for channels c0..c0+15 (for the lanes the polynomial leaves open).
       const auto by_table = [&](int c0) {
         const __m512i g = to_index(_mm512_loadu_si512(a + c0), _mm512_loadu_si512(mm + c0), _mm512_loadu_si512(eo + c0),
@@ -555,21 +565,6 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
         const __mmask16 before = _mm512_cmplt_epu32_mask(_mm512_and_si512(g, mask_v), _mm512_and_si512(cv, low16));
         return _mm512_mask_blend_epi32(before, _mm512_srli_epi32(cv, 24), _mm512_and_si512(_mm512_srli_epi32(cv, 16), low8));
       };
-      const __m512 lo_v = _mm512_set1_ps(P.lo), hi_v = _mm512_set1_ps(P.hi);
-      const __m512 seg_scale = _mm512_set1_ps(P.seg_scale), seg_offset = _mm512_set1_ps(P.seg_offset);
-      const __m512 near_tie = _mm512_set1_ps(0.5f - P.tie_margin);
-      const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
-      const __m512i last = _mm512_set1_epi32(PolyGuess::kSegments - 1), exact_max = _mm512_set1_epi32((1 << 24) - 1);
-      const __m512i qlo = _mm512_set1_epi32(P.qmin), qhi = _mm512_set1_epi32(P.qmax);
-      // Each table of 32 segments in two registers, for one vpermt2ps.
-      const auto lo16 = [&](const std::array<float, PolyGuess::kSegments>& t) { return _mm512_loadu_ps(t.data()); };
-      const auto hi16 = [&](const std::array<float, PolyGuess::kSegments>& t) { return _mm512_loadu_ps(t.data() + 16); };
-      const __m512 m0 = lo16(P.centre), m1 = hi16(P.centre);
-      const __m512 a0 = lo16(P.coef[0]), a1 = hi16(P.coef[0]), b0 = lo16(P.coef[1]), b1 = hi16(P.coef[1]);
-      const __m512 c0 = lo16(P.coef[2]), c1 = hi16(P.coef[2]), d0 = lo16(P.coef[3]), d1 = hi16(P.coef[3]);
-      const __m512 e0 = lo16(P.coef[4]), e1 = hi16(P.coef[4]);
-      static_assert(PolyGuess::kDegree == 4, "the loop below is written out for degree 4");
-      const auto clamp = [&](__m512i v) { return _mm512_min_epi32(_mm512_max_epi32(v, qlo), qhi); };
       const auto sixteen = [&](int ch) __attribute__((always_inline)) {
         const __m512i av = _mm512_loadu_si512(a + ch);
         __m512 x = _mm512_fmadd_ps(_mm512_cvtepi32_ps(av), _mm512_loadu_ps(sc + ch), _mm512_loadu_ps(bi + ch));
@@ -580,25 +575,23 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
         y = _mm512_fmadd_ps(y, t, _mm512_permutex2var_ps(c0, sg, c1));
         y = _mm512_fmadd_ps(y, t, _mm512_permutex2var_ps(b0, sg, b1));
         y = _mm512_fmadd_ps(y, t, _mm512_permutex2var_ps(a0, sg, a1));
-        // y − round(y) in one vreduceps; lanes near ½ are left to the table.
-        __mmask16 open = _mm512_cmp_ps_mask(_mm512_and_ps(_mm512_reduce_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), abs_mask),
-                                            near_tie, _CMP_GT_OQ);
+        __mmask16 open;  // lanes near a rounding boundary are left to the table
+        __m512i code = simd::round_unless_near_tie(y, near_tie, &open);
         if constexpr (decltype(check_acc)::value) open |= _mm512_cmpgt_epu32_mask(_mm512_abs_epi32(av), exact_max);
-        __m512i code = _mm512_cvtps_epi32(y);  // round to nearest (ties are open lanes)
-        if constexpr (!decltype(packs_clamp)::value) code = clamp(code);
-        return open ? _mm512_mask_blend_epi32(open, code, by_table(ch)) : code;
+        if constexpr (!decltype(full)::value) code = _mm512_min_epi32(_mm512_max_epi32(code, qlo), qhi);
+        if (__builtin_expect(open != 0, 0)) code = _mm512_mask_blend_epi32(open, code, by_table(ch));  // rare: a branch
+        return code;
       };
-      for (; c + 64 <= n; c += 64) simd::store_64_codes(o + c, sixteen(c), sixteen(c + 16), sixteen(c + 32), sixteen(c + 48));
-      for (; c + 16 <= n; c += 16) simd::store_lanes(o + c, decltype(packs_clamp)::value ? clamp(sixteen(c)) : sixteen(c));
+      int c = simd::store_codes_clamped(o, 0, n, sixteen);
+      for (; c < n; ++c) {
+        const int64_t v = ((static_cast<int64_t>(a[c]) * mm[c] + bb[c] + half) >> sh) + z;
+        const int32_t g = static_cast<int32_t>(v < 0 ? 0 : (v > hi ? hi : v));
+        const uint32_t cv = cell[static_cast<uint32_t>(g) >> cb];
+        o[c] = static_cast<uint8_t>((static_cast<uint32_t>(g) & cmask) < (cv & 0xffffu) ? cv >> 16 : cv >> 24);
+      }
     });
-    });
-    });
-    for (; c < n; ++c) {
-      const int64_t v = ((static_cast<int64_t>(a[c]) * mm[c] + bb[c] + half) >> sh) + z;
-      const int32_t g = static_cast<int32_t>(v < 0 ? 0 : (v > hi ? hi : v));
-      const uint32_t cv = cell[static_cast<uint32_t>(g) >> cb];
-      o[c] = static_cast<uint8_t>((static_cast<uint32_t>(g) & cmask) < (cv & 0xffffu) ? cv >> 16 : cv >> 24);
-    }
+  });
+  });
   });
 #else
   rows_by_table(acc, M, out);
@@ -720,7 +713,7 @@ void apply_table_plain(const uint8_t* t, const uint8_t* in, size_t n, uint8_t* o
 }
 
 ChannelRequant to_codes(const IntLinear& l, const QParams& out) {
-  return ChannelRequant::make(l.acc_scale, l.bias, 1, out.scale, out.zero, out.qmin, out.qmax, l.acc_offset);
+  return ChannelRequant::make(l.acc_scale, l.bias, 1, out.scale, out.zero, out.qmin, out.qmax, l.acc_offset, l.acc_bound());
 }
 
 uint8_t code_of(double real, const QParams& q) {

@@ -33,6 +33,8 @@ struct IntLinear {
   // Reads weight, scales, input quantizer and bias of `site` (weight [N, K]).
   static IntLinear load(const Artifact& a, const std::string& site, int N, int K, bool has_bias, Kernels kernels);
   void run(const uint8_t* x, int M, int32_t* acc) const { gemm->run(x, M, 0, acc); }
+  // The largest |accumulator| its weights allow with u8 inputs (0 without a GEMM).
+  int64_t acc_bound() const { return gemm ? 255 * gemm->max_abs_row_sum() : 0; }
 };
 
 // Rows of N 32-bit values that fit in 512 KB per thread, half of each core's second-level cache

@@ -453,6 +453,34 @@ long double max_abs(const std::vector<int64_t>& v) {
   return m;
 }
 
+// RequantPlacement for y = acc·m_c/2^s [+ h·m_h/2^s] + (bias − z_h·m_h)/2^s + z_out (codes
+// within 0..255; else off). float32 rounds m, m_h and b (2^-24 of each) and the fmas (2^-24 of
+// each result), so |y − exact| ≤ 2^-24 (|acc·m| + |h·m_h| + |b| + |inner| + |y|) with
+// |acc·m| ≤ |y| + |inner| and |inner| ≤ 255|m_h| + |b|: 2^-24 (2|y| + 3·255|m_h| + 3|b|). Values
+// whose code matters lie within [qmin − 2, qmax + 2]; farther out, the clamp decides and the
+// relative error cannot move them back in (the bias bound below).
+RequantPlacement placement_for(const std::vector<int32_t>& m, const std::vector<int64_t>& bias, int shift, int32_t zo,
+                               int32_t qmin, int32_t qmax, int64_t mh, int32_t zh, int64_t acc_bound) {
+  RequantPlacement p;
+  if (qmin < 0 || qmax > 255) return p;
+  const double inv = std::ldexp(1.0, -shift);
+  for (int32_t v : m) p.m.push_back(static_cast<float>(v * inv));
+  double b_max = 0;
+  for (int64_t v : bias) {
+    const double b = (static_cast<double>(v) - static_cast<double>(zh) * static_cast<double>(mh)) * inv + zo;
+    p.b.push_back(static_cast<float>(b));
+    b_max = std::max(b_max, std::fabs(b));
+  }
+  p.mh = static_cast<float>(static_cast<double>(mh) * inv);
+  const double h_term = 255.0 * std::fabs(static_cast<double>(mh) * inv), y_max = std::max(std::abs(qmin), std::abs(qmax)) + 2.0;
+  const double margin = std::ldexp(2 * y_max + 3 * h_term + 3 * b_max, -24) * 1.01;
+  if (!(b_max < (1 << 20)) || !(h_term < (1 << 20)) || !(margin < 1.0 / 64)) return p;
+  p.tie_margin = std::nextafter(static_cast<float>(margin), 1.0f);
+  p.check_acc = !(acc_bound > 0 && acc_bound < (int64_t{1} << 24));
+  p.on = true;
+  return p;
+}
+
 // Round half up: a tie (exactly .5 after a 30-bit multiplier) is the only case where this
 // differs from half-away-from-zero, and a floor shift vectorises.
 int32_t clamp32(int64_t v, int32_t lo, int32_t hi) { return static_cast<int32_t>(v < lo ? lo : (v > hi ? hi : v)); }
@@ -460,7 +488,7 @@ int32_t clamp32(int64_t v, int32_t lo, int32_t hi) { return static_cast<int32_t>
 
 ChannelRequant ChannelRequant::make(const std::vector<double>& acc_scale, const std::vector<double>& bias_real,
                                     int bias_rows, double out_scale, int32_t zo, int32_t qmin, int32_t qmax,
-                                    const std::vector<int64_t>& acc_offset) {
+                                    const std::vector<int64_t>& acc_offset, int64_t acc_bound) {
   // simd::Requant16 clamps to [qmin − zo, qmax − zo] in int32 lanes.
   if (static_cast<int64_t>(qmax) - zo > INT32_MAX || static_cast<int64_t>(qmin) - zo < INT32_MIN)
     throw std::invalid_argument("requantization: zero point too far from the code range");
@@ -484,11 +512,16 @@ ChannelRequant ChannelRequant::make(const std::vector<double>& acc_scale, const 
   r.add_even_odd = even_odd_addends(r.bias, r.N, r.shift);
   std::vector<int64_t> m64(r.m.begin(), r.m.end());
   r.lanes = simd::lanes_for(r.shift, std::ldexp(1.0L, 31) * max_abs(m64) + max_abs(r.add_even_odd));
+  r.placement = placement_for(r.m, r.bias, r.shift, zo, qmin, qmax, 0, 0, acc_bound);
   return r;
 }
 
 template <typename Out>
-void ChannelRequant::apply(const int32_t* acc, int M, Out* out) const {
+void ChannelRequant::apply(const int32_t* acc, int M, Out* out, [[maybe_unused]] bool placed) const {
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+  if constexpr (std::is_same_v<Out, uint8_t>)
+    if (placed) return rows_placed(acc, M, out);
+#endif
   // Members and vectors copied to restrict-qualified locals: an 8-bit store may alias anything,
   // and without this the compiler reloads every field per element and cannot vectorise.
   const int64_t half = shift > 0 ? int64_t{1} << (shift - 1) : 0;
@@ -512,10 +545,11 @@ void ChannelRequant::apply(const int32_t* acc, int M, Out* out) const {
       auto sixteen = [&](int at) {
         return rq(_mm512_loadu_si512(a + at), _mm512_loadu_si512(mm + at), _mm512_loadu_si512(e + at), _mm512_loadu_si512(e + at + 8));
       };
-      if constexpr (std::is_same_v<Out, uint8_t>)
+      if constexpr (std::is_same_v<Out, uint8_t>) {
         c = simd::store_code_vectors(o, c, n, byte_codes, sixteen);
-      else
+      } else {
         for (; c + 16 <= n; c += 16) simd::store_lanes(o + c, sixteen(c));
+      }
     });
 #endif
     for (; c < n; ++c) {
@@ -525,11 +559,60 @@ void ChannelRequant::apply(const int32_t* acc, int M, Out* out) const {
   });
 }
 
-void ChannelRequant::rows(const int32_t* acc, int M, uint8_t* out) const { apply(acc, M, out); }
-void ChannelRequant::rows32(const int32_t* acc, int M, int32_t* out) const { apply(acc, M, out); }
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+void ChannelRequant::rows_placed(const int32_t* acc, int M, uint8_t* out) const {
+  // Every choice and constant once per call, outside the row loop (rows of 192 channels are
+  // twelve vectors: setting up per row had cost as much as a sixth of the kernel).
+  const int n = N, br = bias_rows, sh = shift;
+  const int64_t z = zo, lo = qmin, hi = qmax, half = int64_t{1} << (shift - 1);
+  const int32_t* __restrict mm = m.data();
+  const int64_t* __restrict bb = bias.data();
+  const int64_t* __restrict eo = add_even_odd.data();
+  const float* __restrict pm = placement.m.data();
+  const float* __restrict pb_all = placement.b.data();
+  const __m512 near_tie = _mm512_set1_ps(0.5f - placement.tie_margin);
+  const __m512i qlo = _mm512_set1_epi32(static_cast<int32_t>(lo)), qhi = _mm512_set1_epi32(static_cast<int32_t>(hi));
+  const __m512i exact_max = _mm512_set1_epi32((1 << 24) - 1);
+  simd::with_lanes(lanes, [&](auto L) {
+  simd::with_flag(placement.check_acc, [&](auto check_acc) {
+  simd::with_flag(lo == 0 && hi == 255, [&](auto full) {  // store_codes_clamped clamps to exactly 0..255
+    const simd::Requant16<decltype(L)::value> rq(sh, z, lo, hi);
+    parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
+      const int32_t* __restrict a = acc + static_cast<size_t>(i) * n;
+      const size_t brow = static_cast<size_t>(i % br) * n;
+      const int64_t* __restrict e = eo + brow;
+      const float* __restrict pb = pb_all + brow;
+      uint8_t* __restrict o = out + static_cast<size_t>(i) * n;
+      const auto placed16 = [&](int at) __attribute__((always_inline)) {
+        const __m512i av = _mm512_loadu_si512(a + at);
+        __mmask16 open;
+        __m512i code = simd::round_unless_near_tie(
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(av), _mm512_loadu_ps(pm + at), _mm512_loadu_ps(pb + at)), near_tie, &open);
+        if constexpr (decltype(check_acc)::value) open |= _mm512_cmpgt_epu32_mask(_mm512_abs_epi32(av), exact_max);
+        if constexpr (!decltype(full)::value) code = _mm512_min_epi32(_mm512_max_epi32(code, qlo), qhi);
+        if (__builtin_expect(open != 0, 0))  // rare: a branch, so the integer form is not computed for every vector
+          code = _mm512_mask_blend_epi32(open, code, rq(av, _mm512_loadu_si512(mm + at), _mm512_loadu_si512(e + at), _mm512_loadu_si512(e + at + 8)));
+        return code;
+      };
+      int c = simd::store_codes_clamped(o, 0, n, placed16);
+      for (; c < n; ++c) {
+        const int64_t v = ((static_cast<int64_t>(a[c]) * mm[c] + bb[brow + static_cast<size_t>(c)] + half) >> sh) + z;
+        o[c] = static_cast<uint8_t>(v < lo ? lo : (v > hi ? hi : v));
+      }
+    });
+  });
+  });
+  });
+}
+#endif
+
+void ChannelRequant::rows(const int32_t* acc, int M, uint8_t* out) const { apply(acc, M, out, placement.on); }
+void ChannelRequant::rows_integer(const int32_t* acc, int M, uint8_t* out) const { apply(acc, M, out, false); }
+void ChannelRequant::rows32(const int32_t* acc, int M, int32_t* out) const { apply(acc, M, out, false); }
 
 ResidualRequant ResidualRequant::make(const std::vector<double>& acc_scale, const std::vector<double>& bias_real,
-                                      const QParams& h, const QParams& out, const std::vector<int64_t>& acc_offset) {
+                                      const QParams& h, const QParams& out, const std::vector<int64_t>& acc_offset,
+                                      int64_t acc_bound) {
   ResidualRequant r;
   r.N = static_cast<int>(acc_scale.size());
   double mx = h.scale / out.scale;
@@ -551,10 +634,22 @@ ResidualRequant ResidualRequant::make(const std::vector<double>& acc_scale, cons
   std::vector<int64_t> ma64(r.ma.begin(), r.ma.end());
   const long double h_term = std::max(std::fabs(static_cast<long double>(r.zh)), std::fabs(255.0L - r.zh)) * std::fabs(static_cast<long double>(r.mb));
   r.lanes = simd::lanes_for(r.shift, std::ldexp(1.0L, 31) * max_abs(ma64) + max_abs(r.add_even_odd) + h_term);
+  r.placement = placement_for(r.ma, r.bias, r.shift, r.zo, r.qmin, r.qmax, r.mb, r.zh, acc_bound);
   return r;
 }
 
 void ResidualRequant::rows(const int32_t* acc, const uint8_t* h, int M, uint8_t* out) const {
+  apply(acc, h, M, out, placement.on);
+}
+
+void ResidualRequant::rows_integer(const int32_t* acc, const uint8_t* h, int M, uint8_t* out) const {
+  apply(acc, h, M, out, false);
+}
+
+void ResidualRequant::apply(const int32_t* acc, const uint8_t* h, int M, uint8_t* out, [[maybe_unused]] bool placed) const {
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+  if (placed) return rows_placed(acc, h, M, out);
+#endif
   const int64_t half = shift > 0 ? int64_t{1} << (shift - 1) : 0;  // locals: see ChannelRequant::apply
   const int n = N, sh = shift;
   const int64_t z = zo, lo = qmin, hi = qmax, mh = mb, zr = zh;
@@ -589,6 +684,57 @@ void ResidualRequant::rows(const int32_t* acc, const uint8_t* h, int M, uint8_t*
     }
   });
 }
+
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+void ResidualRequant::rows_placed(const int32_t* acc, const uint8_t* h, int M, uint8_t* out) const {
+  // As ChannelRequant::rows_placed: choices and constants once per call.
+  const int n = N, sh = shift;
+  const int64_t z = zo, lo = qmin, hi = qmax, mh = mb, zr = zh, half = int64_t{1} << (shift - 1);
+  const int32_t* __restrict ma_ = ma.data();
+  const int64_t* __restrict b = bias.data();
+  const int64_t* __restrict e = add_even_odd.data();
+  const float* __restrict pm = placement.m.data();
+  const float* __restrict pb = placement.b.data();
+  const __m512 mh_f = _mm512_set1_ps(placement.mh), near_tie = _mm512_set1_ps(0.5f - placement.tie_margin);
+  const __m512i qlo = _mm512_set1_epi32(static_cast<int32_t>(lo)), qhi = _mm512_set1_epi32(static_cast<int32_t>(hi));
+  const __m512i exact_max = _mm512_set1_epi32((1 << 24) - 1);
+  const __m512i mh_v = _mm512_set1_epi64(mh), zr_v = _mm512_set1_epi32(static_cast<int32_t>(zr));
+  simd::with_lanes(lanes, [&](auto L) {
+  simd::with_flag(placement.check_acc, [&](auto check_acc) {
+  simd::with_flag(lo == 0 && hi == 255, [&](auto full) {
+    const simd::Requant16<decltype(L)::value> rq(sh, z, lo, hi);
+    parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
+      const size_t off = static_cast<size_t>(i) * n;
+      const int32_t* __restrict a = acc + off;
+      const uint8_t* __restrict hr = h + off;
+      uint8_t* __restrict o = out + off;
+      const auto placed16 = [&](int at) __attribute__((always_inline)) {
+        const __m512i av = _mm512_loadu_si512(a + at);
+        const __m512i hc = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hr + at)));
+        const __m512 inner = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hc), mh_f, _mm512_loadu_ps(pb + at));
+        __mmask16 open;
+        __m512i code = simd::round_unless_near_tie(_mm512_fmadd_ps(_mm512_cvtepi32_ps(av), _mm512_loadu_ps(pm + at), inner), near_tie, &open);
+        if constexpr (decltype(check_acc)::value) open |= _mm512_cmpgt_epu32_mask(_mm512_abs_epi32(av), exact_max);
+        if constexpr (!decltype(full)::value) code = _mm512_min_epi32(_mm512_max_epi32(code, qlo), qhi);
+        if (__builtin_expect(open != 0, 0)) {  // rare: the integer form (ResidualRequant::apply's) for this vector
+          const __m512i hz = _mm512_sub_epi32(hc, zr_v);
+          const __m512i add_e = _mm512_add_epi64(_mm512_loadu_si512(e + at), _mm512_mul_epi32(hz, mh_v));
+          const __m512i add_o = _mm512_add_epi64(_mm512_loadu_si512(e + at + 8), _mm512_mul_epi32(_mm512_srli_epi64(hz, 32), mh_v));
+          code = _mm512_mask_blend_epi32(open, code, rq(av, _mm512_loadu_si512(ma_ + at), add_e, add_o));
+        }
+        return code;
+      };
+      int c = simd::store_codes_clamped(o, 0, n, placed16);
+      for (; c < n; ++c) {
+        const int64_t v = ((static_cast<int64_t>(a[c]) * ma_[c] + b[c] + (static_cast<int64_t>(hr[c]) - zr) * mh + half) >> sh) + z;
+        o[c] = static_cast<uint8_t>(v < lo ? lo : (v > hi ? hi : v));
+      }
+    });
+  });
+  });
+  });
+}
+#endif
 
 std::vector<uint8_t> requant_table(const QParams& from, double out_scale, int32_t zo, int32_t qmin, int32_t qmax) {
   std::vector<uint8_t> t(256, 0);

@@ -110,6 +110,23 @@ struct IntLayerNorm {
   void row_output(const int32_t* x, int64_t sum, int64_t R, uint8_t* out, bool vectorised = true) const;
 };
 
+// The float32 placement of an integer requantization to codes 0..255 (ChannelRequant,
+// ResidualRequant with AVX-512): y = acc · m_c [+ h · m_h] + b_c in float32, with the zero
+// points and 2^-shift folded into m and b at load. Its round(y) is the integer formula's code
+// wherever y lies farther than `tie_margin` from a rounding boundary k + ½: the margin bounds
+// float32's rounding of every term (set at load from the largest bias and code), and the
+// accumulator is exact in float32 below 2^24 (guaranteed by the producer's weights, or checked
+// per value). The other values — a few in a million — take the integer formula; the codes are
+// the integer formula's bit for bit (tests). `on` false: the integer formula alone.
+struct RequantPlacement {
+  bool on = false;
+  bool check_acc = true;      // |acc| ≥ 2^24 possible: such values take the integer formula
+  std::vector<float> m;       // per channel: m_c / 2^shift
+  std::vector<float> b;       // [bias_rows, N]: (bias_c − z_h·m_h) / 2^shift + z_out
+  float mh = 0;               // ResidualRequant: m_h / 2^shift
+  float tie_margin = 0;
+};
+
 // Per-channel requantization of int32 accumulators to 8-bit codes with one shift for all
 // channels (so the loop vectorises): out = clamp(round((acc · m_c + bias_c) / 2^shift) + zo).
 // bias_c is the layer's float bias in the shifted output domain (bias / out_scale · 2^shift, so
@@ -123,9 +140,10 @@ struct ChannelRequant {
   // acc_scale[c]: real value of one accumulator step in channel c; out_scale: of one output step.
   // acc_offset[c] (empty: none): an integer added to every accumulator of channel c before the
   // scaling, folded exactly into bias_c (the GEMM input's zero-point term −za · Σ_k W[c,k]).
+  // acc_bound: the largest |acc| the producer can give (0: unknown, then checked per value).
   static ChannelRequant make(const std::vector<double>& acc_scale, const std::vector<double>& bias_real, int bias_rows,
                              double out_scale, int32_t zo, int32_t qmin, int32_t qmax,
-                             const std::vector<int64_t>& acc_offset = {});
+                             const std::vector<int64_t>& acc_offset = {}, int64_t acc_bound = 0);
   void rows(const int32_t* acc, int M, uint8_t* out) const;        // out codes [M, N]
   void rows32(const int32_t* acc, int M, int32_t* out) const;      // same into int32 (grid indices)
   // make() throws std::invalid_argument when the scales need a shift outside [1, 62].
@@ -136,10 +154,14 @@ struct ChannelRequant {
   // accumulator can give.
   std::vector<int64_t> add_even_odd;
   simd::Lanes lanes = simd::Lanes::Clamped64;
+  RequantPlacement placement;  // rows() with AVX-512 (not rows32)
+  // rows() by the integer formula alone (the form placement is tested against).
+  void rows_integer(const int32_t* acc, int M, uint8_t* out) const;
 
  private:
   template <typename Out>
-  void apply(const int32_t* acc, int M, Out* out) const;
+  void apply(const int32_t* acc, int M, Out* out, bool placed) const;
+  void rows_placed(const int32_t* acc, int M, uint8_t* out) const;
 };
 
 // Residual add of a linear layer's accumulators (per-channel scale, bias folded) and 8-bit
@@ -153,11 +175,18 @@ struct ResidualRequant {
   int32_t zh = 0, zo = 0, qmin = 0, qmax = 255;
   // acc_offset: as in ChannelRequant::make.
   static ResidualRequant make(const std::vector<double>& acc_scale, const std::vector<double>& bias_real,
-                              const QParams& h, const QParams& out, const std::vector<int64_t>& acc_offset = {});
+                              const QParams& h, const QParams& out, const std::vector<int64_t>& acc_offset = {},
+                              int64_t acc_bound = 0);
   void rows(const int32_t* acc, const uint8_t* h, int M, uint8_t* out) const;
+  void rows_integer(const int32_t* acc, const uint8_t* h, int M, uint8_t* out) const;  // the integer formula alone
+  RequantPlacement placement;
   // Set by make(), as in ChannelRequant (the residual's term is added per element).
   std::vector<int64_t> add_even_odd;
   simd::Lanes lanes = simd::Lanes::Clamped64;
+
+ private:
+  void apply(const int32_t* acc, const uint8_t* h, int M, uint8_t* out, bool placed) const;
+  void rows_placed(const int32_t* acc, const uint8_t* h, int M, uint8_t* out) const;
 };
 
 // Any per-tensor map of an 8-bit code to an 8-bit code (requantization from one scale to

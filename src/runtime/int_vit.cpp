@@ -41,7 +41,7 @@ class IntVit : public IntModel {
     for (int t = 1; t < T_; ++t)
       for (int d = 0; d < D_; ++d) off[static_cast<size_t>(t - 1) * D_ + d] = proj_.bias[static_cast<size_t>(d)] + pos[static_cast<size_t>(t) * D_ + d];
     embed_ = ChannelRequant::make(proj_.acc_scale, off, T_ - 1, residual0_.scale, residual0_.zero, residual0_.qmin, residual0_.qmax,
-                                  proj_.acc_offset);
+                                  proj_.acc_offset, proj_.acc_bound());
     for (int d = 0; d < D_; ++d)  // CLS row: a constant, quantized once
       cls_codes_.push_back(code_of(cls[static_cast<size_t>(d)] + pos[static_cast<size_t>(d)], residual0_));
     QParams h = residual0_;
@@ -53,10 +53,10 @@ class IntVit : public IntModel {
       b.mlp = IntMlp::load(a, p, D_, F_, c.hidden_act, kernels);
       b.ln1 = IntLayerNormSite::load(a, p + "layernorm_before", p + "layernorm_before", D_, h, q_in);
       QParams r1 = per_tensor(a.need_quant(p + "residual_attention", "output", Role::Residual), p + "residual_attention");
-      b.res1 = ResidualRequant::make(b.attn.o.acc_scale, b.attn.o.bias, h, r1, b.attn.o.acc_offset);
+      b.res1 = ResidualRequant::make(b.attn.o.acc_scale, b.attn.o.bias, h, r1, b.attn.o.acc_offset, b.attn.o.acc_bound());
       b.ln2 = IntLayerNormSite::load(a, p + "layernorm_after", p + "layernorm_after", D_, r1, b.mlp.fc1.in);
       QParams r2 = per_tensor(a.need_quant(p + "residual_mlp", "output", Role::Residual), p + "residual_mlp");
-      b.res2 = ResidualRequant::make(b.mlp.fc2.acc_scale, b.mlp.fc2.bias, r1, r2, b.mlp.fc2.acc_offset);
+      b.res2 = ResidualRequant::make(b.mlp.fc2.acc_scale, b.mlp.fc2.bias, r1, r2, b.mlp.fc2.acc_offset, b.mlp.fc2.acc_bound());
       h = r2;
       blocks_.push_back(std::move(b));
     }

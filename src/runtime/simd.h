@@ -164,5 +164,27 @@ __attribute__((always_inline)) inline int store_code_vectors(uint8_t* o, int c, 
   return c;
 }
 
+// Codes of lanes not yet clamped to a byte: 64 at a time by store_64_codes (whose saturating
+// packs clamp to 0..255), then 16 at a time clamped to 0..255 first. Returns the first channel
+// not written. Always inlined, as store_code_vectors.
+template <typename Sixteen>
+__attribute__((always_inline)) inline int store_codes_clamped(uint8_t* o, int c, int n, const Sixteen& sixteen) {
+  for (; c + 64 <= n; c += 64) store_64_codes(o + c, sixteen(c), sixteen(c + 16), sixteen(c + 32), sixteen(c + 48));
+  const __m512i zero = _mm512_setzero_si512(), top = _mm512_set1_epi32(255);
+  for (; c + 16 <= n; c += 16) store_lanes(o + c, _mm512_min_epi32(_mm512_max_epi32(sixteen(c), zero), top));
+  return c;
+}
+
+#if defined(__AVX512DQ__)
+// The float placements (IntElementwise::PolyGuess, RequantPlacement): y rounded to the nearest
+// integer as int32 lanes, and in *open the lanes whose y lies within a margin of k + ½
+// (near_tie = ½ − margin), where that rounding is not certain — y − round(y) by one vreduceps.
+inline __m512i round_unless_near_tie(__m512 y, __m512 near_tie, __mmask16* open) {
+  const __m512 frac = _mm512_reduce_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  *open = _mm512_cmp_ps_mask(_mm512_abs_ps(frac), near_tie, _CMP_GT_OQ);
+  return _mm512_cvtps_epi32(y);
+}
+#endif
+
 }  // namespace qtx::rt::simd
 #endif
