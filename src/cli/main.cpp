@@ -235,6 +235,7 @@ int cmd_bench(const BenchArgs& a) {
                  "the runtime's\n");
   std::fprintf(stderr, "[bench] libtorch FP32 (%s) vs integer runtime (%s), %d repeats each\n", a.float_model.c_str(), a.model.c_str(), a.repeats);
   auto rows = qtx::bench(a.float_model, a.model, a.batches, a.threads, a.repeats, a.seq_len);
+  std::printf("libtorch FP32 on %s\n\n", qtx::describe(blas).c_str());
   std::printf("| batch | threads | libtorch FP32 ms | FP32 samples/s | integer ms | integer samples/s | speed-up | linear GEMMs | attention matmuls | non-GEMM | GEMM GOPS | integer ms, every row | speed-up, every row | speed-up per repeat, quartiles |\n");
   std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const auto& r : rows)
