@@ -516,6 +516,38 @@ void IntElementwise::rows_reference(const int32_t* acc, int M, uint8_t* out) con
 
 namespace {
 std::atomic<bool> g_activation_polynomial{true};
+
+// An IntElementwise's table steps as its loops take them: an accumulator's index on the fine
+// grid (ChannelRequant's formula, `to_grid`), then its cell's code — one value at a time, or 16
+// with AVX-512 (the grid index by simd::Requant16, the cells by one gather).
+struct TableSteps {
+  const int32_t* __restrict m;
+  const int64_t* __restrict bias;
+  const int64_t* __restrict add_even_odd;
+  const uint32_t* __restrict cell;
+  int shift, cell_bits;
+  int64_t half, zo, top;
+  explicit TableSteps(const IntElementwise& e)
+      : m(e.to_grid.m.data()), bias(e.to_grid.bias.data()), add_even_odd(e.to_grid.add_even_odd.data()), cell(e.packed.data()),
+        shift(e.to_grid.shift), cell_bits(e.cell_bits), half(int64_t{1} << (e.to_grid.shift - 1)), zo(e.to_grid.zo), top(e.to_grid.qmax) {}
+  uint8_t code(int32_t acc, int c) const {
+    const int64_t v = ((static_cast<int64_t>(acc) * m[c] + bias[c] + half) >> shift) + zo;
+    const auto g = static_cast<uint32_t>(v < 0 ? 0 : (v > top ? top : v));
+    const uint32_t cv = cell[g >> cell_bits];
+    return static_cast<uint8_t>((g & ((1u << cell_bits) - 1)) < (cv & 0xffffu) ? cv >> 16 : cv >> 24);
+  }
+#if defined(__AVX512F__)
+  template <simd::Lanes L>
+  __m512i codes16(const simd::Requant16<L>& to_index, const int32_t* a, int c) const {
+    const __m512i g = to_index(_mm512_loadu_si512(a + c), _mm512_loadu_si512(m + c), _mm512_loadu_si512(add_even_odd + c),
+                               _mm512_loadu_si512(add_even_odd + c + 8));
+    const __m512i cv = _mm512_i32gather_epi32(_mm512_srl_epi32(g, _mm_cvtsi32_si128(cell_bits)), cell, 4);
+    const __mmask16 before = _mm512_cmplt_epu32_mask(_mm512_and_si512(g, _mm512_set1_epi32((1 << cell_bits) - 1)),
+                                                     _mm512_and_si512(cv, _mm512_set1_epi32(0xffff)));
+    return _mm512_mask_blend_epi32(before, _mm512_srli_epi32(cv, 24), _mm512_and_si512(_mm512_srli_epi32(cv, 16), _mm512_set1_epi32(0xff)));
+  }
+#endif
+};
 }  // namespace
 
 void set_activation_polynomial(bool on) { g_activation_polynomial.store(on, std::memory_order_relaxed); }
@@ -525,18 +557,11 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
   if (!poly.on || !g_activation_polynomial.load(std::memory_order_relaxed)) return rows_by_table(acc, M, out);
   OpTimer timer(OpClass::Activation);
   // Every choice and constant once per call, outside the row loop.
-  const int n = to_grid.N, sh = to_grid.shift, cb = cell_bits;
-  const uint32_t cmask = (1u << cb) - 1;
-  const int64_t half = int64_t{1} << (sh - 1), z = to_grid.zo, hi = to_grid.qmax;
-  const int32_t* __restrict mm = to_grid.m.data();
-  const int64_t* __restrict bb = to_grid.bias.data();
-  const int64_t* __restrict eo = to_grid.add_even_odd.data();
-  const uint32_t* __restrict cell = packed.data();
+  const int n = to_grid.N;
+  const TableSteps table(*this);
   const float* __restrict sc = poly.scale.data();
   const float* __restrict bi = poly.bias.data();
   const PolyGuess& P = poly;
-  const __m512i mask_v = _mm512_set1_epi32((1 << cb) - 1), low16 = _mm512_set1_epi32(0xffff), low8 = _mm512_set1_epi32(0xff);
-  const __m128i cb_v = _mm_cvtsi32_si128(cb);
   const __m512 lo_v = _mm512_set1_ps(P.lo), hi_v = _mm512_set1_ps(P.hi);
   const __m512 seg_scale = _mm512_set1_ps(P.seg_scale), seg_offset = _mm512_set1_ps(P.seg_offset);
   const __m512 near_tie = _mm512_set1_ps(0.5f - P.tie_margin);
@@ -553,18 +578,10 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
   simd::with_lanes(to_grid.lanes, [&](auto L) {
   simd::with_flag(!P.acc_below_2_24, [&](auto check_acc) {
   simd::with_flag(P.qmin == 0 && P.qmax == 255, [&](auto full) {  // store_codes_clamped clamps to exactly 0..255
-    const simd::Requant16<decltype(L)::value> to_index(sh, z, 0, hi);
+    const simd::Requant16<decltype(L)::value> to_index(table.shift, table.zo, 0, table.top);
     parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
       const int32_t* __restrict a = acc + static_cast<size_t>(i) * n;
       uint8_t* __restrict o = out + static_cast<size_t>(i) * n;
-      // The table's codes for channels c0..c0+15 (for the lanes the polynomial leaves open).
-      const auto by_table = [&](int c0) {
-        const __m512i g = to_index(_mm512_loadu_si512(a + c0), _mm512_loadu_si512(mm + c0), _mm512_loadu_si512(eo + c0),
-                                   _mm512_loadu_si512(eo + c0 + 8));
-        const __m512i cv = _mm512_i32gather_epi32(_mm512_srl_epi32(g, cb_v), cell, 4);
-        const __mmask16 before = _mm512_cmplt_epu32_mask(_mm512_and_si512(g, mask_v), _mm512_and_si512(cv, low16));
-        return _mm512_mask_blend_epi32(before, _mm512_srli_epi32(cv, 24), _mm512_and_si512(_mm512_srli_epi32(cv, 16), low8));
-      };
       const auto sixteen = [&](int ch) __attribute__((always_inline)) {
         const __m512i av = _mm512_loadu_si512(a + ch);
         __m512 x = _mm512_fmadd_ps(_mm512_cvtepi32_ps(av), _mm512_loadu_ps(sc + ch), _mm512_loadu_ps(bi + ch));
@@ -579,16 +596,12 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
         __m512i code = simd::round_unless_near_tie(y, near_tie, &open);
         if constexpr (decltype(check_acc)::value) open |= _mm512_cmpgt_epu32_mask(_mm512_abs_epi32(av), exact_max);
         if constexpr (!decltype(full)::value) code = _mm512_min_epi32(_mm512_max_epi32(code, qlo), qhi);
-        if (__builtin_expect(open != 0, 0)) code = _mm512_mask_blend_epi32(open, code, by_table(ch));  // rare: a branch
+        if (__builtin_expect(open != 0, 0))  // rare: a branch, so the table is not read for every vector
+          code = _mm512_mask_blend_epi32(open, code, table.codes16(to_index, a, ch));
         return code;
       };
       int c = simd::store_codes_clamped(o, 0, n, sixteen);
-      for (; c < n; ++c) {
-        const int64_t v = ((static_cast<int64_t>(a[c]) * mm[c] + bb[c] + half) >> sh) + z;
-        const int32_t g = static_cast<int32_t>(v < 0 ? 0 : (v > hi ? hi : v));
-        const uint32_t cv = cell[static_cast<uint32_t>(g) >> cb];
-        o[c] = static_cast<uint8_t>((static_cast<uint32_t>(g) & cmask) < (cv & 0xffffu) ? cv >> 16 : cv >> 24);
-      }
+      for (; c < n; ++c) o[c] = table.code(a[c], c);
     });
   });
   });
@@ -604,40 +617,20 @@ void IntElementwise::rows_by_table(const int32_t* acc, int M, uint8_t* out) cons
   // integer steps as rows_reference (ChannelRequant::apply, then code_at); with AVX-512 sixteen
   // channels at a time, the cell read as one gather (GCC does not emit gathers when tuning for
   // AMD CPUs, so the loop is written with intrinsics there).
-  const int n = to_grid.N, sh = to_grid.shift, cb = cell_bits;
-  const uint32_t cmask = (1u << cb) - 1;
-  const int64_t half = int64_t{1} << (sh - 1), z = to_grid.zo, hi = to_grid.qmax;
-  const int32_t* __restrict mm = to_grid.m.data();
-  const int64_t* __restrict bb = to_grid.bias.data();
-  const int64_t* __restrict eo = to_grid.add_even_odd.data();
-  const simd::Lanes form = to_grid.lanes;  // Clamped64: the fine grid's shift is below 32
-  const uint32_t* __restrict cell = packed.data();
+  const int n = to_grid.N;
+  const TableSteps table(*this);
+  [[maybe_unused]] const simd::Lanes form = to_grid.lanes;  // Clamped64: the fine grid's shift is below 32
   parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
     const int32_t* __restrict a = acc + static_cast<size_t>(i) * n;
     uint8_t* __restrict o = out + static_cast<size_t>(i) * n;
     int c = 0;
 #if defined(__AVX512F__)
     simd::with_lanes(form, [&](auto L) {
-      const simd::Requant16<decltype(L)::value> to_index(sh, z, 0, hi);
-      const __m512i mask_v = _mm512_set1_epi32((1 << cb) - 1), low16 = _mm512_set1_epi32(0xffff), low8 = _mm512_set1_epi32(0xff);
-      const __m128i cb_v = _mm_cvtsi32_si128(cb);
-      for (; c + 16 <= n; c += 16) {
-        const __m512i g = to_index(_mm512_loadu_si512(a + c), _mm512_loadu_si512(mm + c), _mm512_loadu_si512(eo + c),
-                                   _mm512_loadu_si512(eo + c + 8));
-        const __m512i cv = _mm512_i32gather_epi32(_mm512_srl_epi32(g, cb_v), cell, 4);
-        const __mmask16 before = _mm512_cmplt_epu32_mask(_mm512_and_si512(g, mask_v), _mm512_and_si512(cv, low16));
-        const __m512i code = _mm512_mask_blend_epi32(before, _mm512_srli_epi32(cv, 24),
-                                                     _mm512_and_si512(_mm512_srli_epi32(cv, 16), low8));
-        simd::store_lanes(o + c, code);
-      }
+      const simd::Requant16<decltype(L)::value> to_index(table.shift, table.zo, 0, table.top);
+      for (; c + 16 <= n; c += 16) simd::store_lanes(o + c, table.codes16(to_index, a, c));
     });
 #endif
-    for (; c < n; ++c) {
-      const int64_t v = ((static_cast<int64_t>(a[c]) * mm[c] + bb[c] + half) >> sh) + z;
-      const int32_t g = static_cast<int32_t>(v < 0 ? 0 : (v > hi ? hi : v));
-      const uint32_t cv = cell[static_cast<uint32_t>(g) >> cb];
-      o[c] = static_cast<uint8_t>((static_cast<uint32_t>(g) & cmask) < (cv & 0xffffu) ? cv >> 16 : cv >> 24);
-    }
+    for (; c < n; ++c) o[c] = table.code(a[c], c);
   });
 }
 

@@ -38,9 +38,10 @@ inline void split_even_odd(const int64_t* in16, int64_t* out16) {
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
-// GCC 12 reports its own intrinsics' undefined-vector placeholders as maybe-uninitialized where
+// GCC 12 reports its own intrinsics' undefined-vector placeholders as (maybe-)uninitialized where
 // they are inlined (a known false positive); silenced for the files that include this header.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace qtx::rt::simd {
 
