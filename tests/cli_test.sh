@@ -151,6 +151,14 @@ expect_ok "qtx_run evaluates without libtorch" "accuracy" "$RUN" --model "$T/q" 
 expect_ok "qtx_run classifies an image" "img.pgm" "$RUN" --model "$T/q" --image "$T/img.pgm"
 expect_ok "qtx_run --profile shares by op class" "linear GEMMs" "$RUN" --model "$T/q" --limit 64 --threads 2 --profile
 expect_ok "qtx bench: speed-up and the op-class split" "| non-GEMM |" "$QTX" bench --model "$T/q" --float-model "$VIT" --batch 2 --threads 1 --repeats 2
+expect_ok "qtx bench names the FP32 baseline's BLAS" "libtorch FP32 on" "$QTX" bench --model "$T/q" --float-model "$VIT" --batch 1 --threads 1 --repeats 1
+# On a CPU with the AVX-512 that OpenBLAS's SkylakeX kernels use, an environment pinning its AVX2
+# kernels does not reach the baseline: bench restarts with SkylakeX (--blas-as-picked keeps Haswell).
+if grep -q avx512f /proc/cpuinfo && grep -q avx512bw /proc/cpuinfo && grep -q avx512dq /proc/cpuinfo && grep -q avx512vl /proc/cpuinfo &&
+   grep -q avx512cd /proc/cpuinfo && "$QTX" bench --model "$T/q" --float-model "$VIT" --batch 1 --threads 1 --repeats 1 2>/dev/null | grep -q "OpenBLAS"; then
+  expect_ok "qtx bench on AVX-512 times libtorch on AVX-512 kernels" "kernels SkylakeX" env OPENBLAS_CORETYPE=Haswell "$QTX" bench --model "$T/q" --float-model "$VIT" --batch 1 --threads 1 --repeats 1
+  expect_ok "qtx bench --blas-as-picked keeps the environment's kernels" "kernels Haswell" env OPENBLAS_CORETYPE=Haswell "$QTX" bench --model "$T/q" --float-model "$VIT" --batch 1 --threads 1 --repeats 1 --blas-as-picked
+fi
 expect_error "qtx_run on a float folder" "not a quantized model folder" "$RUN" --model "$VIT"
 expect_error "qtx_run on a bad image" "unsupported image format" "$RUN" --model "$T/q" --image "$SRC/README.md"
 expect_error "unknown calibration method" "unknown calibration method 'nope'" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method nope --out "$T/q3"
