@@ -42,7 +42,7 @@ for m in "${MODELS[@]}"; do [ -f $m/config.json ] || { echo "results.sh: no mode
 # What decides a row's numbers: the tracked source of these folders plus any uncommitted edit,
 # less the front ends of the integer runtime (they never touch a row).
 SRC=(src/formats src/models src/quant src/calib src/data src/eval src/tasks
-     ':!src/tasks/runtime_task.*' ':!src/tasks/predict_task.*')
+     ':!src/tasks/runtime_task.*' ':!src/tasks/predict_task.*' ':!src/tasks/blas_baseline.*')
 code_of() { { git ls-files -s "$@"; git diff HEAD -- "$@"; } | sha1sum | cut -c1-12; }
 CODE=$(code_of "${SRC[@]}")
 # Rows that search no intervals (--method observer, FP32) never run the interval search, the
