@@ -408,7 +408,9 @@ TEST(CalibrationSample, OutsideIndicesComplementTheSample) {
     ASSERT_EQ(all.size(), drawn.size());
     for (size_t i = 0; i < keep.size(); ++i) {
       EXPECT_EQ(all.count(keep[i]), 0u) << keep[i] << " is in the calibration sample";
-      if (i > 0) EXPECT_LT(keep[i - 1], keep[i]);
+      if (i > 0) {
+        EXPECT_LT(keep[i - 1], keep[i]);
+      }
       all.insert(keep[i]);
     }
     EXPECT_EQ(all.size(), static_cast<size_t>(total));

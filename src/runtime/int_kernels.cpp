@@ -529,8 +529,8 @@ void ChannelRequant::apply(const int32_t* acc, int M, Out* out, [[maybe_unused]]
   const int64_t z = zo, lo = qmin, hi = qmax;
   const int32_t* __restrict mm = m.data();
   const int64_t* __restrict bb = bias.data();
-  const int64_t* __restrict eo = add_even_odd.data();
-  const simd::Lanes form = lanes;
+  [[maybe_unused]] const int64_t* __restrict eo = add_even_odd.data();
+  [[maybe_unused]] const simd::Lanes form = lanes;
   [[maybe_unused]] const bool byte_codes = lo >= 0 && hi <= 255;  // store_64_codes saturates to 0..255
   parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
     const int32_t* __restrict a = acc + static_cast<size_t>(i) * n;
@@ -655,8 +655,8 @@ void ResidualRequant::apply(const int32_t* acc, const uint8_t* h, int M, uint8_t
   const int64_t z = zo, lo = qmin, hi = qmax, mh = mb, zr = zh;
   const int32_t* __restrict ma_ = ma.data();
   const int64_t* __restrict b = bias.data();
-  const int64_t* __restrict e = add_even_odd.data();
-  const simd::Lanes form = lanes;
+  [[maybe_unused]] const int64_t* __restrict e = add_even_odd.data();
+  [[maybe_unused]] const simd::Lanes form = lanes;
   [[maybe_unused]] const bool byte_codes = lo >= 0 && hi <= 255;  // store_64_codes saturates to 0..255
   parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
     const size_t off = static_cast<size_t>(i) * n;
