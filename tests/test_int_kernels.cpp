@@ -277,7 +277,7 @@ TEST(IntKernels, RequantPlacementGivesTheIntegerCodes) {
         if (std::llabs(rem - unit / 2) < (unit >> 17)) ties[static_cast<size_t>(c)].push_back(static_cast<int32_t>(a));
       }
     }
-    for (size_t k = 0; k < 40; ++k)  // rows 3·k + 4 … (bias row 0 of the three), channel c: its k-th near-tie
+    for (size_t k = 0; k < 40; ++k)  // rows 3·k + 6 (bias row 0 of the three), channel c: its k-th near-tie
       for (int c = 0; c < N; ++c)
         if (k < ties[static_cast<size_t>(c)].size()) acc[(3 * k + 6) * N + static_cast<size_t>(c)] = ties[static_cast<size_t>(c)][k];
     std::vector<uint8_t> placed(acc.size()), integer(acc.size());
