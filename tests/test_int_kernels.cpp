@@ -169,7 +169,7 @@ TEST(IntKernels, ElementwiseTableOnePassMatchesReferenceAndExactGelu) {
 }
 
 // The polynomial form of IntElementwise (AVX-512): every accumulator of a contiguous range per
-// channel — x from −6 to past the top of the table's range, about a thousand accumulators per
+// channel — x from below the table's range (−9: the polynomial's flat tail, clamped) to past its top, about a thousand accumulators per
 // output step, so every rounding boundary is crossed in fine steps — gives the table's code bit
 // for bit. Two configurations: 8-bit codes with the weights' bound unknown (every |acc| checked
 // against 2^24, the saturating-pack clamp), and 4-bit codes after a real GEMM whose weights keep
@@ -200,14 +200,14 @@ TEST(IntKernels, ElementwisePolynomialGivesTheTableCodesOnEveryAccumulator) {
     IntElementwise e = IntElementwise::make(fc1, activation_fn("gelu"), cs.out, lo, hi);
     ASSERT_TRUE(e.poly.on) << "scale " << cs.out.scale;
     EXPECT_EQ(e.poly.acc_below_2_24, cs.with_gemm);
-    // Row i, channel c: the accumulator whose x is −6 + i · scale_c (bias and zero-point term included).
+    // Row i, channel c: the accumulator whose x is −9 + i · scale_c (bias and zero-point term included).
     const double x_end = hi + 0.5;
     int M = 0;
     std::vector<int64_t> start(N);
     for (int c = 0; c < N; ++c) {
       const double off = fc1.acc_offset.empty() ? 0.0 : static_cast<double>(fc1.acc_offset[static_cast<size_t>(c)]);
-      start[static_cast<size_t>(c)] = std::llround((-6.0 - fc1.bias[static_cast<size_t>(c)]) / fc1.acc_scale[static_cast<size_t>(c)] - off);
-      M = std::max(M, static_cast<int>((x_end + 6.0) / fc1.acc_scale[static_cast<size_t>(c)]));
+      start[static_cast<size_t>(c)] = std::llround((-9.0 - fc1.bias[static_cast<size_t>(c)]) / fc1.acc_scale[static_cast<size_t>(c)] - off);
+      M = std::max(M, static_cast<int>((x_end + 9.0) / fc1.acc_scale[static_cast<size_t>(c)]));
     }
     std::vector<int32_t> acc(static_cast<size_t>(M) * N);
     for (int i = 0; i < M; ++i)
@@ -219,9 +219,7 @@ TEST(IntKernels, ElementwisePolynomialGivesTheTableCodesOnEveryAccumulator) {
     for (size_t i = 0; i < acc.size(); ++i) {
       differ += fast[i] != ref[i];
       const size_t c = i % N;
-      float x = std::fma(static_cast<float>(acc[i]), e.poly.scale[c], e.poly.bias[c]);
-      x = std::min(e.poly.hi, std::max(e.poly.lo, x));
-      const float y = e.poly.eval(x);
+      const float y = e.poly.eval(e.poly.place(acc[i], c));
       near_tie += std::fabs(y - std::nearbyint(y)) > 0.5f - e.poly.tie_margin;
     }
     EXPECT_EQ(differ, 0u) << "of " << acc.size() << " values, out scale " << cs.out.scale;
@@ -473,11 +471,25 @@ TEST(IntKernels, AttentionScoresAndLog2AvMatchPlainLoops) {
   // plain Q·Kᵀ where the VNNI one (dh a multiple of 4, T ≥ 32; dh a multiple of 64, T ≥ 16: its
   // packing by transposes, vit-fmnist's 17 tokens) is compiled; T 37 and 50 the tails
   // of 16-key vectors and of 4-query passes, T 70 and 130 those of the 64-code plane building.
-  // kmax 15 (4-bit softmax) and 20 (8-bit: three byte planes in the VNNI A·V).
+  // kmax 15 (4-bit softmax) and 20 (8-bit: three byte planes in the VNNI A·V), 7 (one plane).
   // Tq: all T queries, one (a last layer's CLS row: the plain loops) and 9 of them (VNNI with
   // fewer queries than keys, an odd count: the tail of the query pairs).
-  for (auto [dh, T, kmax] : std::vector<std::array<int, 3>>{
-           {8, 9, 15}, {6, 40, 15}, {32, 37, 15}, {64, 9, 20}, {64, 17, 15}, {64, 50, 15}, {64, 50, 20}, {128, 33, 20}, {32, 70, 15}, {64, 130, 20}})
+  // T ≤ 32 with dh a multiple of 16 takes the short-row VNNI A·V: 64 dimensions at a time (dh
+  // 64, 80) and 16 at a time (dh 16, 48, 80's last block), T 32 its longest rows.
+  for (auto [dh, T, kmax] : std::vector<std::array<int, 3>>{{8, 9, 15},
+                                                            {6, 40, 15},
+                                                            {32, 37, 15},
+                                                            {64, 9, 20},
+                                                            {64, 17, 15},
+                                                            {64, 32, 7},
+                                                            {16, 5, 15},
+                                                            {48, 20, 15},
+                                                            {80, 31, 20},
+                                                            {64, 50, 15},
+                                                            {64, 50, 20},
+                                                            {128, 33, 20},
+                                                            {32, 70, 15},
+                                                            {64, 130, 20}})
     for (int Tq : {T, 1, std::min(T, 9)}) {
       SCOPED_TRACE("dh " + std::to_string(dh) + " T " + std::to_string(T) + " Tq " + std::to_string(Tq) + " kmax " + std::to_string(kmax));
       const int ld = 3 * dh;

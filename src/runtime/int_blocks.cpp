@@ -372,80 +372,87 @@ std::vector<double> chebyshev_fit(const std::function<double(double)>& g, double
 
 // IntElementwise::PolyGuess for f on [lo, hi] after `producer`, or one with on = false. The
 // margin adds up bounds, in output steps, on how far y can lie from the table's f(x_grid)/s + z:
-// - x: float32 rounding of the fma and of scale_c and bias_c, each at most 2^-24 of |x|,
-//   |acc · scale_c| ≤ |x| + |bias_c| and |bias_c|, so 2^-23 (|x| + |bias_c|), plus the table's
-//   grid (one step of the 2^29 over [lo, hi], one more for its bias and multiplier roundings);
-//   times the largest slope of f / s_out;
+// - u: float32 rounding of the fma and of scale_c and bias_c, each at most 2^-24 of its value,
+//   |acc · scale_c| ≤ |u| + |bias_c|, so 2^-23 (|u| + |bias_c|); the table's grid (one step of
+//   the 2^29 over [lo, hi], one more for its bias and multiplier roundings); u_max's distance
+//   below 31.5 (2^-19); times the largest slope of f / s_out in u. s = u − round(u) is exact;
 // - y: the fit's error (the float coefficients in exact arithmetic, on 2^10 points a segment and
-//   1 % beyond its ends, plus a tenth), Horner's float32 rounding, (2D + 2) · 2^-24 · Σ_j |c_j| T^j
-//   (T the largest |x − centre|), and a few ulps of y.
+//   1 % beyond its ends, plus a tenth), Horner's float32 rounding, (2D + 2) · 2^-24 · Σ_j |c_j| S^j
+//   (S = ½ and 1 %), and a few ulps of y;
+// - below the segments' lo (above the table's own, where f is flat): f's change there.
 // The vector loop's own float evaluation, `eval`, is then checked against f on the same points.
 IntElementwise::PolyGuess fit_poly_guess(const IntLinear& producer, const std::function<double(double)>& f, const QParams& out,
-                                         double lo, double hi, double grid_step) {
+                                         double table_lo, double hi, double grid_step) {
   using P = IntElementwise::PolyGuess;
   P p;
+  const auto g = [&](double x) { return f(x) / out.scale + out.zero; };
+  // lo: as high as f stays within 2^-14 of a step of its value there all the way down to the
+  // table's lower end (GELU: about −4.5 at 8 bits, where the table starts at −8).
+  double lo = table_lo, tail_err = 0;
+  {
+    constexpr int kSteps = 1 << 12;
+    const double h = (hi - table_lo) / kSteps;
+    double run_min = g(table_lo), run_max = run_min;
+    for (int i = 1; i < kSteps / 2; ++i) {
+      const double x = table_lo + i * h, gx = g(x);
+      run_min = std::min(run_min, gx);
+      run_max = std::max(run_max, gx);
+      if (run_max - run_min > std::ldexp(1.0, -14)) break;
+      lo = x;
+      tail_err = run_max - run_min;
+    }
+  }
+  p.lo = static_cast<float>(lo);
+  p.hi = static_cast<float>(hi);
+  const double w = (hi - lo) / P::kSegments;
+  if (!(w > 0)) return p;
+  p.u_max = std::nextafter(static_cast<float>(P::kSegments) - 0.5f, 0.0f);
   const size_t N = producer.acc_scale.size();
   double bias_max = 0;
   for (size_t c = 0; c < N; ++c) {
     const double b = producer.bias[c] + (producer.acc_offset.empty() ? 0.0 : static_cast<double>(producer.acc_offset[c]) * producer.acc_scale[c]);
-    p.scale.push_back(static_cast<float>(producer.acc_scale[c]));
-    p.bias.push_back(static_cast<float>(b));
-    bias_max = std::max(bias_max, std::fabs(b));
+    p.scale.push_back(static_cast<float>(producer.acc_scale[c] / w));
+    p.bias.push_back(static_cast<float>((b - lo) / w - 0.5));
+    bias_max = std::max(bias_max, std::fabs(static_cast<double>(p.bias.back())));
   }
   p.acc_below_2_24 = producer.gemm && producer.acc_bound() < (int64_t{1} << 24);
   p.qmin = out.qmin;
   p.qmax = out.qmax;
-  p.lo = static_cast<float>(lo);
-  p.hi = static_cast<float>(hi);
-  const double lo_f = p.lo, hi_f = p.hi;
-  p.split = static_cast<float>(std::min(hi_f, lo_f + 16.0));
-  const double split = p.split, w = (split - lo_f) / (P::kSegments - 1);
-  if (!(w > 0)) return p;
-  p.seg_scale = static_cast<float>(1.0 / w);
-  p.seg_offset = static_cast<float>(-lo_f / w);
-  const auto g = [&](double x) { return f(x) / out.scale + out.zero; };
   double fit_err = 0, horner_err = 0, g_max = 0;
-  struct Range { double a, b; };
-  std::vector<Range> ranges;
+  const double ext = 0.01, S = 0.5 + ext;
+  const auto x_at = [&](int sg, double s) { return lo + (sg + 0.5 + s) * w; };
   for (int sg = 0; sg < P::kSegments; ++sg) {
-    Range r = sg < P::kSegments - 1 ? Range{lo_f + sg * w, lo_f + (sg + 1) * w}
-                                    : (hi_f > split ? Range{split, hi_f} : Range{split - w, split});
-    ranges.push_back(r);
-    const double ext = 0.01 * (r.b - r.a), c = static_cast<float>(0.5 * (r.a + r.b));
-    p.centre[static_cast<size_t>(sg)] = static_cast<float>(c);
-    const std::vector<double> k = chebyshev_fit(g, r.a - ext, r.b + ext, c, P::kDegree);
-    double T = std::max(std::fabs(r.a - ext - c), std::fabs(r.b + ext - c)), sum = 0, tp = 1;
-    for (int j = 0; j <= P::kDegree; ++j, tp *= T) {
+    const std::vector<double> k = chebyshev_fit([&](double s) { return g(x_at(sg, s)); }, -S, S, 0.0, P::kDegree);
+    double sum = 0, sp = 1;
+    for (int j = 0; j <= P::kDegree; ++j, sp *= S) {
       p.coef[static_cast<size_t>(j)][static_cast<size_t>(sg)] = static_cast<float>(k[static_cast<size_t>(j)]);
-      sum += std::fabs(static_cast<double>(p.coef[static_cast<size_t>(j)][static_cast<size_t>(sg)])) * tp;
+      sum += std::fabs(static_cast<double>(p.coef[static_cast<size_t>(j)][static_cast<size_t>(sg)])) * sp;
     }
     horner_err = std::max(horner_err, (2.0 * P::kDegree + 2) * std::ldexp(1.0, -24) * sum);
     for (int i = 0; i <= 1024; ++i) {
-      const double x = r.a - ext + (r.b - r.a + 2 * ext) * i / 1024.0, t = x - c;
+      const double s = -S + 2 * S * i / 1024.0;
       double y = p.coef[P::kDegree][static_cast<size_t>(sg)];
-      for (int j = P::kDegree - 1; j >= 0; --j) y = y * t + p.coef[static_cast<size_t>(j)][static_cast<size_t>(sg)];
-      const double gx = g(x);
+      for (int j = P::kDegree - 1; j >= 0; --j) y = y * s + p.coef[static_cast<size_t>(j)][static_cast<size_t>(sg)];
+      const double gx = g(x_at(sg, s));
       fit_err = std::max(fit_err, std::fabs(y - gx));
       g_max = std::max(g_max, std::fabs(gx));
     }
   }
-  double slope = 0;
+  double slope = 0;  // of g in u: per unit of x, times w
   for (int i = 0; i < (1 << 14); ++i) {
-    const double x = lo_f + (hi_f - lo_f) * i / 16384.0, h = (hi_f - lo_f) / 16384.0;
-    slope = std::max(slope, std::fabs(g(x + h) - g(x)) / h);
+    const double h = (hi - lo) / 16384.0, x = lo + i * h;
+    slope = std::max(slope, std::fabs(g(x + h) - g(x)) / h * w);
   }
-  const double x_max = std::max(std::fabs(lo_f), std::fabs(hi_f));
-  const double dx = std::ldexp(x_max + bias_max, -23) * 1.05 + 2 * grid_step;
+  const double du = std::ldexp(P::kSegments + bias_max, -23) * 1.05 + 2 * grid_step / w + std::ldexp(1.0, -19);
   const double y_err = 1.1 * fit_err + horner_err + std::ldexp(g_max + 1, -21);
-  const double margin = 1.05 * slope * dx + y_err;
+  const double margin = 1.05 * slope * du + y_err + tail_err;
   if (!(margin < 1.0 / 32)) return p;
   // The loop's own float evaluation must stay within the bound for y (a check on the bound, not
   // a substitute for it).
-  for (const Range& r : ranges)
-    for (int i = 0; i <= 1024; ++i) {
-      const float x = static_cast<float>(std::min(hi_f, std::max(lo_f, r.a + (r.b - r.a) * i / 1024.0)));
-      if (std::fabs(p.eval(x) - g(x)) > y_err) return p;
-    }
+  for (int i = 0; i <= P::kSegments * 1024; ++i) {
+    const float u = std::min(p.u_max, static_cast<float>(-0.5 + i / 1024.0));
+    if (std::fabs(p.eval(u) - g(lo + (u + 0.5) * w)) > y_err) return p;
+  }
   p.tie_margin = std::nextafter(static_cast<float>(margin), 1.0f);
   p.on = true;
   return p;
@@ -453,11 +460,12 @@ IntElementwise::PolyGuess fit_poly_guess(const IntLinear& producer, const std::f
 
 }  // namespace
 
-float IntElementwise::PolyGuess::eval(float x) const {
-  const int sg = std::min(static_cast<int>(std::fma(x, seg_scale, seg_offset)), kSegments - 1);
-  const float t = x - centre[static_cast<size_t>(sg)];
-  float y = coef[kDegree][static_cast<size_t>(sg)];
-  for (int j = kDegree - 1; j >= 0; --j) y = std::fma(y, t, coef[static_cast<size_t>(j)][static_cast<size_t>(sg)]);
+float IntElementwise::PolyGuess::eval(float u) const {
+  const float r = std::nearbyint(u);  // ties to even, as the vector loop's conversions
+  const size_t sg = static_cast<size_t>(r);
+  const float s = u - r;
+  float y = coef[kDegree][sg];
+  for (int j = kDegree - 1; j >= 0; --j) y = std::fma(y, s, coef[static_cast<size_t>(j)][sg]);
   return y;
 }
 
@@ -562,19 +570,18 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
   const float* __restrict sc = poly.scale.data();
   const float* __restrict bi = poly.bias.data();
   const PolyGuess& P = poly;
-  const __m512 lo_v = _mm512_set1_ps(P.lo), hi_v = _mm512_set1_ps(P.hi);
-  const __m512 seg_scale = _mm512_set1_ps(P.seg_scale), seg_offset = _mm512_set1_ps(P.seg_offset);
+  const __m512 u_min = _mm512_set1_ps(P.u_min), u_max = _mm512_set1_ps(P.u_max);
   const __m512 near_tie = _mm512_set1_ps(0.5f - P.tie_margin);
-  const __m512i last = _mm512_set1_epi32(PolyGuess::kSegments - 1), exact_max = _mm512_set1_epi32((1 << 24) - 1);
+  const __m512i exact_max = _mm512_set1_epi32((1 << 24) - 1);
   const __m512i qlo = _mm512_set1_epi32(P.qmin), qhi = _mm512_set1_epi32(P.qmax);
-  // Each table of 32 segments in two registers, for one vpermt2ps.
-  const auto lo16 = [&](const std::array<float, PolyGuess::kSegments>& t) { return _mm512_loadu_ps(t.data()); };
-  const auto hi16 = [&](const std::array<float, PolyGuess::kSegments>& t) { return _mm512_loadu_ps(t.data() + 16); };
-  const __m512 m0 = lo16(P.centre), m1 = hi16(P.centre);
-  const __m512 a0 = lo16(P.coef[0]), a1 = hi16(P.coef[0]), b0 = lo16(P.coef[1]), b1 = hi16(P.coef[1]);
-  const __m512 c0 = lo16(P.coef[2]), c1 = hi16(P.coef[2]), d0 = lo16(P.coef[3]), d1 = hi16(P.coef[3]);
-  const __m512 e0 = lo16(P.coef[4]), e1 = hi16(P.coef[4]);
-  static_assert(PolyGuess::kDegree == 4, "the loop below is written out for degree 4");
+  // Each coefficient's 32 segments in two registers, for one vpermt2ps.
+  constexpr int kD = PolyGuess::kDegree;
+  static_assert(PolyGuess::kSegments == 32, "the loop below takes a segment's coefficients by vpermt2ps from two registers");
+  __m512 c_lo[kD + 1], c_hi[kD + 1];
+  for (int j = 0; j <= kD; ++j) {
+    c_lo[j] = _mm512_loadu_ps(P.coef[static_cast<size_t>(j)].data());
+    c_hi[j] = _mm512_loadu_ps(P.coef[static_cast<size_t>(j)].data() + 16);
+  }
   simd::with_lanes(to_grid.lanes, [&](auto L) {
   simd::with_flag(!P.acc_below_2_24, [&](auto check_acc) {
   simd::with_flag(P.qmin == 0 && P.qmax == 255, [&](auto full) {  // store_codes_clamped clamps to exactly 0..255
@@ -584,14 +591,13 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
       uint8_t* __restrict o = out + static_cast<size_t>(i) * n;
       const auto sixteen = [&](int ch) __attribute__((always_inline)) {
         const __m512i av = _mm512_loadu_si512(a + ch);
-        __m512 x = _mm512_fmadd_ps(_mm512_cvtepi32_ps(av), _mm512_loadu_ps(sc + ch), _mm512_loadu_ps(bi + ch));
-        x = _mm512_min_ps(_mm512_max_ps(x, lo_v), hi_v);
-        const __m512i sg = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_fmadd_ps(x, seg_scale, seg_offset)), last);
-        const __m512 t = _mm512_sub_ps(x, _mm512_permutex2var_ps(m0, sg, m1));
-        __m512 y = _mm512_fmadd_ps(_mm512_permutex2var_ps(e0, sg, e1), t, _mm512_permutex2var_ps(d0, sg, d1));
-        y = _mm512_fmadd_ps(y, t, _mm512_permutex2var_ps(c0, sg, c1));
-        y = _mm512_fmadd_ps(y, t, _mm512_permutex2var_ps(b0, sg, b1));
-        y = _mm512_fmadd_ps(y, t, _mm512_permutex2var_ps(a0, sg, a1));
+        __m512 u = _mm512_fmadd_ps(_mm512_cvtepi32_ps(av), _mm512_loadu_ps(sc + ch), _mm512_loadu_ps(bi + ch));
+        u = _mm512_min_ps(_mm512_max_ps(u, u_min), u_max);
+        constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+        const __m512i sg = _mm512_cvt_roundps_epi32(u, kNearest);
+        const __m512 s = _mm512_reduce_ps(u, kNearest);  // u − round(u), exact
+        __m512 y = _mm512_permutex2var_ps(c_lo[kD], sg, c_hi[kD]);
+        for (int j = kD - 1; j >= 0; --j) y = _mm512_fmadd_ps(y, s, _mm512_permutex2var_ps(c_lo[j], sg, c_hi[j]));
         __mmask16 open;  // lanes near a rounding boundary are left to the table
         __m512i code = simd::round_unless_near_tie(y, near_tie, &open);
         if constexpr (decltype(check_acc)::value) open |= _mm512_cmpgt_epu32_mask(_mm512_abs_epi32(av), exact_max);

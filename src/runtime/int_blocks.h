@@ -5,6 +5,7 @@
 #pragma once
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <string>
@@ -176,29 +177,31 @@ struct IntElementwise {
   std::vector<uint32_t> packed;
 
   // The fast form of the same codes (AVX-512): the table's gather costs a few cycles a value, so
-  // each value is first placed by arithmetic — x = acc · scale_c + bias_c in float32, clamped to
-  // the table's range, and y = f(x) / s_out + z by a piecewise polynomial fitted at load — and its
+  // each value is first placed by arithmetic, on segment coordinates in float32: u = acc · scale_c
+  // + bias_c = (x − lo) / w − ½ for x = acc · acc_scale_c + bias, clamped to [−½, 31.5), so that
+  // round(u) is the segment (32 of width w over [lo, hi]) and s = u − round(u) ∈ [−½, ½] the
+  // place in it; then y = f(x) / s_out + z by a polynomial in s fitted per segment at load. The
   // code is round(y) wherever y lies more than `tie_margin` from a rounding boundary (k + ½). That
   // margin bounds, at load, every difference between this y and the table's: float32 rounding of
-  // x and of the polynomial, the fit, and the table's own 2^-29 input grid; so those codes are the
-  // table's, bit for bit. Values nearer a boundary (a fraction of a per cent) and accumulators of
-  // 2^24 or more (not exact in float32; only checked where the weights allow them) take the table.
-  // `on` is false where the fit cannot promise a margin below 1/32 of a step (every value then
-  // takes the table).
+  // u and of the polynomial, the fit, the table's own 2^-29 input grid, and f's change below lo
+  // (lo lies above the table's own lower end where f is flat there to 2^-14 of a step); so those
+  // codes are the table's, bit for bit. Values nearer a boundary (a fraction of a per cent) and
+  // accumulators of 2^24 or more (not exact in float32; only checked where the weights allow
+  // them) take the table. `on` is false where the fit cannot promise a margin below 1/32 of a
+  // step (every value then takes the table).
   struct PolyGuess {
     static constexpr int kSegments = 32, kDegree = 4;
     bool on = false;
     bool acc_below_2_24 = false;  // every accumulator the producer's weights allow is below 2^24 in magnitude
-    // Segment of x: min(⌊x · seg_scale + seg_offset⌋, 31) — 31 equal segments over [lo, split]
-    // and the last over [split, hi] (for GELU, where it is a straight line).
-    float lo = 0, hi = 0, split = 0, seg_scale = 0, seg_offset = 0;
+    float lo = 0, hi = 0;         // the segments' range of x
+    float u_min = -0.5f, u_max = 0;  // u_max: the float below 31.5 (round(u) ≤ 31)
     float tie_margin = 0;
-    std::array<float, kSegments> centre{};
-    std::array<std::array<float, kSegments>, kDegree + 1> coef{};  // coef[j][segment]: of (x − centre)^j, in output steps (z in coef[0])
-    std::vector<float> scale, bias;  // per channel: acc_scale, and bias with the zero-point term folded in
+    std::array<std::array<float, kSegments>, kDegree + 1> coef{};  // coef[j][segment]: of s^j, in output steps (z in coef[0])
+    std::vector<float> scale, bias;  // per channel, of u: acc_scale / w, and (bias with the zero-point term − lo) / w − ½
     int32_t qmin = 0, qmax = 255;
-    // y for one x (already clamped to [lo, hi]) with the float operations of the vector loop.
-    float eval(float x) const;
+    // u of accumulator `acc` of channel c, clamped, and y at u: the float operations of the vector loop.
+    float place(int32_t acc, size_t c) const { return std::min(u_max, std::max(u_min, std::fma(static_cast<float>(acc), scale[c], bias[c]))); }
+    float eval(float u) const;
   } poly;
 
   static IntElementwise make(const IntLinear& producer, const std::function<double(double)>& f, const QParams& out,

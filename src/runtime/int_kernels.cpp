@@ -1,6 +1,7 @@
 #include "runtime/int_kernels.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <cmath>
 #include <limits>
@@ -967,6 +968,47 @@ template <int NB>
   }
 }
 
+// V for vpdpbusd: vp[g·dh + d] holds dimension d of keys 4g..4g+3, one byte each, as v − 128
+// in s8 (dh a multiple of 16; keys past T zero). 64 dimensions at a time: byte and word unpacks
+// leave 128-bit lane L of word vector k with dimensions 16L + 4k..+3, and a 4 × 4 transpose of
+// the lanes puts them in order; then 16 at a time in one 128-bit lane.
+void interleave_values(const uint8_t* v, int ld, int T, int G, int dh, uint32_t* vp) {
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int g = 0; g < G; ++g) {
+    const uint8_t* rows[4];
+    for (int i = 0; i < 4; ++i) rows[i] = 4 * g + i < T ? v + static_cast<size_t>(4 * g + i) * ld : nullptr;
+    uint32_t* out = vp + static_cast<size_t>(g) * dh;
+    int d = 0;
+    for (; d + 64 <= dh; d += 64) {
+      __m512i r[4];
+      for (int i = 0; i < 4; ++i) r[i] = rows[i] ? _mm512_xor_si512(_mm512_loadu_si512(rows[i] + d), flip) : _mm512_setzero_si512();
+      const __m512i lo01 = _mm512_unpacklo_epi8(r[0], r[1]), lo23 = _mm512_unpacklo_epi8(r[2], r[3]);
+      const __m512i hi01 = _mm512_unpackhi_epi8(r[0], r[1]), hi23 = _mm512_unpackhi_epi8(r[2], r[3]);
+      const __m512i w0 = _mm512_unpacklo_epi16(lo01, lo23), w1 = _mm512_unpackhi_epi16(lo01, lo23);
+      const __m512i w2 = _mm512_unpacklo_epi16(hi01, hi23), w3 = _mm512_unpackhi_epi16(hi01, hi23);
+      const __m512i t0 = _mm512_shuffle_i32x4(w0, w1, 0x44), t1 = _mm512_shuffle_i32x4(w0, w1, 0xee);
+      const __m512i t2 = _mm512_shuffle_i32x4(w2, w3, 0x44), t3 = _mm512_shuffle_i32x4(w2, w3, 0xee);
+      _mm512_storeu_si512(out + d, _mm512_shuffle_i32x4(t0, t2, 0x88));
+      _mm512_storeu_si512(out + d + 16, _mm512_shuffle_i32x4(t0, t2, 0xdd));
+      _mm512_storeu_si512(out + d + 32, _mm512_shuffle_i32x4(t1, t3, 0x88));
+      _mm512_storeu_si512(out + d + 48, _mm512_shuffle_i32x4(t1, t3, 0xdd));
+    }
+    for (; d < dh; d += 16) {
+      __m128i r[4];
+      for (int i = 0; i < 4; ++i)
+        r[i] = rows[i] ? _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i] + d)), _mm512_castsi512_si128(flip))
+                       : _mm_setzero_si128();
+      const __m128i lo01 = _mm_unpacklo_epi8(r[0], r[1]), lo23 = _mm_unpacklo_epi8(r[2], r[3]);
+      const __m128i hi01 = _mm_unpackhi_epi8(r[0], r[1]), hi23 = _mm_unpackhi_epi8(r[2], r[3]);
+      __m128i* o = reinterpret_cast<__m128i*>(out + d);
+      _mm_storeu_si128(o, _mm_unpacklo_epi16(lo01, lo23));
+      _mm_storeu_si128(o + 1, _mm_unpackhi_epi16(lo01, lo23));
+      _mm_storeu_si128(o + 2, _mm_unpacklo_epi16(hi01, hi23));
+      _mm_storeu_si128(o + 3, _mm_unpackhi_epi16(hi01, hi23));
+    }
+  }
+}
+
 // A·V with AVX512-VNNI. The weight 2^(kmax − code) of a key is split by its exponent e into
 // byte planes: plane p holds 2^(e − 8p) where ⌊e/8⌋ = p, 0 elsewhere, so each plane is u8 and
 // Σ_j 2^e·(v_j − z) = Σ_p 2^(8p)·Σ_j plane_p[j]·(v_j − 128) + (128 − z)·Σ_j 2^e — vpdpbusd
@@ -980,24 +1022,7 @@ void av_log2_vnni(const int8_t* codes, const uint8_t* v, int32_t zv, int Tq, int
   P.resize(static_cast<size_t>(planes) * Tq * TJ);
   vp.resize(static_cast<size_t>(G) * dh);
   weight_sum.resize(static_cast<size_t>(Tq));
-  // Four keys' rows interleaved byte by byte (16 dimensions at a time); keys past T are zero.
-  const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));
-  for (int g = 0; g < G; ++g) {
-    const uint8_t* rows[4];
-    for (int i = 0; i < 4; ++i) rows[i] = 4 * g + i < T ? v + static_cast<size_t>(4 * g + i) * ld : nullptr;
-    for (int d = 0; d < dh; d += 16) {
-      __m128i r[4];
-      for (int i = 0; i < 4; ++i)
-        r[i] = rows[i] ? _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i] + d)), flip) : _mm_setzero_si128();
-      const __m128i lo01 = _mm_unpacklo_epi8(r[0], r[1]), lo23 = _mm_unpacklo_epi8(r[2], r[3]);
-      const __m128i hi01 = _mm_unpackhi_epi8(r[0], r[1]), hi23 = _mm_unpackhi_epi8(r[2], r[3]);
-      __m128i* out = reinterpret_cast<__m128i*>(vp.data() + static_cast<size_t>(g) * dh + d);
-      _mm_storeu_si128(out, _mm_unpacklo_epi16(lo01, lo23));
-      _mm_storeu_si128(out + 1, _mm_unpackhi_epi16(lo01, lo23));
-      _mm_storeu_si128(out + 2, _mm_unpacklo_epi16(hi01, hi23));
-      _mm_storeu_si128(out + 3, _mm_unpackhi_epi16(hi01, hi23));
-    }
-  }
+  interleave_values(v, ld, T, G, dh, vp.data());
   const uint32_t km = static_cast<uint32_t>(kmax);
 #if defined(__AVX512VBMI__)
   // Sixty-four codes at a time: each plane's byte of a code by one vpermb from a 64-entry table
@@ -1093,12 +1118,92 @@ void av_log2_vnni(const int8_t* codes, const uint8_t* v, int32_t zv, int Tq, int
     }
   }
 }
+
+#if defined(__AVX512VBMI__) && defined(__AVX512VL__)
+// A·V for short rows (T ≤ 32: vit-fmnist's 17 tokens), the byte planes of av_log2_vnni with its
+// setup cut to what 32 keys need: buffers on the stack, a query's planes by one 32-byte vpermb
+// each, its weight sum Σ 2^e by vpdpbusd against ones (every lane gets the sum, no horizontal
+// add), and no skipping of empty key groups (at 17 tokens 90 % of the weights are non-zero).
+constexpr int kShortKeys = 32, kShortMaxDh = 256;
+
+inline __m512i weight_word(const uint8_t* plane_row, int g) {
+  uint32_t x;
+  std::memcpy(&x, plane_row + 4 * g, 4);
+  return _mm512_set1_epi32(static_cast<int32_t>(x));
+}
+
+// NB 16-wide blocks of one query's output from `base` (its weight-sum term): Σ_p 2^(8p)·Σ_g
+// plane_p · V over the key groups.
+template <int NB>
+[[gnu::always_inline]] inline void av_short_blocks(const uint8_t (*P)[kShortKeys], int planes, int G, const uint32_t* vb, int dh,
+                                                   __m512i base, int32_t* o) {
+  __m512i out[NB];
+  for (auto& x : out) x = base;
+  for (int p = 0; p < planes; ++p) {
+    __m512i acc[NB];
+    for (auto& x : acc) x = _mm512_setzero_si512();
+    for (int g = 0; g < G; ++g) {
+      const __m512i w = weight_word(P[p], g);
+      const uint32_t* vr = vb + static_cast<size_t>(g) * dh;
+      for (int i = 0; i < NB; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], w, _mm512_loadu_si512(vr + 16 * i));
+    }
+    for (int i = 0; i < NB; ++i) out[i] = _mm512_add_epi32(out[i], _mm512_slli_epi32(acc[i], static_cast<unsigned>(8 * p)));
+  }
+  for (int i = 0; i < NB; ++i) _mm512_storeu_si512(o + 16 * i, out[i]);
+}
+
+void av_log2_short(const int8_t* codes, const uint8_t* v, int32_t zv, int Tq, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc) {
+  const int G = (T + 3) / 4, DB = dh / 16, planes = kmax / 8 + 1;
+  alignas(64) uint32_t vp[kShortKeys / 4 * kShortMaxDh];
+  interleave_values(v, ld, T, G, dh, vp);
+  const uint32_t km = static_cast<uint32_t>(kmax);
+  __m256i tab[3];  // plane p's byte of each code 0..31 (2^(e − 8p) where ⌊e/8⌋ = p, e = kmax − code)
+  for (int p = 0; p < planes; ++p) {
+    alignas(32) uint8_t b[32];
+    for (uint32_t c = 0; c < 32; ++c) {
+      const uint32_t e = km - c;
+      b[c] = static_cast<uint8_t>(c <= km && (e >> 3) == static_cast<uint32_t>(p) ? 1u << (e & 7) : 0u);
+    }
+    tab[p] = _mm256_load_si256(reinterpret_cast<const __m256i*>(b));
+  }
+  const __m256i km_v = _mm256_set1_epi8(static_cast<char>(kmax));
+  const __mmask32 in_row = T >= 32 ? ~__mmask32{0} : (__mmask32{1} << T) - 1;
+  const __m512i ones = _mm512_set1_epi8(1), zero_term = _mm512_set1_epi32(128 - zv);
+  alignas(32) uint8_t P[3][kShortKeys];
+  for (int t = 0; t < Tq; ++t) {
+    // Codes outside [0, kmax] (as unsigned bytes: above kmax) weigh 0; keys past T are 0 too.
+    const __m256i c = _mm256_maskz_loadu_epi8(in_row, codes + static_cast<size_t>(t) * T);
+    const __mmask32 valid = _mm256_mask_cmple_epu8_mask(in_row, c, km_v);
+    __m512i base = _mm512_setzero_si512();
+    for (int p = 0; p < planes; ++p) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(P[p]), _mm256_maskz_permutexvar_epi8(valid, c, tab[p]));
+      __m512i sum = _mm512_setzero_si512();
+      for (int g = 0; g < G; ++g) sum = _mm512_dpbusd_epi32(sum, weight_word(P[p], g), ones);
+      base = _mm512_add_epi32(base, _mm512_slli_epi32(sum, static_cast<unsigned>(8 * p)));
+    }
+    base = _mm512_mullo_epi32(base, zero_term);
+    int32_t* o = ctx + static_cast<size_t>(t) * ldc;
+    int d0 = 0;
+    for (; d0 + 4 <= DB; d0 += 4) av_short_blocks<4>(P, planes, G, vp + 16 * d0, dh, base, o + 16 * d0);
+    for (; d0 < DB; ++d0) av_short_blocks<1>(P, planes, G, vp + 16 * d0, dh, base, o + 16 * d0);
+  }
+}
+#endif
 }  // namespace
 #endif
+
+namespace {
+std::atomic<bool> g_av_short_rows{true};
+}  // namespace
+
+void set_av_short_rows(bool on) { g_av_short_rows.store(on, std::memory_order_relaxed); }
 
 void av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int Tq, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc) {
   if (dh > 1024) throw std::invalid_argument("av_log2: head size above 1024");
 #ifdef QTX_VNNI
+#if defined(__AVX512VBMI__) && defined(__AVX512VL__)
+  if (g_av_short_rows.load(std::memory_order_relaxed) && dh % 16 == 0 && dh <= kShortMaxDh && T <= kShortKeys && kmax <= 23) return av_log2_short(codes, v, zv, Tq, T, dh, ld, kmax, ctx, ldc);
+#endif
   if (dh % 16 == 0 && T >= 32 && Tq >= 8 && kmax <= 23) return av_log2_vnni(codes, v, zv, Tq, T, dh, ld, kmax, ctx, ldc);
 #endif
   thread_local std::vector<int32_t> vc;

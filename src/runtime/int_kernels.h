@@ -200,6 +200,9 @@ void qk_scores(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int T
 // A·V with Log-Int-Softmax codes [Tq, T]: ctx[t, d] = Σ_j (v[j,d] − zv) · 2^(kmax − code[t,j]) for
 // codes in [0, kmax] (smaller probabilities than 2^-kmax are dropped); result at scale s_v · 2^-kmax.
 void av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int Tq, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc);
+// Process-wide: whether av_log2 takes its short-row VNNI form for T ≤ 32 (default true); false:
+// the shifting loops there, for A/B timings (qtx_forward_ab --switch av-short).
+void set_av_short_rows(bool on);
 
 // e^x on n float32 values in place (x ≤ 88; 0 below −87), for the hybrid recipes' float softmax:
 // the exp of gelu_erf_f32 below, branch-free so GCC vectorises the loop (std::exp per value cost
