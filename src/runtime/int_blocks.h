@@ -190,7 +190,7 @@ struct IntElementwise {
   // them) take the table. `on` is false where the fit cannot promise a margin below 1/32 of a
   // step (every value then takes the table).
   struct PolyGuess {
-    static constexpr int kSegments = 32, kDegree = 4;
+    static constexpr int kSegments = 32, kDegree = 3;
     bool on = false;
     bool acc_below_2_24 = false;  // every accumulator the producer's weights allow is below 2^24 in magnitude
     float lo = 0, hi = 0;         // the segments' range of x
