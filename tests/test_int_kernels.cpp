@@ -605,6 +605,36 @@ TEST(IntKernels, IntegerLayerNormOnPtfShiftedCodesMatchesFloat) {
   }
 }
 
+// The float placement of LayerNorm's output step (AVX-512) gives the integer formula's codes bit
+// for bit: 4000 rows of 200 channels (64-wide stores, a 16-wide one and a scalar tail) with
+// spreads from narrow to wide, so that ~10^6 values land everywhere between the rounding
+// boundaries, and a 4-bit output range (explicit clamp). It must be on.
+TEST(IntKernels, LayerNormPlacementGivesTheIntegerCodes) {
+  std::mt19937 rng(23);
+  const int C = 200;
+  std::vector<float> gamma(C), beta(C);
+  std::normal_distribution<float> g(1.0f, 0.4f), b(0.0f, 0.3f);
+  for (int c = 0; c < C; ++c) {
+    gamma[static_cast<size_t>(c)] = g(rng);
+    beta[static_cast<size_t>(c)] = b(rng);
+  }
+  for (const QParams out : {QParams{0.021, 127, 0, 255}, QParams{0.35, 7, 0, 15}}) {
+    IntLayerNorm ln = IntLayerNorm::make(97, std::vector<int>(C, 0), gamma, beta, out);
+    ASSERT_TRUE(ln.placed) << "margin " << ln.tie_margin;
+    size_t differ = 0;
+    for (int r = 0; r < 4000; ++r) {
+      std::vector<int32_t> x(C);
+      std::normal_distribution<double> xs(0, 3 + r % 60);
+      for (auto& v : x) v = static_cast<int32_t>(std::lround(xs(rng)));
+      std::vector<uint8_t> fast(C), plain(C);
+      ln.row_centred(x.data(), fast.data(), true);
+      ln.row_centred(x.data(), plain.data(), false);
+      for (int c = 0; c < C; ++c) differ += fast[static_cast<size_t>(c)] != plain[static_cast<size_t>(c)];
+    }
+    EXPECT_EQ(differ, 0u) << "out scale " << out.scale << ", margin " << ln.tie_margin;
+  }
+}
+
 TEST(IntKernels, LayerNormSiteByteTablesMatchReference) {
   // The 64-channel byte-permute path (AVX512-VBMI; with K ≤ 3 its sums by int16 vpdpwssd, with
   // K = 7 the int16 squares could overflow, so in int64) and the gather path against the int32

@@ -95,6 +95,16 @@ struct IntLayerNorm {
   // AVX-512 loop's lanes when shift + 24 ≥ 32; set by make()).
   std::vector<int64_t> gain_even_odd, bias_even_odd;
   int32_t zo = 0, qmin = 0, qmax = 255;
+  // The output step's float32 placement (AVX-512, as RequantPlacement): y = d · (R · gain_f_c) +
+  // bias_f_c with d = C·x − Σx, gain_f = gain / 2^(shift+56), bias_f = bias / 2^(shift+24) − ½ + zo,
+  // so that the integer formula's code is round(y) wherever y lies farther than `tie_margin`
+  // from k + ½. The margin bounds float32's roundings (of d, R, the gain, the bias and the fma,
+  // each 2^-24 of a term no larger than the codes' range plus the largest |bias_f|) and the
+  // integer formula's own rounding of t (half a unit of t, ≤ ½ · max gain / 2^(shift+24) in y).
+  // Values nearer a boundary (~1 in 10^4) take the integer formula, so codes are its, bit for bit.
+  std::vector<float> gain_f, bias_f;
+  float tie_margin = 0;
+  bool placed = false;  // false: the margin would exceed 1/32 of a step (the integer formula alone)
   static IntLayerNorm make(int32_t z, const std::vector<int>& alpha, const std::vector<float>& gamma,
                            const std::vector<float>& beta, const QParams& out);
   void row(const uint8_t* q, uint8_t* out) const;
@@ -107,6 +117,7 @@ struct IntLayerNorm {
   // codes from x, Σx and R.
   void row_sums(const int32_t* x, int64_t* sum, int64_t* sq) const;
   int64_t row_factor(int64_t sum, int64_t sq) const;
+  // vectorised: the AVX-512 loops, the float placement first where `placed`.
   void row_output(const int32_t* x, int64_t sum, int64_t R, uint8_t* out, bool vectorised = true) const;
 };
 
