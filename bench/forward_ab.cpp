@@ -6,7 +6,8 @@
 //                         the whole batch at once
 //   --switch cls-only   : the last layer on the CLS rows past its keys and values vs every row
 //   --switch act-poly   : GELU's polynomial form (the default) vs its table alone
-//   --switch av-short   : A·V's short-row VNNI form (T ≤ 32, the default) vs the shifting loops
+//   --switch short-rows : the attention's short-row forms (T ≤ 32: A·V by VNNI byte planes,
+//                         Log-Int-Softmax in phases; the default) vs the shifting loops and row()
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -30,8 +31,9 @@ int main(int argc, char** argv) {
                  "mlp-blocks: the MLPs in row blocks (the default, or --rows) vs the whole batch at once; "
                  "cls-only: the last layer on the CLS rows past its keys and values vs every row; "
                  "act-poly: the MLP activation's polynomial form vs its table alone; "
-                 "av-short: A·V's VNNI form for rows of at most 32 keys vs the shifting loops")
-      ->check(CLI::IsMember({"mlp-blocks", "cls-only", "act-poly", "av-short"}))->capture_default_str();
+                 "short-rows: the attention's forms for rows of at most 32 keys (A·V by VNNI, Log-Int-Softmax in phases) vs "
+                 "the shifting loops and one softmax row at a time")
+      ->check(CLI::IsMember({"mlp-blocks", "cls-only", "act-poly", "short-rows"}))->capture_default_str();
   app.add_option("--batch", batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--seq-len", seq_len, "Text models: tokens per sample")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--repeats", repeats, "Timed forwards per setting")->check(CLI::PositiveNumber)->capture_default_str();
@@ -48,7 +50,7 @@ int main(int argc, char** argv) {
     } else if (which == "cls-only") {
       off->set_cls_only_last_layer(false);
     }
-    const bool act_poly = which == "act-poly", av_short = which == "av-short";
+    const bool act_poly = which == "act-poly", short_rows = which == "short-rows";
     const qtx::ModelConfig& cfg = on->config();
     const bool vit = cfg.model_type == "vit";
     std::mt19937 rng(0);
@@ -64,7 +66,7 @@ int main(int argc, char** argv) {
     }
     auto forward = [&](qtx::rt::IntModel& m) {
       if (act_poly) qtx::rt::set_activation_polynomial(&m == on.get());
-      if (av_short) qtx::rt::set_av_short_rows(&m == on.get());
+      if (short_rows) qtx::rt::set_short_attention_rows(&m == on.get());
       const auto t0 = std::chrono::steady_clock::now();
       if (vit)
         m.classify_images(pixels.data(), batch);
@@ -87,8 +89,8 @@ int main(int argc, char** argv) {
                 vit ? "" : (" x " + std::to_string(seq_len) + " tokens").c_str(), threads, threads > 1 ? "s" : "", repeats);
     const std::string blocks = rows > 0 ? "MLP in blocks of " + std::to_string(rows) + " rows" : "MLP in row blocks";
     const bool mlp = which == "mlp-blocks";
-    report(mlp ? blocks.c_str() : act_poly ? "activation by polynomial" : av_short ? "A.V short rows by VNNI" : "last layer on CLS rows", t_on);
-    report(mlp ? "MLP on the whole batch" : act_poly ? "activation by table alone" : av_short ? "A.V by shifting loops" : "last layer on every row", t_off);
+    report(mlp ? blocks.c_str() : act_poly ? "activation by polynomial" : short_rows ? "attention short-row forms" : "last layer on CLS rows", t_on);
+    report(mlp ? "MLP on the whole batch" : act_poly ? "activation by table alone" : short_rows ? "attention row by row" : "last layer on every row", t_off);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

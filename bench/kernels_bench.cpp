@@ -208,11 +208,8 @@ void BM_AttentionHead(benchmark::State& st) {
   for (auto _ : st) {
     for (int b = 0; b < B; ++b) {
       qk_scores(q.data(), 128, k.data(), 128, T, T, dh, ld, S.data());
-      for (int t = 0; t < T; ++t) {  // scores brought into one 8-bit range, as after requantization
-        int32_t* row = S.data() + static_cast<size_t>(t) * T;
-        for (int j = 0; j < T; ++j) row[j] = std::max(-128, std::min(127, row[j] >> 10));
-        lis.row(row, nullptr, T, codes.data() + static_cast<size_t>(t) * T);
-      }
+      for (auto& x : S) x = std::max(-128, std::min(127, x >> 10));  // one 8-bit range, as after requantization
+      lis.rows(S.data(), nullptr, T, T, codes.data());
       av_log2(codes.data(), v.data(), 128, T, T, dh, ld, std::min((1 << bits) - 1, 20), ctx.data(), dh);
     }
     benchmark::DoNotOptimize(ctx.data());

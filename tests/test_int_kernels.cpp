@@ -465,6 +465,32 @@ TEST(IntKernels, TableLogIntSoftmaxMatchesReferenceBitExactly) {
   }
 }
 
+// LogIntSoftmax::rows — its phased form for rows of 8..32 scores (blocks of eight exps spanning
+// two rows, n = 8 and 16 where they never do) and row() per row otherwise — against the reference
+// row by row, with and without a validity mask shared by the rows.
+TEST(IntKernels, LogIntSoftmaxRowsMatchReferenceRowByRow) {
+  std::mt19937 rng(29);
+  IntExp ie = IntExp::for_scale(0.03);
+  for (int bits : {4, 8}) {
+    LogIntSoftmax lis = LogIntSoftmax::make(ie, 255, bits);
+    for (int n : {5, 8, 9, 16, 17, 23, 32, 33, 50})
+      for (int n_rows : {1, 3, 17, 32, 64, 65})
+        for (bool masked : {false, true}) {
+          std::vector<int32_t> q(static_cast<size_t>(n_rows) * n);
+          for (auto& x : q) x = -128 + static_cast<int32_t>(rng() % 256);
+          std::vector<uint8_t> valid(static_cast<size_t>(n), 1);
+          if (masked)
+            for (auto& v : valid) v = rng() % 3 != 0;
+          valid[0] = 1;
+          std::vector<int8_t> got(q.size()), want(q.size());
+          lis.rows(q.data(), masked ? valid.data() : nullptr, n_rows, n, got.data());
+          for (int t = 0; t < n_rows; ++t)
+            log_int_softmax_row(q.data() + static_cast<size_t>(t) * n, valid.data(), n, ie, bits, want.data() + static_cast<size_t>(t) * n);
+          ASSERT_EQ(got, want) << "bits " << bits << " n " << n << " rows " << n_rows << (masked ? " masked" : "");
+        }
+  }
+}
+
 TEST(IntKernels, AttentionScoresAndLog2AvMatchPlainLoops) {
   std::mt19937 rng(5);
   // dh 32 and 64 take the register-accumulator paths of A·V, 8 and 6 the generic one; dh 6 the

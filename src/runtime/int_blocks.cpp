@@ -255,8 +255,7 @@ void IntAttention::run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, 
       }
     }
     laps.lap(OpClass::Requant);
-    for (int t = 0; t < Tq; ++t)
-      lis.row(S.data() + static_cast<size_t>(t) * T, mask, T, codes.data() + static_cast<size_t>(t) * T);
+    lis.rows(S.data(), mask, Tq, T, codes.data());
     laps.lap(OpClass::Softmax);
     av_log2(codes.data(), vc + kv_base, v.zero, Tq, T, dh, D, kmax, ctx + q_base, D);
     laps.lap(OpClass::AttentionMatmul);

@@ -19,6 +19,9 @@
 #endif
 
 namespace qtx::rt {
+namespace {
+std::atomic<bool> g_short_rows{true};  // set_short_attention_rows
+}  // namespace
 
 Requant Requant::from_real(double M) {
   Requant r;
@@ -129,6 +132,84 @@ namespace {
 int64_t lis_threshold(int j) { return j == 1 ? int64_t{2} : int64_t{3} << (j - 2); }
 }  // namespace
 
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+namespace {
+// The codes of r = ⌊(2Σ + e) / 2e⌋ for eight e (LogIntSoftmax::row's scalar loop gives the
+// reasoning): k from r's exponent and first mantissa bit, -1 where e ≤ 0 or k ≥ top; stored for
+// the lanes in `in`.
+inline void lis_codes8(__m512i ev, __m512d two_sum, __m512i top, __mmask8 in, int8_t* codes) {
+  const __m512d ed = _mm512_cvtepi64_pd(ev);
+  const __m512d r = _mm512_roundscale_pd(_mm512_div_pd(_mm512_add_pd(two_sum, ed), _mm512_add_pd(ed, ed)),
+                                         _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  const __m512i b = _mm512_castpd_si512(r);
+  const __m512i k = _mm512_add_epi64(_mm512_sub_epi64(_mm512_srli_epi64(b, 52), _mm512_set1_epi64(1023)),
+                                     _mm512_and_si512(_mm512_srli_epi64(b, 51), _mm512_set1_epi64(1)));
+  const __mmask8 dropped = _mm512_cmple_epi64_mask(ev, _mm512_setzero_si512()) | _mm512_cmpge_epi64_mask(k, top);
+  _mm512_mask_cvtepi64_storeu_epi8(codes, in, _mm512_mask_blend_epi64(dropped, k, _mm512_set1_epi64(-1)));
+}
+}  // namespace
+#endif
+
+void LogIntSoftmax::rows(const int32_t* q, const uint8_t* valid, int n_rows, int n, int8_t* codes) const {
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  if (g_short_rows.load(std::memory_order_relaxed) && n >= 8 && n <= 32 && n_rows <= 64) {
+    alignas(64) int64_t E[64 * 32 + 8];  // dense: row t's exps at t·n (+ 8: the last masked load's reach)
+    alignas(64) double two_sum[64];
+    uint64_t exact_rows = 0;              // rows whose 2Σ + e may reach 2^53: row_by_exp afterwards
+    const long long* tab = reinterpret_cast<const long long*>(exp_of_gap.data());
+    const __mmask16 in0 = static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1);
+    const __mmask16 in1 = static_cast<__mmask16>(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
+    __mmask16 live0 = in0, live1 = in1;
+    if (valid) {
+      const __mmask32 in = static_cast<__mmask32>(in0 | static_cast<uint32_t>(in1) << 16);
+      const __mmask32 ok = _mm256_mask_test_epi8_mask(in, _mm256_maskz_loadu_epi8(in, valid), _mm256_set1_epi8(-1));
+      live0 = static_cast<__mmask16>(ok);
+      live1 = static_cast<__mmask16>(ok >> 16);
+    }
+    const __m512i low = _mm512_set1_epi32(std::numeric_limits<int32_t>::min());
+    for (int t = 0; t < n_rows; ++t) {
+      const int32_t* qt = q + static_cast<size_t>(t) * n;
+      const __m512i q0 = _mm512_mask_loadu_epi32(low, live0, qt), q1 = _mm512_mask_loadu_epi32(low, live1, qt + 16);
+      const __m512i mx = _mm512_set1_epi32(_mm512_reduce_max_epi32(_mm512_max_epi32(q0, q1)));
+      const __m512i g0 = _mm512_sub_epi32(mx, q0), g1 = _mm512_sub_epi32(mx, q1);  // gaps (not read where not live)
+      const __m512i e0 = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), static_cast<__mmask8>(live0), _mm512_castsi512_si256(g0), tab, 8);
+      const __m512i e1 = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), static_cast<__mmask8>(live0 >> 8), _mm512_extracti64x4_epi64(g0, 1), tab, 8);
+      __m512i e2 = _mm512_setzero_si512(), e3 = _mm512_setzero_si512();
+      if (live1) e2 = _mm512_mask_i32gather_epi64(e2, static_cast<__mmask8>(live1), _mm512_castsi512_si256(g1), tab, 8);
+      if (live1 >> 8) e3 = _mm512_mask_i32gather_epi64(e3, static_cast<__mmask8>(live1 >> 8), _mm512_extracti64x4_epi64(g1, 1), tab, 8);
+      int64_t* Et = E + static_cast<size_t>(t) * n;
+      _mm512_storeu_si512(Et, e0);
+      _mm512_mask_storeu_epi64(Et + 8, static_cast<__mmask8>(in0 >> 8), e1);
+      _mm512_mask_storeu_epi64(Et + 16, static_cast<__mmask8>(in1), e2);
+      _mm512_mask_storeu_epi64(Et + 24, static_cast<__mmask8>(in1 >> 8), e3);
+      const int64_t sum = _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(e0, e1), _mm512_add_epi64(e2, e3)));
+      two_sum[t] = 2.0 * static_cast<double>(sum);
+      if (2 * sum + exp_of_gap[0] >= (int64_t{1} << 53)) exact_rows |= uint64_t{1} << t;
+    }
+    // Eight exps at a time over all rows; n ≥ 8, so eight span at most two rows: row r's 2Σ up
+    // to lane `edge`, row r + 1's after it.
+    const __m512i top = _mm512_set1_epi64(int64_t{1} << bits);
+    const int total = n_rows * n;
+    int r = 0, row_end = n;  // the row of element i, and where it ends
+    for (int i = 0; i < total; i += 8) {
+      const __mmask8 in = static_cast<__mmask8>(total - i >= 8 ? 0xff : (1u << (total - i)) - 1);
+      const int edge = row_end - i;  // lanes before the next row
+      __m512d ts = _mm512_set1_pd(two_sum[r]);
+      if (edge < 8) ts = _mm512_mask_blend_pd(static_cast<__mmask8>(0xffu << edge), ts, _mm512_set1_pd(two_sum[std::min(r + 1, n_rows - 1)]));
+      lis_codes8(_mm512_maskz_loadu_epi64(in, E + i), ts, top, in, codes + i);
+      if (edge <= 8) {
+        ++r;
+        row_end += n;
+      }
+    }
+    for (int t = 0; exact_rows; ++t, exact_rows >>= 1)
+      if (exact_rows & 1) row_by_exp(q + static_cast<size_t>(t) * n, valid, n, codes + static_cast<size_t>(t) * n);
+    return;
+  }
+#endif
+  for (int t = 0; t < n_rows; ++t) row(q + static_cast<size_t>(t) * n, valid, n, codes + static_cast<size_t>(t) * n);
+}
+
 void LogIntSoftmax::row(const int32_t* q_in, const uint8_t* valid, int n, int8_t* codes_out) const {
   const int32_t* __restrict q = q_in;
   int8_t* __restrict codes = codes_out;
@@ -181,19 +262,10 @@ void LogIntSoftmax::row(const int32_t* q_in, const uint8_t* valid, int n, int8_t
   // which IEEE makes exact per lane, then the same exponent and mantissa bits.
   {
     const __m512d ts = _mm512_set1_pd(two_sum);
-    const __m512i bias = _mm512_set1_epi64(1023), one = _mm512_set1_epi64(1), top_v = _mm512_set1_epi64(top),
-                  none = _mm512_set1_epi64(-1), zero = _mm512_setzero_si512();
+    const __m512i top_v = _mm512_set1_epi64(top);
     for (; i0 < n; i0 += 8) {
       const __mmask8 in = static_cast<__mmask8>(n - i0 >= 8 ? 0xff : (1u << (n - i0)) - 1);
-      const __m512i ev = _mm512_maskz_loadu_epi64(in, e + i0);
-      const __m512d ed = _mm512_cvtepi64_pd(ev);
-      const __m512d r = _mm512_roundscale_pd(_mm512_div_pd(_mm512_add_pd(ts, ed), _mm512_add_pd(ed, ed)),
-                                             _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-      const __m512i b = _mm512_castpd_si512(r);
-      const __m512i k = _mm512_add_epi64(_mm512_sub_epi64(_mm512_srli_epi64(b, 52), bias),
-                                         _mm512_and_si512(_mm512_srli_epi64(b, 51), one));
-      const __mmask8 dropped = _mm512_cmple_epi64_mask(ev, zero) | _mm512_cmpge_epi64_mask(k, top_v);
-      _mm512_mask_cvtepi64_storeu_epi8(codes + i0, in, _mm512_mask_blend_epi64(dropped, k, none));
+      lis_codes8(_mm512_maskz_loadu_epi64(in, e + i0), ts, top_v, in, codes + i0);
     }
   }
 #endif
@@ -1239,17 +1311,13 @@ void av_log2_short(const int8_t* codes, const uint8_t* v, int32_t zv, int Tq, in
 }  // namespace
 #endif
 
-namespace {
-std::atomic<bool> g_av_short_rows{true};
-}  // namespace
-
-void set_av_short_rows(bool on) { g_av_short_rows.store(on, std::memory_order_relaxed); }
+void set_short_attention_rows(bool on) { g_short_rows.store(on, std::memory_order_relaxed); }
 
 void av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int Tq, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc) {
   if (dh > 1024) throw std::invalid_argument("av_log2: head size above 1024");
 #ifdef QTX_VNNI
 #if defined(__AVX512VBMI__) && defined(__AVX512VL__)
-  if (g_av_short_rows.load(std::memory_order_relaxed) && dh % 16 == 0 && dh <= kShortMaxDh && T <= kShortKeys && kmax <= 23) return av_log2_short(codes, v, zv, Tq, T, dh, ld, kmax, ctx, ldc);
+  if (g_short_rows.load(std::memory_order_relaxed) && dh % 16 == 0 && dh <= kShortMaxDh && T <= kShortKeys && kmax <= 23) return av_log2_short(codes, v, zv, Tq, T, dh, ld, kmax, ctx, ldc);
 #endif
   if (dh % 16 == 0 && T >= 32 && Tq >= 8 && kmax <= 23) return av_log2_vnni(codes, v, zv, Tq, T, dh, ld, kmax, ctx, ldc);
 #endif

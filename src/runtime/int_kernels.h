@@ -68,6 +68,12 @@ struct LogIntSoftmax {
   // The same codes without floating point: k counts the thresholds r ≥ t_j that r passes, each
   // an `e ≤ ⌊2Σ / (2t_j − 1)⌋` compare (one integer division per threshold and row).
   void row_by_exp(const int32_t* q, const uint8_t* valid, int n, int8_t* codes) const;
+  // `rows` rows of n scores each (q and codes n apart; valid: n flags for every row, or null):
+  // row() per row, except rows of 8..32 scores with AVX-512 (vit-fmnist's 17 tokens), which go in
+  // phases over the whole block — maxima, i-exp gathers and sums row by row into a dense buffer,
+  // then one flat pass of divisions eight at a time — so that no row waits on the latencies of
+  // the one before it (row by row, each row of 17 was a ~85-cycle chain of dependent steps).
+  void rows(const int32_t* q, const uint8_t* valid, int rows, int n, int8_t* codes) const;
 };
 
 // A uniform quantizer's integer view: real = (q − zero) · scale.
@@ -211,9 +217,11 @@ void qk_scores(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int T
 // A·V with Log-Int-Softmax codes [Tq, T]: ctx[t, d] = Σ_j (v[j,d] − zv) · 2^(kmax − code[t,j]) for
 // codes in [0, kmax] (smaller probabilities than 2^-kmax are dropped); result at scale s_v · 2^-kmax.
 void av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int Tq, int T, int dh, int ld, int kmax, int32_t* ctx, int ldc);
-// Process-wide: whether av_log2 takes its short-row VNNI form for T ≤ 32 (default true); false:
-// the shifting loops there, for A/B timings (qtx_forward_ab --switch av-short).
-void set_av_short_rows(bool on);
+
+// Process-wide: whether the attention kernels take their short-row forms for rows of at most 32
+// keys (default true) — av_log2 by VNNI byte planes, LogIntSoftmax::rows in phases; false: the
+// shifting loops and row() per row, for A/B timings (qtx_forward_ab --switch short-rows).
+void set_short_attention_rows(bool on);
 
 // e^x on n float32 values in place (x ≤ 88; 0 below −87), for the hybrid recipes' float softmax:
 // the exp of gelu_erf_f32 below, branch-free so GCC vectorises the loop (std::exp per value cost
