@@ -137,10 +137,12 @@ void IntLayerNormSite::centre_row(const uint8_t* h_row, int32_t* x_out, int64_t*
       const __mmask64 upper = _mm512_movepi8_mask(code);
       __m512i v = _mm512_setzero_si512();
       for (int k = 0; k <= K; ++k) {
+        const uint64_t has_k = am[static_cast<size_t>(blk) * (K + 1) + k];
+        if (has_k == 0) continue;  // no channel of this block has α = k (vit-fmnist: α = 0 nowhere)
         const uint8_t* t = gt + static_cast<size_t>(k) * 256;
         const __m512i lo = _mm512_permutex2var_epi8(_mm512_loadu_si512(t), code, _mm512_loadu_si512(t + 64));
         const __m512i hi = _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 128), code, _mm512_loadu_si512(t + 192));
-        v = _mm512_mask_blend_epi8(am[static_cast<size_t>(blk) * (K + 1) + k], v, _mm512_mask_blend_epi8(upper, lo, hi));
+        v = _mm512_mask_blend_epi8(has_k, v, _mm512_mask_blend_epi8(upper, lo, hi));
       }
       return v;
     };
