@@ -260,6 +260,21 @@ void BM_LogIntSoftmaxRow(benchmark::State& st) {
 }
 BENCHMARK(BM_LogIntSoftmaxRow)->Args({17, 4})->Args({128, 4})->Args({128, 8})->Unit(benchmark::kMicrosecond);
 
+// The same 64 rows by LogIntSoftmax::rows, as the attention calls it per head (rows of 8..32
+// scores in phases over the block; 128 row by row). Args = row length, bits.
+void BM_LogIntSoftmaxRows(benchmark::State& st) {
+  const int n = static_cast<int>(st.range(0)), bits = static_cast<int>(st.range(1)), rows = 64;
+  auto S = random_codes<int32_t>(static_cast<size_t>(rows) * n, -128, 127, 11);
+  std::vector<int8_t> codes(S.size());
+  LogIntSoftmax lis = LogIntSoftmax::make(IntExp::for_scale(0.05), 255, bits);
+  for (auto _ : st) {
+    lis.rows(S.data(), nullptr, rows, n, codes.data());
+    benchmark::DoNotOptimize(codes.data());
+  }
+  st.SetItemsProcessed(st.iterations() * rows * n);
+}
+BENCHMARK(BM_LogIntSoftmaxRows)->Args({17, 4})->Args({128, 4})->Unit(benchmark::kMicrosecond);
+
 // GELU by table on fc1's accumulators (vit-fmnist batch 64: 1088 rows of 768; bert-austen's MLP
 // row block: 128 rows of 1024).
 void BM_IntElementwiseGelu(benchmark::State& st) {
