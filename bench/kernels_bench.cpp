@@ -245,34 +245,26 @@ void BM_AvLog2(benchmark::State& st) {
 }
 BENCHMARK(BM_AvLog2)->Args({17, 15})->Args({128, 15})->Args({128, 20})->Unit(benchmark::kMicrosecond);
 
-// Log-Int-Softmax alone on rows of 8-bit scores. Args = row length, bits.
-void BM_LogIntSoftmaxRow(benchmark::State& st) {
+// Log-Int-Softmax alone on 64 rows of 8-bit scores, one row() call a row, or one rows() call for
+// all of them as the attention calls it per head (rows of 8..32 scores in phases over the
+// block; 128 row by row). Args = row length, bits.
+void log_int_softmax_bench(benchmark::State& st, bool block) {
   const int n = static_cast<int>(st.range(0)), bits = static_cast<int>(st.range(1)), rows = 64;
   auto S = random_codes<int32_t>(static_cast<size_t>(rows) * n, -128, 127, 11);
   std::vector<int8_t> codes(S.size());
   LogIntSoftmax lis = LogIntSoftmax::make(IntExp::for_scale(0.05), 255, bits);
   for (auto _ : st) {
-    for (int r = 0; r < rows; ++r)
-      lis.row(S.data() + static_cast<size_t>(r) * n, nullptr, n, codes.data() + static_cast<size_t>(r) * n);
+    if (block)
+      lis.rows(S.data(), nullptr, rows, n, codes.data());
+    else
+      for (int r = 0; r < rows; ++r) lis.row(S.data() + static_cast<size_t>(r) * n, nullptr, n, codes.data() + static_cast<size_t>(r) * n);
     benchmark::DoNotOptimize(codes.data());
   }
   st.SetItemsProcessed(st.iterations() * rows * n);
 }
+void BM_LogIntSoftmaxRow(benchmark::State& st) { log_int_softmax_bench(st, false); }
+void BM_LogIntSoftmaxRows(benchmark::State& st) { log_int_softmax_bench(st, true); }
 BENCHMARK(BM_LogIntSoftmaxRow)->Args({17, 4})->Args({128, 4})->Args({128, 8})->Unit(benchmark::kMicrosecond);
-
-// The same 64 rows by LogIntSoftmax::rows, as the attention calls it per head (rows of 8..32
-// scores in phases over the block; 128 row by row). Args = row length, bits.
-void BM_LogIntSoftmaxRows(benchmark::State& st) {
-  const int n = static_cast<int>(st.range(0)), bits = static_cast<int>(st.range(1)), rows = 64;
-  auto S = random_codes<int32_t>(static_cast<size_t>(rows) * n, -128, 127, 11);
-  std::vector<int8_t> codes(S.size());
-  LogIntSoftmax lis = LogIntSoftmax::make(IntExp::for_scale(0.05), 255, bits);
-  for (auto _ : st) {
-    lis.rows(S.data(), nullptr, rows, n, codes.data());
-    benchmark::DoNotOptimize(codes.data());
-  }
-  st.SetItemsProcessed(st.iterations() * rows * n);
-}
 BENCHMARK(BM_LogIntSoftmaxRows)->Args({17, 4})->Args({128, 4})->Unit(benchmark::kMicrosecond);
 
 // GELU by table on fc1's accumulators (vit-fmnist batch 64: 1088 rows of 768; bert-austen's MLP

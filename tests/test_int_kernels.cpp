@@ -502,20 +502,9 @@ TEST(IntKernels, AttentionScoresAndLog2AvMatchPlainLoops) {
   // fewer queries than keys, an odd count: the tail of the query pairs).
   // T ≤ 32 with dh a multiple of 16 takes the short-row VNNI A·V: 64 dimensions at a time (dh
   // 64, 80) and 16 at a time (dh 16, 48, 80's last block), T 32 its longest rows.
-  for (auto [dh, T, kmax] : std::vector<std::array<int, 3>>{{8, 9, 15},
-                                                            {6, 40, 15},
-                                                            {32, 37, 15},
-                                                            {64, 9, 20},
-                                                            {64, 17, 15},
-                                                            {64, 32, 7},
-                                                            {16, 5, 15},
-                                                            {48, 20, 15},
-                                                            {80, 31, 20},
-                                                            {64, 50, 15},
-                                                            {64, 50, 20},
-                                                            {128, 33, 20},
-                                                            {32, 70, 15},
-                                                            {64, 130, 20}})
+  for (auto [dh, T, kmax] : std::vector<std::array<int, 3>>{
+           {8, 9, 15}, {6, 40, 15}, {32, 37, 15}, {64, 9, 20}, {64, 17, 15}, {64, 32, 7}, {16, 5, 15},
+           {48, 20, 15}, {80, 31, 20}, {64, 50, 15}, {64, 50, 20}, {128, 33, 20}, {32, 70, 15}, {64, 130, 20}})
     for (int Tq : {T, 1, std::min(T, 9)}) {
       SCOPED_TRACE("dh " + std::to_string(dh) + " T " + std::to_string(T) + " Tq " + std::to_string(Tq) + " kmax " + std::to_string(kmax));
       const int ld = 3 * dh;
