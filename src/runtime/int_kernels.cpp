@@ -427,39 +427,7 @@ void IntLayerNorm::row_output(const int32_t* x_in, int64_t sum, int64_t R, uint8
       q = _mm512_add_epi64(_mm512_sra_epi64(q, s_v), z_v);
       return _mm512_cvtepi64_epi32(_mm512_min_epi64(_mm512_max_epi64(q, lo_v), hi_v));
     };
-    if (placed && s >= 32 && zout - lo >= INT32_MIN && hi - zout <= INT32_MAX) {
-      // The float placement, each vector's lanes near a boundary by the integer steps below.
-      const int64_t* __restrict ge = gain_even_odd.data();
-      const int64_t* __restrict be = bias_even_odd.data();
-      const float* __restrict gf = gain_f.data();
-      const float* __restrict bf = bias_f.data();
-      const __m512i lo32 = _mm512_set1_epi32(static_cast<int32_t>(lo - zout)), hi32 = _mm512_set1_epi32(static_cast<int32_t>(hi - zout)),
-                    z32 = _mm512_set1_epi32(static_cast<int32_t>(zout)), qlo = _mm512_set1_epi32(static_cast<int32_t>(lo)),
-                    qhi = _mm512_set1_epi32(static_cast<int32_t>(hi));
-      const __m128i s32 = _mm_cvtsi32_si128(s - 32);
-      const __m512 R_f = _mm512_set1_ps(static_cast<float>(R)), near_tie = _mm512_set1_ps(0.5f - tie_margin);
-      auto half = [&](__m512i d64, const int64_t* g8, const int64_t* b8) {
-        const __m512i t = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mullo_epi64(d64, R_v), r31), 32);
-        return _mm512_add_epi64(_mm512_mul_epi32(t, _mm512_loadu_si512(g8)), _mm512_loadu_si512(b8));
-      };
-      const bool full = lo == 0 && hi == 255;
-      auto sixteen = [&](int at) __attribute__((always_inline)) {
-        const __m512i d = _mm512_sub_epi32(_mm512_mullo_epi32(_mm512_loadu_si512(x + at), n_v), sum_v);
-        const __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(R_f, _mm512_loadu_ps(gf + at)), _mm512_loadu_ps(bf + at));
-        __mmask16 open;
-        __m512i code = simd::round_unless_near_tie(y, near_tie, &open);
-        if (!full) code = _mm512_min_epi32(_mm512_max_epi32(code, qlo), qhi);
-        if (__builtin_expect(open != 0, 0)) {
-          const __m512i qe = half(_mm512_srai_epi64(_mm512_slli_epi64(d, 32), 32), ge + at, be + at);
-          const __m512i qo = half(_mm512_srai_epi64(d, 32), ge + at + 8, be + at + 8);
-          const __m512i v = simd::floor_shift_high_halves(qe, qo, s32);
-          code = _mm512_mask_blend_epi32(open, code, _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(v, lo32), hi32), z32));
-        }
-        return code;
-      };
-      c = full ? simd::store_codes_clamped(out, c, n, sixteen) : simd::store_code_vectors(out, c, n, lo >= 0 && hi <= 255, sixteen);
-    }
-    if (c == 0 && s >= 32 && zout - lo >= INT32_MIN && hi - zout <= INT32_MAX) {
+    if (s >= 32 && zout - lo >= INT32_MIN && hi - zout <= INT32_MAX) {
       // Even and odd lanes apart (no widening or narrowing across lanes): d's halves sign-extended
       // in place, γ and β already split so at load, and ⌊q / 2^s⌋ from the high halves of q
       // gathered by one blend and one 32-bit shift (⌊q/2^s⌋ = ⌊⌊q/2^32⌋/2^(s−32)⌋).
@@ -472,14 +440,34 @@ void IntLayerNorm::row_output(const int32_t* x_in, int64_t sum, int64_t R, uint8
         const __m512i t = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mullo_epi64(d64, R_v), r31), 32);
         return _mm512_add_epi64(_mm512_mul_epi32(t, _mm512_loadu_si512(g8)), _mm512_loadu_si512(b8));
       };
-      auto sixteen = [&](int at) {
-        const __m512i d = _mm512_sub_epi32(_mm512_mullo_epi32(_mm512_loadu_si512(x + at), n_v), sum_v);
+      auto integer16 = [&](__m512i d, int at) __attribute__((always_inline)) {
         const __m512i qe = half(_mm512_srai_epi64(_mm512_slli_epi64(d, 32), 32), ge + at, be + at);
         const __m512i qo = half(_mm512_srai_epi64(d, 32), ge + at + 8, be + at + 8);
         const __m512i v = simd::floor_shift_high_halves(qe, qo, s32);
         return _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(v, lo32), hi32), z32);
       };
-      c = simd::store_code_vectors(out, c, n, lo >= 0 && hi <= 255, sixteen);
+      const float* __restrict gf = gain_f.data();
+      const float* __restrict bf = bias_f.data();
+      const __m512 R_f = _mm512_set1_ps(static_cast<float>(R)), near_tie = _mm512_set1_ps(0.5f - tie_margin);
+      const __m512i qlo = _mm512_set1_epi32(static_cast<int32_t>(lo)), qhi = _mm512_set1_epi32(static_cast<int32_t>(hi));
+      const bool full = lo == 0 && hi == 255;
+      simd::with_flag(placed, [&](auto by_float) {
+        auto sixteen = [&](int at) __attribute__((always_inline)) {
+          const __m512i d = _mm512_sub_epi32(_mm512_mullo_epi32(_mm512_loadu_si512(x + at), n_v), sum_v);
+          if constexpr (!decltype(by_float)::value) {
+            return integer16(d, at);
+          } else {  // the float placement; a vector's lanes near a boundary by the integer steps
+            const __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(R_f, _mm512_loadu_ps(gf + at)), _mm512_loadu_ps(bf + at));
+            __mmask16 open;
+            __m512i code = simd::round_unless_near_tie(y, near_tie, &open);
+            if (!full) code = _mm512_min_epi32(_mm512_max_epi32(code, qlo), qhi);
+            if (__builtin_expect(open != 0, 0)) code = _mm512_mask_blend_epi32(open, code, integer16(d, at));
+            return code;
+          }
+        };
+        c = full && decltype(by_float)::value ? simd::store_codes_clamped(out, c, n, sixteen)
+                                              : simd::store_code_vectors(out, c, n, lo >= 0 && hi <= 255, sixteen);
+      });
     }
     for (; c + 16 <= n; c += 16) {
       const __m512i d = _mm512_sub_epi32(_mm512_mullo_epi32(_mm512_loadu_si512(x + c), n_v), sum_v);
