@@ -926,8 +926,8 @@ void qk_pack_plain(const uint8_t* k, int32_t zq, int32_t zk, const uint8_t* q, i
   }
 }
 
-// The products on the packed keys, four queries per pass.
-// S[t, j] for the first T keys (packed in kp), S's rows ldS apart.
+// The products on the packed keys, four queries per pass: S[t, j] for the first T keys (packed
+// in kp), S's rows ldS apart.
 void qk_scores_packed(const uint8_t* q, int Tq, int T, int G, int ld, const std::vector<uint32_t>& kp,
                       const std::vector<int32_t>& key_term, const std::vector<int32_t>& query_term, int32_t* S, int ldS) {
   const int JB = (T + 15) / 16;
@@ -964,10 +964,6 @@ void qk_scores_packed(const uint8_t* q, int Tq, int T, int G, int ld, const std:
   }
 }
 
-// With AVX512-VNNI: vpdpbusd multiplies four u8 (q) by four s8 and adds them into each int32
-// lane. K' = k − 128 is s8 (k ^ 0x80), packed as [T/16][dh/4][16 keys][4 dims]; then
-// Σ_d (q − zq)(k − zk) = Σ_d q·K' − zq·Σ_d K' + (128 − zk)·Σ_d (q − zq), the last two terms
-// one number per key and per query. Sixteen keys per vector, four queries per pass.
 // Keys j0..T−1 (a few past the last whole block of sixteen) against every query, by one vpdpbusd
 // per query and 64 dimensions and a horizontal sum of sixteen queries at a time (a transpose and
 // adds) — instead of a packed block of sixteen keys mostly empty (vit-fmnist: 17 = 16 + 1 keys).
@@ -1005,6 +1001,10 @@ void qk_leftover_keys(const uint8_t* q, int32_t zq, const uint8_t* k, int Tq, in
   }
 }
 
+// With AVX512-VNNI: vpdpbusd multiplies four u8 (q) by four s8 and adds them into each int32
+// lane. K' = k − 128 is s8 (k ^ 0x80), packed as [T/16][dh/4][16 keys][4 dims]; then
+// Σ_d (q − zq)(k − zk) = Σ_d q·K' − zq·Σ_d K' + (128 − zk)·Σ_d (q − zq), the last two terms
+// one number per key and per query. Sixteen keys per vector, four queries per pass.
 void qk_scores_vnni(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int Tq, int T, int dh, int ld, int32_t* S) {
   // A last block of at most four keys goes by qk_leftover_keys (dh a multiple of 64, ≥ 16 queries).
   const int leftover = dh % 64 == 0 && dh <= 1024 && Tq >= 16 && T % 16 <= 4 ? T % 16 : 0;
