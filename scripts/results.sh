@@ -191,6 +191,10 @@ liu_section() {
       method_row "Liu, alpha = 0.3, 2 rounds" $model $r "$fp" liu-a03r2 --method liu --alpha 0.3 --rounds 2 ;;
     esac
     method_row "Liu: Pearson + ranking + bias correction" $model $r "$fp" liu --method liu
+    # Each candidate interval scored with its own bias correction (docs/CALIBRATION.md).
+    case $r in sym-w4a4|sym-w3a4)
+      method_row "Liu, bias correction inside the search (--correct-in-search)" $model $r "$fp" liu-cis --method liu --correct-in-search ;;
+    esac
     # Two more settings behind vit-fmnist's W4A4 target (BERT has none; these cost 2–4 rows each).
     if [ $r = sym-w4a4 ] && [ "$(basename $model)" = vit-fmnist ]; then
       method_row "Liu, 3 rounds (methods.md: also try R = 3)" $model $r "$fp" liu-r3 --method liu --rounds 3
@@ -199,6 +203,7 @@ liu_section() {
       for s in 1 2; do
         method_row "MinMax, calibration seed $s" $model $r "$fp" minmax-s$s --method observer --seed $s
         method_row "Liu: Pearson + ranking + bias correction, calibration seed $s" $model $r "$fp" liu-s$s --method liu --seed $s
+        method_row "Liu, bias correction inside the search, calibration seed $s" $model $r "$fp" liu-cis-s$s --method liu --correct-in-search --seed $s
       done
     fi
   done
@@ -470,24 +475,32 @@ targets_section() {
   # Per-sample outcomes of the rows below, for the bootstrap intervals (paired_ci).
   local pf pa pb pc pd ci
   pf=$(pred_of fp $model)
+  # Liu et al. as the default runs it, and with the bias correction inside the search.
+  local variants=("liu|Liu et al.|" "liu-cis|Liu et al. with --correct-in-search|--correct-in-search") v tag who flag
   for r in sym-w4a4 sym-w3a4; do
-    a=$(acc_of $m-$r-minmax $model --recipe $r --method observer)
-    b=$(acc_of $m-$r-pct $model --recipe $r --method observer --observer percentile)
-    c=$(acc_of $m-$r-liu $model --recipe $r --method liu)
-    pa=$(pred_of $m-$r-minmax $model --recipe $r --method observer)
-    pb=$(pred_of $m-$r-pct $model --recipe $r --method observer --observer percentile)
-    pc=$(pred_of $m-$r-liu $model --recipe $r --method liu)
-    recovery_line "Liu et al. $r wins back half of MinMax's drop" $fp $a $c "$pf" "$pa" "$pc"
-    pending "Liu et al. $r beats Percentile" $b $c && continue
-    ci=$(paired_ci diff "$pc" "$pb")
-    target_line "Liu et al. $r beats Percentile" "$(is "$c > $b")" "$(printf 'Liu %.2f, Percentile %.2f' $c $b)${ci:+ (difference 95 % interval $ci points)}"
+    for v in "${variants[@]}"; do
+      IFS='|' read -r tag who flag <<<"$v"
+      a=$(acc_of $m-$r-minmax $model --recipe $r --method observer)
+      b=$(acc_of $m-$r-pct $model --recipe $r --method observer --observer percentile)
+      c=$(acc_of $m-$r-$tag $model --recipe $r --method liu $flag)
+      pa=$(pred_of $m-$r-minmax $model --recipe $r --method observer)
+      pb=$(pred_of $m-$r-pct $model --recipe $r --method observer --observer percentile)
+      pc=$(pred_of $m-$r-$tag $model --recipe $r --method liu $flag)
+      recovery_line "$who $r wins back half of MinMax's drop" $fp $a $c "$pf" "$pa" "$pc"
+      pending "$who $r beats Percentile" $b $c && continue
+      ci=$(paired_ci diff "$pc" "$pb")
+      target_line "$who $r beats Percentile" "$(is "$c > $b")" "$(printf 'Liu %.2f, Percentile %.2f' $c $b)${ci:+ (difference 95 % interval $ci points)}"
+    done
   done
-  for s in 1 2; do
-    a=$(acc_of $m-sym-w4a4-minmax-s$s $model --recipe sym-w4a4 --method observer --seed $s)
-    c=$(acc_of $m-sym-w4a4-liu-s$s $model --recipe sym-w4a4 --method liu --seed $s)
-    pa=$(pred_of $m-sym-w4a4-minmax-s$s $model --recipe sym-w4a4 --method observer --seed $s)
-    pc=$(pred_of $m-sym-w4a4-liu-s$s $model --recipe sym-w4a4 --method liu --seed $s)
-    recovery_line "Liu et al. sym-w4a4 wins back half of MinMax's drop, both calibrated on seed $s (the rows above use seed 0)" $fp $a $c "$pf" "$pa" "$pc"
+  for v in "${variants[@]}"; do
+    IFS='|' read -r tag who flag <<<"$v"
+    for s in 1 2; do
+      a=$(acc_of $m-sym-w4a4-minmax-s$s $model --recipe sym-w4a4 --method observer --seed $s)
+      c=$(acc_of $m-sym-w4a4-$tag-s$s $model --recipe sym-w4a4 --method liu $flag --seed $s)
+      pa=$(pred_of $m-sym-w4a4-minmax-s$s $model --recipe sym-w4a4 --method observer --seed $s)
+      pc=$(pred_of $m-sym-w4a4-$tag-s$s $model --recipe sym-w4a4 --method liu $flag --seed $s)
+      recovery_line "$who sym-w4a4 wins back half of MinMax's drop, both calibrated on seed $s (the rows above use seed 0)" $fp $a $c "$pf" "$pa" "$pc"
+    done
   done
   # Context for the W4A4, W3A4 and mixed-precision lines, not targets: the same models on the
   # training images outside the calibration sample, six times the test split (the FP model was
@@ -496,13 +509,16 @@ targets_section() {
   mp_flags() { case $1 in mp4w) echo --mp-weights-only ;; mp4o) echo --mp-msa-output ;; mp4wo) echo --mp-weights-only --mp-msa-output ;; esac; }
   pf=$(HELDOUT=1 pred_of fp $model)
   for r in sym-w4a4 sym-w3a4; do
-    pa=$(HELDOUT=1 pred_of $m-$r-minmax $model --recipe $r --method observer)
-    pc=$(HELDOUT=1 pred_of $m-$r-liu $model --recipe $r --method liu)
-    pb=$(HELDOUT=1 pred_of $m-$r-pct $model --recipe $r --method observer --observer percentile)
-    [ -z "$pf" ] || [ -z "$pa" ] || [ -z "$pc" ] ||
-      heldout_line "Context: $r on the training images outside the calibration sample" "$pf" "$pa" "$pc"
-    [ -z "$pb" ] || [ -z "$pc" ] ||
-      heldout_diff_line "Context: $r Liu et al. vs Percentile, on those images" Liu "$pc" Percentile "$pb"
+    for v in "${variants[@]}"; do
+      IFS='|' read -r tag who flag <<<"$v"
+      pa=$(HELDOUT=1 pred_of $m-$r-minmax $model --recipe $r --method observer)
+      pc=$(HELDOUT=1 pred_of $m-$r-$tag $model --recipe $r --method liu $flag)
+      pb=$(HELDOUT=1 pred_of $m-$r-pct $model --recipe $r --method observer --observer percentile)
+      [ -z "$pf" ] || [ -z "$pa" ] || [ -z "$pc" ] ||
+        heldout_line "Context: $r, $who, on the training images outside the calibration sample" "$pf" "$pa" "$pc"
+      [ -z "$pb" ] || [ -z "$pc" ] ||
+        heldout_diff_line "Context: $r $who vs Percentile, on those images" Liu "$pc" Percentile "$pb"
+    done
   done
   pc=$(HELDOUT=1 pred_of $m-sym-w4a4-liu $model --recipe sym-w4a4 --method liu)
   for v in "${mp_variants[@]}"; do

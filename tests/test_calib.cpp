@@ -157,6 +157,63 @@ TEST(IntervalSearch, PicksTheBestCandidateAsAnExhaustiveLoopDoes) {
   EXPECT_NEAR(r.w_ratio, best_ratio, 1e-5);
 }
 
+TEST(IntervalSearch, CorrectedScoringMatchesAnExhaustiveLoopWithPerCandidateCorrection) {
+  // Skewed inputs (as after GELU) give every candidate its own per-channel mean error; with
+  // correct_in_search each candidate is scored after subtracting its own error.
+  torch::manual_seed(3);
+  at::Tensor w = at::randn({12, 20}), x = at::randn({8, 3, 20}).exp(), b = at::randn({12});
+  at::Tensor ref = at::matmul(x, w.t()) + b;
+  QuantPoint wq = sym_point(3, w), xq = sym_point(3, x);
+  const double w0 = wq.quantizer->scale.item<double>(), x0 = xq.quantizer->scale.item<double>();
+  IntervalSearchOptions o;
+  o.candidates = 15;
+  o.correct_in_search = true;
+  o.verbose = false;
+  at::Tensor bias = b.clone();
+  SearchedLayer r = search_linear(x, ref, w, bias, &wq, &xq, o);
+  auto fq = [](const at::Tensor& t, double s, int bits) {
+    const double hi = std::pow(2.0, bits - 1) - 1, lo = -std::pow(2.0, bits - 1);
+    return at::clamp(round_half_away(t / s), lo, hi) * s;
+  };
+  auto pearson = [&](const at::Tensor& y) {
+    double sum = 0;
+    for (int64_t n = 0; n < y.size(0); ++n) {
+      at::Tensor a = ref[n].flatten().to(at::kDouble), c = y[n].flatten().to(at::kDouble);
+      a = a - a.mean();
+      c = c - c.mean();
+      sum += ((a * c).sum() / (a.norm() * c.norm())).item<double>();
+    }
+    return sum / static_cast<double>(y.size(0));
+  };
+  // Weight side, the input at Δ_init: one forward and one correction per candidate.
+  double best = -2, best_ratio = 0, best_plain = -2;
+  for (int k = 0; k < o.candidates; ++k) {
+    const double s = static_cast<float>(o.alpha * w0 + k * (o.beta - o.alpha) * w0 / (o.candidates - 1));
+    at::Tensor y = at::matmul(fq(x, x0, 3), fq(w, s, 3).t()) + b;
+    at::Tensor err = (y - ref).reshape({-1, 12}).mean(0);
+    const double g = pearson(y - err);
+    best_plain = std::max(best_plain, pearson(y));
+    if (g > best + 1e-12) {
+      best = g;
+      best_ratio = s / w0;
+    }
+  }
+  EXPECT_NEAR(r.w_ratio, best_ratio, 1e-5);
+  // Then the input side with the chosen weight interval; the search's final objective is the
+  // corrected score of the chosen pair.
+  const double ws = wq.quantizer->scale.item<double>();
+  double best_x = -2;
+  for (int k = 0; k < o.candidates; ++k) {
+    const double s = static_cast<float>(o.alpha * x0 + k * (o.beta - o.alpha) * x0 / (o.candidates - 1));
+    at::Tensor y = at::matmul(fq(x, s, 3), fq(w, ws, 3).t()) + b;
+    best_x = std::max(best_x, pearson(y - (y - ref).reshape({-1, 12}).mean(0)));
+  }
+  EXPECT_NEAR(r.objective_best, best_x, 1e-6);
+  // The correction changes the scores here (else this test could not tell the two apart).
+  EXPECT_GT(best - best_plain, 1e-4);
+  EXPECT_TRUE(r.bias_corrected);
+}
+
 TEST(IntervalSearch, BiasCorrectionRemovesAPlantedConstantError) {
   // Inputs all 0.3 with Δ_X = 1 round to 0: the quantized layer loses 0.3·Σ_k W[o,k] on every
   // output channel, the same on every sample. Correction must put exactly that into the bias.

@@ -202,18 +202,21 @@ class Search {
   // Objective of each candidate scale for one side, the other side as currently quantized.
   at::Tensor evaluate(bool weight_side, const at::Tensor& cands) {
     const int64_t C = cands.numel();
+    // Each candidate scored with its own bias correction: its mean error per output channel on
+    // the scored batches (a first pass), subtracted before the similarity (a second pass).
+    at::Tensor shift = corrects_in_search() ? candidate_errors(weight_side, cands) : at::Tensor();
     at::Tensor g_sum = at::zeros({C}, at::kDouble), r_sum = at::zeros({C}, at::kDouble);
     double samples = 0, pairs = 0;
     const bool rank = u_.kind == UnitKind::QK && o_.ranking && o_.gamma != 0;
     for (auto& b : blocks_) {
       if (!b.ref.defined()) continue;  // outside the search subset
-      const at::Tensor& wt = u_.weight.defined() ? u_.weight : b.w;
-      at::Tensor fixed = weight_side ? side(u_.x, b.x, nullptr) : side(u_.w, wt, nullptr);
-      const int64_t per = std::max(b.ref.numel(), (weight_side ? wt : b.x).numel());
-      const int64_t step = std::max<int64_t>(1, std::min<int64_t>(C, o_.chunk_elements / std::max<int64_t>(1, per)));
-      for (int64_t c0 = 0; c0 < C; c0 += step) {
-        at::Tensor cc = cands.slice(0, c0, std::min(C, c0 + step));
-        at::Tensor y = weight_side ? forward(u_, fixed, side(u_.w, wt, &cc)) : forward(u_, side(u_.x, b.x, &cc), fixed);
+      for_candidates(b, weight_side, cands, [&](int64_t c0, const at::Tensor& cc, at::Tensor y) {
+        if (shift.defined()) {
+          std::vector<int64_t> shape(y.dim(), 1);
+          shape[0] = cc.numel();
+          shape.back() = y.size(-1);
+          y = y - shift.slice(0, c0, c0 + cc.numel()).view(shape);
+        }
         at::Tensor g = o_.objective == SearchObjective::Pearson ? pearson_per_sample(b.ref, y, b.mask)
                                                                  : cosine_per_sample(b.ref, y, b.mask);
         g_sum.slice(0, c0, c0 + cc.numel()) += g.sum(1);
@@ -222,12 +225,46 @@ class Search {
           r_sum.slice(0, c0, c0 + cc.numel()) += s;
           if (c0 == 0) pairs += n;
         }
-      }
+      });
       samples += static_cast<double>(b.ref.size(0));
     }
     at::Tensor obj = g_sum / std::max(1.0, samples);
     if (rank && pairs > 0) obj = obj - o_.gamma * r_sum / pairs;
     return obj;
+  }
+
+  bool corrects_in_search() const {
+    return o_.bias_correction && o_.correct_in_search && u_.bias.defined() &&
+           (u_.kind == UnitKind::Linear || u_.kind == UnitKind::Patch);
+  }
+
+  // The layer's output for each chunk of candidates of one side on one block: fn(c0, chunk, y).
+  template <typename Fn>
+  void for_candidates(const Block& b, bool weight_side, const at::Tensor& cands, Fn fn) {
+    const int64_t C = cands.numel();
+    const at::Tensor& wt = u_.weight.defined() ? u_.weight : b.w;
+    at::Tensor fixed = weight_side ? side(u_.x, b.x, nullptr) : side(u_.w, wt, nullptr);
+    const int64_t per = std::max(b.ref.numel(), (weight_side ? wt : b.x).numel());
+    const int64_t step = std::max<int64_t>(1, std::min<int64_t>(C, o_.chunk_elements / std::max<int64_t>(1, per)));
+    for (int64_t c0 = 0; c0 < C; c0 += step) {
+      at::Tensor cc = cands.slice(0, c0, std::min(C, c0 + step));
+      fn(c0, cc, weight_side ? forward(u_, fixed, side(u_.w, wt, &cc)) : forward(u_, side(u_.x, b.x, &cc), fixed));
+    }
+  }
+
+  // Mean of Ô − O per candidate and output channel over the scored batches, O the float layer on
+  // the same inputs (correct_bias's error, for every candidate at once): [C, out] float.
+  at::Tensor candidate_errors(bool weight_side, const at::Tensor& cands) {
+    const int64_t C = cands.numel(), out = u_.weight.size(0);
+    at::Tensor err = at::zeros({C, out}, at::kDouble), cnt = at::zeros({C, out}, at::kDouble);
+    for (auto& b : blocks_) {
+      if (!b.ref.defined()) continue;
+      at::Tensor yf = forward(u_, b.x.unsqueeze(0), u_.weight.unsqueeze(0))[0];
+      for_candidates(b, weight_side, cands, [&](int64_t c0, const at::Tensor& cc, const at::Tensor& y) {
+        for (int64_t c = 0; c < cc.numel(); ++c) add_errors(y[c], yf, b.mask, err[c0 + c], cnt[c0 + c]);
+      });
+    }
+    return (err / cnt.clamp_min(1)).to(at::kFloat);
   }
 
   // Alternating search; returns the objective at the chosen intervals.
@@ -260,13 +297,19 @@ class Search {
     at::Tensor err = at::zeros({out}, at::kDouble), cnt = at::zeros({out}, at::kDouble);
     for (auto& b : blocks_) {
       at::Tensor yq = forward(u_, side(u_.x, b.x, nullptr), side(u_.w, u_.weight, nullptr))[0];
-      at::Tensor yf = forward(u_, b.x.unsqueeze(0), u_.weight.unsqueeze(0))[0];
-      at::Tensor d = (yq - yf).to(at::kDouble);
-      at::Tensor m = b.mask.defined() ? b.mask.to(at::kDouble).expand_as(d) : at::ones_like(d);
-      err += (d * m).reshape({-1, out}).sum(0);
-      cnt += m.reshape({-1, out}).sum(0);
+      add_errors(yq, forward(u_, b.x.unsqueeze(0), u_.weight.unsqueeze(0))[0], b.mask, err, cnt);
     }
     u_.bias.sub_((err / cnt.clamp_min(1)).to(u_.bias.scalar_type()));
+  }
+
+  // Adds the masked per-channel sums of yq − yf ([..., out]) to err and the real tokens to cnt
+  // (both [out] double, updated in place).
+  static void add_errors(const at::Tensor& yq, const at::Tensor& yf, const at::Tensor& mask, at::Tensor err, at::Tensor cnt) {
+    const int64_t out = yq.size(-1);
+    at::Tensor d = (yq - yf).to(at::kDouble);
+    at::Tensor m = mask.defined() ? mask.to(at::kDouble).expand_as(d) : at::ones_like(d);
+    err.add_((d * m).reshape({-1, out}).sum(0));
+    cnt.add_(m.reshape({-1, out}).sum(0));
   }
 
  private:

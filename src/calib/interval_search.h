@@ -25,6 +25,9 @@ struct IntervalSearchOptions {
   double theta = 0.0;            // hinge margin of the ranking loss
   int64_t rank_pairs = 256;      // key pairs per attention row (all when T(T−1)/2 is smaller)
   bool bias_correction = true;   // subtract E[Ô − O] per output channel from Linear biases
+  // Score every candidate interval of a Linear layer with its own bias correction applied (the
+  // paper corrects the bias as part of the search), not only the chosen one afterwards.
+  bool correct_in_search = false;
   double alpha = 0.5, beta = 1.2;
   int candidates = 100;
   int rounds = 1;                // alternating W-then-X rounds

@@ -43,6 +43,7 @@ std::string calibration_record(const QuantizeOptions& o, const CalibrationMethod
                    {"theta", s.theta},
                    {"rank_pairs", s.rank_pairs},
                    {"bias_correction", s.bias_correction},
+                   {"correct_in_search", s.bias_correction && s.correct_in_search},
                    {"alpha", s.alpha},
                    {"beta", s.beta},
                    {"candidates", s.candidates},
