@@ -32,6 +32,71 @@ QuantPoint sym_point(int bits, const at::Tensor& x) {
   return p;
 }
 
+// Signed symmetric fake quantization at step s (the search's reference arithmetic).
+at::Tensor fq_sym(const at::Tensor& t, double s, int bits) {
+  const double hi = std::pow(2.0, bits - 1) - 1, lo = -std::pow(2.0, bits - 1);
+  return at::clamp(round_half_away(t / s), lo, hi) * s;
+}
+
+// Mean over samples of the Pearson correlation of ref[n] and y[n], each flattened.
+double mean_pearson(const at::Tensor& ref, const at::Tensor& y) {
+  double sum = 0;
+  for (int64_t n = 0; n < y.size(0); ++n) {
+    at::Tensor a = ref[n].flatten().to(at::kDouble), c = y[n].flatten().to(at::kDouble);
+    a = a - a.mean();
+    c = c - c.mean();
+    sum += ((a * c).sum() / (a.norm() * c.norm())).item<double>();
+  }
+  return sum / static_cast<double>(y.size(0));
+}
+
+// A random linear layer (inputs exp(N(0,1)) when skewed, as after GELU) with its target output
+// and MinMax-calibrated quantizers: weights at 3 bits, inputs at xbits.
+struct RandomLayer {
+  at::Tensor w, x, b, ref;
+  QuantPoint wq, xq;
+  double w0 = 0, x0 = 0;  // Δ_init of each side
+};
+RandomLayer random_layer(uint64_t seed, bool skewed, int xbits) {
+  torch::manual_seed(seed);
+  RandomLayer l;
+  l.w = at::randn({12, 20});
+  l.x = skewed ? at::randn({8, 3, 20}).exp() : at::randn({8, 3, 20});
+  l.b = at::randn({12});
+  l.ref = at::matmul(l.x, l.w.t()) + l.b;
+  l.wq = sym_point(3, l.w);
+  l.xq = sym_point(xbits, l.x);
+  l.w0 = l.wq.quantizer->scale.item<double>();
+  l.x0 = l.xq.quantizer->scale.item<double>();
+  return l;
+}
+
+// Candidate k of the search's grid [α, β]·d0, as the search rounds it (float).
+double candidate(const IntervalSearchOptions& o, double d0, int k) {
+  return static_cast<float>(o.alpha * d0 + k * (o.beta - o.alpha) * d0 / (o.candidates - 1));
+}
+
+IntervalSearchOptions quiet_grid(int candidates) {
+  IntervalSearchOptions o;
+  o.candidates = candidates;
+  o.verbose = false;
+  return o;
+}
+
+// The best score(s) over the grid and its ratio s / d0 (first of equal maxima, as the search).
+template <typename Score>
+std::pair<double, double> best_candidate(const IntervalSearchOptions& o, double d0, Score score) {
+  double best = -2, ratio = 0;
+  for (int k = 0; k < o.candidates; ++k) {
+    const double s = candidate(o, d0, k), g = score(s);
+    if (g > best + 1e-12) {
+      best = g;
+      ratio = s / d0;
+    }
+  }
+  return {best, ratio};
+}
+
 }  // namespace
 
 TEST(Similarity, PearsonAndCosineHandValues) {
@@ -120,94 +185,38 @@ TEST(IntervalSearch, FindsTheKnownOptimumOfAConstructedLayer) {
 }
 
 TEST(IntervalSearch, PicksTheBestCandidateAsAnExhaustiveLoopDoes) {
-  torch::manual_seed(1);
-  at::Tensor w = at::randn({12, 20}), x = at::randn({8, 3, 20}), b = at::randn({12});
-  at::Tensor ref = at::matmul(x, w.t()) + b;
-  QuantPoint wq = sym_point(3, w), xq = sym_point(4, x);
-  const double w0 = wq.quantizer->scale.item<double>(), x0 = xq.quantizer->scale.item<double>();
-  IntervalSearchOptions o;
-  o.candidates = 15;
+  RandomLayer l = random_layer(1, false, 4);
+  IntervalSearchOptions o = quiet_grid(15);
   o.bias_correction = false;
-  o.verbose = false;
-  SearchedLayer r = search_linear(x, ref, w, b, &wq, &xq, o);
+  SearchedLayer r = search_linear(l.x, l.ref, l.w, l.b, &l.wq, &l.xq, o);
   // Exhaustive over the weight grid with the input at Δ_init, one forward per candidate.
-  auto fq = [](const at::Tensor& t, double s, int bits) {
-    const double hi = std::pow(2.0, bits - 1) - 1, lo = -std::pow(2.0, bits - 1);
-    return at::clamp(round_half_away(t / s), lo, hi) * s;
-  };
-  auto pearson = [&](const at::Tensor& y) {
-    double sum = 0;
-    for (int64_t n = 0; n < y.size(0); ++n) {
-      at::Tensor a = ref[n].flatten().to(at::kDouble), c = y[n].flatten().to(at::kDouble);
-      a = a - a.mean();
-      c = c - c.mean();
-      sum += ((a * c).sum() / (a.norm() * c.norm())).item<double>();
-    }
-    return sum / static_cast<double>(y.size(0));
-  };
-  double best = -2, best_ratio = 0;
-  for (int k = 0; k < o.candidates; ++k) {
-    const double s = static_cast<float>(o.alpha * w0 + k * (o.beta - o.alpha) * w0 / (o.candidates - 1));
-    const double g = pearson(at::matmul(fq(x, x0, 4), fq(w, s, 3).t()) + b);
-    if (g > best + 1e-12) {
-      best = g;
-      best_ratio = s / w0;
-    }
-  }
+  auto [best, best_ratio] = best_candidate(o, l.w0, [&](double s) {
+    return mean_pearson(l.ref, at::matmul(fq_sym(l.x, l.x0, 4), fq_sym(l.w, s, 3).t()) + l.b);
+  });
   EXPECT_NEAR(r.w_ratio, best_ratio, 1e-5);
 }
 
 TEST(IntervalSearch, CorrectedScoringMatchesAnExhaustiveLoopWithPerCandidateCorrection) {
   // Skewed inputs (as after GELU) give every candidate its own per-channel mean error; with
   // correct_in_search each candidate is scored after subtracting its own error.
-  torch::manual_seed(3);
-  at::Tensor w = at::randn({12, 20}), x = at::randn({8, 3, 20}).exp(), b = at::randn({12});
-  at::Tensor ref = at::matmul(x, w.t()) + b;
-  QuantPoint wq = sym_point(3, w), xq = sym_point(3, x);
-  const double w0 = wq.quantizer->scale.item<double>(), x0 = xq.quantizer->scale.item<double>();
-  IntervalSearchOptions o;
-  o.candidates = 15;
+  RandomLayer l = random_layer(3, true, 3);
+  IntervalSearchOptions o = quiet_grid(15);
   o.correct_in_search = true;
-  o.verbose = false;
-  at::Tensor bias = b.clone();
-  SearchedLayer r = search_linear(x, ref, w, bias, &wq, &xq, o);
-  auto fq = [](const at::Tensor& t, double s, int bits) {
-    const double hi = std::pow(2.0, bits - 1) - 1, lo = -std::pow(2.0, bits - 1);
-    return at::clamp(round_half_away(t / s), lo, hi) * s;
-  };
-  auto pearson = [&](const at::Tensor& y) {
-    double sum = 0;
-    for (int64_t n = 0; n < y.size(0); ++n) {
-      at::Tensor a = ref[n].flatten().to(at::kDouble), c = y[n].flatten().to(at::kDouble);
-      a = a - a.mean();
-      c = c - c.mean();
-      sum += ((a * c).sum() / (a.norm() * c.norm())).item<double>();
-    }
-    return sum / static_cast<double>(y.size(0));
-  };
+  at::Tensor bias = l.b.clone();
+  SearchedLayer r = search_linear(l.x, l.ref, l.w, bias, &l.wq, &l.xq, o);
+  // The layer's output with the mean error per output channel (against the float layer) removed.
+  auto corrected = [&](const at::Tensor& y) { return y - (y - l.ref).reshape({-1, 12}).mean(0); };
   // Weight side, the input at Δ_init: one forward and one correction per candidate.
-  double best = -2, best_ratio = 0, best_plain = -2;
-  for (int k = 0; k < o.candidates; ++k) {
-    const double s = static_cast<float>(o.alpha * w0 + k * (o.beta - o.alpha) * w0 / (o.candidates - 1));
-    at::Tensor y = at::matmul(fq(x, x0, 3), fq(w, s, 3).t()) + b;
-    at::Tensor err = (y - ref).reshape({-1, 12}).mean(0);
-    const double g = pearson(y - err);
-    best_plain = std::max(best_plain, pearson(y));
-    if (g > best + 1e-12) {
-      best = g;
-      best_ratio = s / w0;
-    }
-  }
+  auto weight_out = [&](double s) { return at::matmul(fq_sym(l.x, l.x0, 3), fq_sym(l.w, s, 3).t()) + l.b; };
+  auto [best, best_ratio] = best_candidate(o, l.w0, [&](double s) { return mean_pearson(l.ref, corrected(weight_out(s))); });
+  const double best_plain = best_candidate(o, l.w0, [&](double s) { return mean_pearson(l.ref, weight_out(s)); }).first;
   EXPECT_NEAR(r.w_ratio, best_ratio, 1e-5);
   // Then the input side with the chosen weight interval; the search's final objective is the
   // corrected score of the chosen pair.
-  const double ws = wq.quantizer->scale.item<double>();
-  double best_x = -2;
-  for (int k = 0; k < o.candidates; ++k) {
-    const double s = static_cast<float>(o.alpha * x0 + k * (o.beta - o.alpha) * x0 / (o.candidates - 1));
-    at::Tensor y = at::matmul(fq(x, s, 3), fq(w, ws, 3).t()) + b;
-    best_x = std::max(best_x, pearson(y - (y - ref).reshape({-1, 12}).mean(0)));
-  }
+  const double ws = l.wq.quantizer->scale.item<double>();
+  const double best_x = best_candidate(o, l.x0, [&](double s) {
+    return mean_pearson(l.ref, corrected(at::matmul(fq_sym(l.x, s, 3), fq_sym(l.w, ws, 3).t()) + l.b));
+  }).first;
   EXPECT_NEAR(r.objective_best, best_x, 1e-6);
   // The correction changes the scores here (else this test could not tell the two apart).
   EXPECT_GT(best - best_plain, 1e-4);
