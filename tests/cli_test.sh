@@ -164,6 +164,8 @@ expect_error "qtx_run on a bad image" "unsupported image format" "$RUN" --model 
 expect_error "unknown calibration method" "unknown calibration method 'nope'" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method nope --out "$T/q3"
 expect_error "mixed precision without liu" "needs --method liu" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --avg-bits 4 --calib 8 --out "$T/q3"
 expect_error "mixed precision bits out of range" "outside 2..8" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 1,4 --calib 8 --out "$T/q3"
+expect_error "correct-in-search without bias correction" "needs --method liu with its bias correction" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method liu --correct-in-search --no-bias-correction --calib 8 --out "$T/q3"
+expect_error "correct-in-search with easyquant" "needs --method liu with its bias correction" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method easyquant --correct-in-search --calib 8 --out "$T/q3"
 expect_error "liu on a recipe it cannot search" "no per-tensor signed symmetric quantizers" "$QTX" quantize --model "$VIT" --recipe fqvit-8-8-4 --method liu --calib 8 --out "$T/q3"
 expect_error "unknown observer override" "unknown observer 'nope'" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --observer nope --out "$T/q3"
 expect_ok "liu search with mixed precision" "method liu" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method liu --avg-bits 5 --mp-bits 4,8 --calib 8 --batch 8 --candidates 5 --mp-samples 8 --out "$T/liu" --threads 2

@@ -533,6 +533,10 @@ int main(int argc, char** argv) {
     if (*an) return cmd_analyze(aa);
     if (*stt) return cmd_stats(sa);
     if (*qz) {
+      // The option changes how Liu et al.'s bias correction scores candidates: without that
+      // correction it would do nothing, silently.
+      if (qo.calib_options.search.correct_in_search && (qo.method != "liu" || !qo.calib_options.search.bias_correction))
+        throw qtx::Error("--correct-in-search: needs --method liu with its bias correction (not --no-bias-correction)");
       auto r = qtx::quantize(qo);
       std::printf("recipe       %s, method %s\n", r.recipe_name.c_str(), qo.method.c_str());
       std::printf("quantizers   %d\n", r.quantizers);
