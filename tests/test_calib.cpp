@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <random>
+#include <set>
 
 #include "calib/interval_search.h"
 #include "calib/knapsack.h"
@@ -366,19 +367,58 @@ TEST(LiuMethod, DeterministicAndReloadsWithMixedPrecision) {
 
 TEST(MixedPrecision, ModulesAndTheirSensitivitySites) {
   qtx_test::TinyVitFixture fx("mp_modules");
-  for (bool msa_output : {false, true}) {
-    auto mods = precision_modules(*fx.model, msa_output);
+  for (SensitivityOn on : {SensitivityOn::Paper, SensitivityOn::ModuleOutput, SensitivityOn::ModelOutput}) {
+    auto mods = precision_modules(*fx.model, on);
     ASSERT_EQ(mods.size(), 4u);
     for (const auto& m : mods) {
       const std::string y = fx.model->sites().site(m.y_site).name;
-      if (!m.attention) EXPECT_TRUE(name_ends_with(y, "output.dense") && y.find(".attention.") == std::string::npos) << y;
-      else if (msa_output) EXPECT_TRUE(name_ends_with(y, "attention.output.dense")) << y;
+      if (on == SensitivityOn::ModelOutput) EXPECT_EQ(y, "classifier");
+      else if (!m.attention) EXPECT_TRUE(name_ends_with(y, "output.dense") && y.find(".attention.") == std::string::npos) << y;
+      else if (on == SensitivityOn::ModuleOutput) EXPECT_TRUE(name_ends_with(y, "attention.output.dense")) << y;
       else EXPECT_TRUE(name_ends_with(y, "softmax")) << y;
-      EXPECT_EQ(m.y_attention_map, m.attention && !msa_output);
+      EXPECT_EQ(m.y_attention_map, m.attention && on == SensitivityOn::Paper);
       // 32 hidden, 64 MLP: MSA holds 4·32·32 weights, MLP 2·32·64.
       EXPECT_EQ(m.weight_params, m.attention ? 4 * 32 * 32 : 2 * 32 * 64);
     }
+    EXPECT_EQ(sensitivity_on_from_name(sensitivity_on_name(on)), on);
   }
+  EXPECT_QTX_ERROR(sensitivity_on_from_name("logits"), "unknown sensitivity measure 'logits'");
+}
+
+// Ω on the model's output, recomputed by hand: module i alone quantized at b bits (MinMax), the
+// logits y and ŷ per sample, Ω = Σ_n ‖y_n‖₂ · ‖ŷ_n − y_n‖² (a 1×C matrix's nuclear norm is its norm).
+TEST(MixedPrecision, ModelOutputSensitivityMatchesLogitsByHand) {
+  qtx_test::TinyVitFixture fx("mp_logits");
+  std::vector<ModelInput> batches = {fx.data->batch({0, 1, 2, 3, 4, 5, 6, 7}), fx.data->batch({8, 9, 10, 11, 12})};
+  MixedPrecisionOptions o;
+  o.bits = {3, 5};
+  o.avg_bits = 4;
+  o.sensitivity_on = SensitivityOn::ModelOutput;
+  const Recipe base = Recipe::load("sym-w4a4");
+  MixedPrecisionPlan p = plan_mixed_precision(fx.model, base, batches, o);
+  ASSERT_EQ(p.modules.size(), 4u);
+  torch::NoGradGuard ng;
+  for (size_t k = 0; k < o.bits.size(); ++k) {
+    QuantizedModel qm(fx.model, recipe_with_module_bits(base, *fx.model, p.modules,
+                                                        std::vector<int>(p.modules.size(), o.bits[k]), false));
+    qm.calibrate(batches);
+    for (size_t i = 0; i < p.modules.size(); ++i) {
+      const std::set<int> mine(p.modules[i].sites.begin(), p.modules[i].sites.end());
+      double omega = 0;
+      for (const auto& in : batches) {
+        qm.set_mode(QuantMode::Float);
+        at::Tensor y = qm.model().logits(in).to(at::kDouble);
+        qm.set_mode(QuantMode::FakeQuant);
+        for (auto& pt : qm.points()) pt.enabled = mine.count(pt.site) > 0;
+        at::Tensor yq = qm.model().logits(in).to(at::kDouble);
+        for (auto& pt : qm.points()) pt.enabled = true;
+        omega += (y.norm(2, {1}) * (yq - y).pow(2).sum(1)).sum().item<double>();
+      }
+      EXPECT_GT(omega, 0) << p.modules[i].name;
+      EXPECT_NEAR(p.omega[i][k], omega, 1e-9 * omega) << p.modules[i].name << " at " << o.bits[k] << " bits";
+    }
+  }
+  EXPECT_EQ(plan_json(p)["sensitivity_on"], "model-output");
 }
 
 TEST(LiuMethod, UnknownMethodAndMisuse) {

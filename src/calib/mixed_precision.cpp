@@ -18,7 +18,23 @@
 
 namespace qtx {
 
-std::vector<PrecisionModule> precision_modules(const TransformerModel& model, bool msa_output) {
+SensitivityOn sensitivity_on_from_name(const std::string& name) {
+  if (name == "paper") return SensitivityOn::Paper;
+  if (name == "module-output") return SensitivityOn::ModuleOutput;
+  if (name == "model-output") return SensitivityOn::ModelOutput;
+  fail("mixed precision", "unknown sensitivity measure '" + name + "' (paper | module-output | model-output)");
+}
+
+std::string sensitivity_on_name(SensitivityOn on) {
+  switch (on) {
+    case SensitivityOn::ModuleOutput: return "module-output";
+    case SensitivityOn::ModelOutput: return "model-output";
+    default: return "paper";
+  }
+}
+
+std::vector<PrecisionModule> precision_modules(const TransformerModel& model, SensitivityOn on) {
+  const bool msa_output = on == SensitivityOn::ModuleOutput;
   std::map<std::pair<int, bool>, PrecisionModule> by;
   std::map<std::string, int64_t> numel;
   for (const auto& [name, t] : model.hf_parameters()) numel[name] = t.numel();
@@ -45,6 +61,18 @@ std::vector<PrecisionModule> precision_modules(const TransformerModel& model, bo
   }
   std::vector<PrecisionModule> out;
   for (auto& [k, m] : by) out.push_back(std::move(m));
+  if (on == SensitivityOn::ModelOutput) {
+    // The classifier is the model's last linear site; its logits are what every module is
+    // measured on (one row per sample, whose nuclear norm is its Euclidean norm).
+    if (!model.has_classifier()) fail("mixed precision", "measuring on the model's output needs a classification head");
+    int classifier = -1;
+    for (const auto& s : model.sites().sites())
+      if (s.kind == SiteKind::Linear && s.layer < 0) classifier = s.id;
+    for (auto& m : out) {
+      m.y_site = classifier;
+      m.y_attention_map = false;
+    }
+  }
   return out;
 }
 
@@ -59,8 +87,10 @@ const std::vector<Role>& module_roles(bool weights_only) {
   return weights_only ? w : all;
 }
 
-// Y of a module as per-sample matrices with padded tokens zeroed: MSA [B, H, T, T], MLP [B, T, C].
+// Y of a module as per-sample matrices with padded tokens zeroed: MSA [B, H, T, T], MLP [B, T, C],
+// the model's output [B, 1, C].
 at::Tensor masked_y(const at::Tensor& y, const ModelInput& in, bool attention) {
+  if (y.dim() == 2) return y.to(at::kDouble).unsqueeze(1);
   if (!in.attention_mask.defined()) return y.to(at::kDouble);
   at::Tensor v = in.attention_mask.to(at::kDouble);
   at::Tensor yd = y.to(at::kDouble);
@@ -100,7 +130,8 @@ MixedPrecisionPlan plan_mixed_precision(const std::shared_ptr<TransformerModel>&
   if ((o.avg_bits > 0) == (o.target_bytes > 0)) fail("mixed precision", "give exactly one of a target size and an average bit-width");
   torch::NoGradGuard ng;
   MixedPrecisionPlan p;
-  p.modules = precision_modules(*model, o.msa_output);
+  p.modules = precision_modules(*model, o.sensitivity_on);
+  p.sensitivity_on = o.sensitivity_on;
   p.bits = o.bits;
   p.omega.assign(p.modules.size(), std::vector<double>(o.bits.size(), 0.0));
   std::set<int> module_sites;
@@ -169,6 +200,8 @@ MixedPrecisionPlan plan_mixed_precision(const std::shared_ptr<TransformerModel>&
   std::snprintf(suffix, sizeof suffix, "-mp%lld", static_cast<long long>(p.chosen_bytes));
   p.recipe.name = base.name + suffix;
   p.recipe.description = base.description + "; mixed precision by nuclear-norm sensitivity (Liu et al.)";
+  if (o.sensitivity_on != SensitivityOn::Paper)
+    p.recipe.description += ", measured on " + sensitivity_on_name(o.sensitivity_on);
   return p;
 }
 
@@ -204,6 +237,7 @@ std::string plan_table(const MixedPrecisionPlan& p) {
 
 nlohmann::json plan_json(const MixedPrecisionPlan& p) {
   nlohmann::json j;
+  j["sensitivity_on"] = sensitivity_on_name(p.sensitivity_on);
   j["candidate_bits"] = p.bits;
   j["budget_bytes"] = p.budget_bytes;
   j["fixed_bytes"] = p.fixed_bytes;

@@ -1,8 +1,9 @@
 // Liu et al.'s mixed precision (methods.md §1): every MSA module and every MLP module gets one
 // bit-width for all its ops; module i's sensitivity at b bits is
 //   Ω_i(b) = Σ_n ‖Y_n‖_* · ‖Ŷ_n(b) − Y_n‖²_F
-// over calibration samples n, with Y the attention map (MSA) or the output feature (MLP), Ŷ the
-// same with only module i quantized at b bits (MinMax intervals). Bits are then chosen to
+// over calibration samples n, with Y the attention map (MSA) or the output feature (MLP) (or, as
+// options, every module's own output feature or the model's output), Ŷ the same with only module
+// i quantized at b bits (MinMax intervals). Bits are then chosen to
 // minimise ΣΩ under a weight-size budget by an exact multiple-choice knapsack.
 #pragma once
 #include <ATen/core/Tensor.h>
@@ -26,9 +27,16 @@ struct PrecisionModule {
   int64_t weight_params = 0;        // linear weights inside the module
 };
 
-// msa_output: measure an MSA module on its output projection's output (a feature like the
-// MLP's) instead of the attention map.
-std::vector<PrecisionModule> precision_modules(const TransformerModel& model, bool msa_output = false);
+// What Y, the output a module's sensitivity is measured on, is.
+enum class SensitivityOn {
+  Paper,         // Liu et al.: an MSA module's attention map, an MLP module's output feature
+  ModuleOutput,  // [option] every module's own output feature (MSA: its output projection's)
+  ModelOutput,   // [option] the model's output (the classifier's logits), for every module
+};
+SensitivityOn sensitivity_on_from_name(const std::string& name);  // "paper" | "module-output" | "model-output"
+std::string sensitivity_on_name(SensitivityOn on);
+
+std::vector<PrecisionModule> precision_modules(const TransformerModel& model, SensitivityOn on = SensitivityOn::Paper);
 
 // Sum of singular values of each trailing matrix of x ([..., R, C]) — the nuclear norm.
 at::Tensor nuclear_norms(const at::Tensor& x);
@@ -36,13 +44,14 @@ at::Tensor nuclear_norms(const at::Tensor& x);
 struct MixedPrecisionOptions {
   std::vector<int> bits = {4, 5, 6, 7, 8};   // candidate bit-widths
   bool weights_only = false;  // false: a module's bits apply to its weights and its inputs (Liu)
-  bool msa_output = false;    // MSA sensitivity on its output feature, not the attention map
+  SensitivityOn sensitivity_on = SensitivityOn::Paper;
   double avg_bits = 0;        // target: average weight bits over all quantized linear weights
   int64_t target_bytes = 0;   // or: total bytes of quantized linear weights (one of the two)
 };
 
 struct MixedPrecisionPlan {
   std::vector<PrecisionModule> modules;
+  SensitivityOn sensitivity_on = SensitivityOn::Paper;
   std::vector<int> bits;                        // candidate bits (columns of omega)
   std::vector<std::vector<double>> omega;       // [module][candidate]
   std::vector<int> chosen;                      // bits per module

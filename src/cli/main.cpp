@@ -397,8 +397,14 @@ int main(int argc, char** argv) {
   qz->add_option("--target-size", mp.target_bytes, "liu: mixed precision with this many bytes of linear weights")
       ->check(CLI::PositiveNumber);
   qz->add_option("--mp-bits", mp.bits, "liu: candidate bit-widths per module")->delimiter(',')->capture_default_str();
-  qz->add_flag("--mp-msa-output", mp.msa_output,
-               "liu: measure an MSA module's sensitivity on its output feature, not its attention map (comparable with the MLP's)");
+  bool mp_msa_output = false, mp_model_output = false;
+  auto* msa_out = qz->add_flag("--mp-msa-output", mp_msa_output,
+                               "liu: measure an MSA module's sensitivity on its output feature, not its attention map "
+                               "(comparable with the MLP's) [not the paper's]");
+  qz->add_flag("--mp-model-output", mp_model_output,
+               "liu: measure every module's sensitivity on the model's output (the classifier's logits), "
+               "where its error ends up [not the paper's]")
+      ->excludes(msa_out);
   qz->add_flag("--mp-weights-only", mp.weights_only, "liu: module bit-widths apply to weights only (inputs keep the recipe's bits)");
   qz->add_option("--mp-samples", qo.calib_options.mp_samples, "liu: calibration samples for the sensitivity (whole batches)")
       ->check(CLI::PositiveNumber)->capture_default_str();
@@ -408,6 +414,8 @@ int main(int argc, char** argv) {
     so.bias_correction = !no_bias;
     so.seed = qo.seed;
     qo.calib_options.mixed = mp.avg_bits > 0 || mp.target_bytes > 0;
+    mp.sensitivity_on = mp_model_output ? qtx::SensitivityOn::ModelOutput
+                        : mp_msa_output ? qtx::SensitivityOn::ModuleOutput : qtx::SensitivityOn::Paper;
   });
 
   qtx::PredictOptions po;
@@ -537,6 +545,10 @@ int main(int argc, char** argv) {
       // correction it would do nothing, silently.
       if (qo.calib_options.search.correct_in_search && (qo.method != "liu" || !qo.calib_options.search.bias_correction))
         throw qtx::Error("--correct-in-search: needs --method liu with its bias correction (not --no-bias-correction)");
+      // Mixed-precision settings without a target would be ignored, silently.
+      for (const char* opt : {"--mp-bits", "--mp-msa-output", "--mp-model-output", "--mp-weights-only", "--mp-samples"})
+        if (qz->count(opt) > 0 && !qo.calib_options.mixed)
+          throw qtx::Error(std::string(opt) + ": only applies to mixed precision (--avg-bits or --target-size)");
       auto r = qtx::quantize(qo);
       std::printf("recipe       %s, method %s\n", r.recipe_name.c_str(), qo.method.c_str());
       std::printf("quantizers   %d\n", r.quantizers);
