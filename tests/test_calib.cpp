@@ -421,6 +421,17 @@ TEST(MixedPrecision, ModelOutputSensitivityMatchesLogitsByHand) {
   EXPECT_EQ(plan_json(p)["sensitivity_on"], "model-output");
 }
 
+// BERT checkpoints may carry an MLM head next to the classifier: the model's output is the
+// classifier's, which is what the classification forward pass reaches.
+TEST(MixedPrecision, ModelOutputIsTheClassifierEvenWithAnMlmHead) {
+  auto both = create_model(qtx_test::tiny_bert_config(), ModelHeads{true, true});
+  auto mods = precision_modules(*both, SensitivityOn::ModelOutput);
+  ASSERT_EQ(mods.size(), 4u);
+  for (const auto& m : mods) EXPECT_EQ(both->sites().site(m.y_site).name, "classifier");
+  auto mlm = create_model(qtx_test::tiny_bert_config(), ModelHeads{false, true});
+  EXPECT_QTX_ERROR(precision_modules(*mlm, SensitivityOn::ModelOutput), "needs a classification head");
+}
+
 TEST(LiuMethod, UnknownMethodAndMisuse) {
   EXPECT_QTX_ERROR(calibration_method("nope"), "known: easyquant, liu, observer");
   qtx_test::TinyVitFixture fx("liu_misuse");

@@ -14,19 +14,6 @@ namespace F = torch::nn::functional;
 
 namespace {
 
-ModelConfig tiny_bert_config() {
-  ModelConfig c;
-  c.model_type = "bert";
-  c.hidden_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.intermediate_size = 48;
-  c.vocab_size = 50;
-  c.max_position_embeddings = 16;
-  c.type_vocab_size = 2;
-  c.id2label = {"x", "y"};
-  return c;
-}
 
 // Random (not transformers-initialised) weights so LayerNorm/bias paths all matter.
 std::shared_ptr<TransformerModel> random_model(const ModelConfig& c, ModelHeads heads = {}) {
@@ -133,7 +120,7 @@ TEST(Vit, WrongImageShapeIsAClearError) {
 }
 
 TEST(Bert, ClassifierAndMlmMatchTransformersFormulas) {
-  auto m = random_model(tiny_bert_config(), ModelHeads{true, true});
+  auto m = random_model(qtx_test::tiny_bert_config(), ModelHeads{true, true});
   torch::NoGradGuard ng;
   ModelInput in = bert_batch();
   at::Tensor h = reference_bert_encoder(*m, in.input_ids, in.attention_mask);
@@ -155,7 +142,7 @@ TEST(Bert, ClassifierAndMlmMatchTransformersFormulas) {
 }
 
 TEST(Bert, PaddingDoesNotChangeLogits) {
-  auto m = random_model(tiny_bert_config());
+  auto m = random_model(qtx_test::tiny_bert_config());
   torch::NoGradGuard ng;
   ModelInput batch = bert_batch();
   ModelInput alone = pad_token_batch({{2, 8, 10, 12, 3}}, 0);
@@ -164,7 +151,7 @@ TEST(Bert, PaddingDoesNotChangeLogits) {
 }
 
 TEST(Bert, TooLongOrOutOfVocabInputIsAClearError) {
-  auto m = random_model(tiny_bert_config());
+  auto m = random_model(qtx_test::tiny_bert_config());
   ModelInput in;
   in.input_ids = at::full({1, 20}, 5, at::kLong);
   EXPECT_QTX_ERROR(m->logits(in), "max_position_embeddings");
@@ -191,7 +178,7 @@ TEST(Sites, NamesFollowTransformersModulePaths) {
   EXPECT_EQ(s.site(s.find("vit.encoder.layer.1.layernorm_before")).layer, 1);
   EXPECT_EQ(s.site(s.find("vit.encoder.layer.1.layernorm_before")).kind, SiteKind::LayerNorm);
 
-  auto bert = random_model(tiny_bert_config(), ModelHeads{true, true});
+  auto bert = random_model(qtx_test::tiny_bert_config(), ModelHeads{true, true});
   for (const char* n : {"bert.embeddings.word_embeddings", "bert.embeddings.LayerNorm",
                         "bert.encoder.layer.1.attention.self.key", "bert.encoder.layer.1.attention.output.LayerNorm",
                         "bert.encoder.layer.0.output.residual", "bert.pooler.dense", "classifier",
@@ -234,7 +221,7 @@ TEST(Sites, HooksSeeAndTransformWithoutModelEdits) {
 
 TEST(Checkpoint, SaveLoadRoundTripAndMismatches) {
   std::string d = qtx_test::temp_dir("ckpt");
-  auto m = random_model(tiny_bert_config(), ModelHeads{true, true});
+  auto m = random_model(qtx_test::tiny_bert_config(), ModelHeads{true, true});
   save_model(*m, d + "/ok");
   auto r = load_model(d + "/ok");
   ModelInput in = bert_batch();

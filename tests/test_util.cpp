@@ -40,4 +40,18 @@ qtx::ModelConfig tiny_vit_config() {
   return c;
 }
 
+qtx::ModelConfig tiny_bert_config() {
+  qtx::ModelConfig c;
+  c.model_type = "bert";
+  c.hidden_size = 32;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.intermediate_size = 48;
+  c.vocab_size = 50;
+  c.max_position_embeddings = 16;
+  c.type_vocab_size = 2;
+  c.id2label = {"x", "y"};
+  return c;
+}
+
 }  // namespace qtx_test

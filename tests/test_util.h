@@ -18,6 +18,7 @@ void write_bytes(const std::string& path, const std::string& bytes);
 std::string read_bytes(const std::string& path);
 // A 2-layer ViT for 8x8 grayscale images, 3 labels (hidden 32, 2 heads, MLP 64, patch 4).
 qtx::ModelConfig tiny_vit_config();
+qtx::ModelConfig tiny_bert_config();  // 2 layers, 32 hidden, vocabulary of 50, labels x and y
 
 }  // namespace qtx_test
 

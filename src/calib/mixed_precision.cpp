@@ -62,12 +62,11 @@ std::vector<PrecisionModule> precision_modules(const TransformerModel& model, Se
   std::vector<PrecisionModule> out;
   for (auto& [k, m] : by) out.push_back(std::move(m));
   if (on == SensitivityOn::ModelOutput) {
-    // The classifier is the model's last linear site; its logits are what every module is
-    // measured on (one row per sample, whose nuclear norm is its Euclidean norm).
-    if (!model.has_classifier()) fail("mixed precision", "measuring on the model's output needs a classification head");
-    int classifier = -1;
-    for (const auto& s : model.sites().sites())
-      if (s.kind == SiteKind::Linear && s.layer < 0) classifier = s.id;
+    // The classifier's logits are what every module is measured on (one row per sample, whose
+    // nuclear norm is its Euclidean norm). Not "the last linear site": BERT checkpoints may also
+    // carry an MLM head, which the classification forward pass never reaches.
+    const int classifier = model.has_classifier() ? model.sites().find("classifier") : -1;
+    if (classifier < 0) fail("mixed precision", "measuring on the model's output needs a classification head ('classifier')");
     for (auto& m : out) {
       m.y_site = classifier;
       m.y_attention_map = false;
