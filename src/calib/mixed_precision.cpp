@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -128,6 +129,7 @@ MixedPrecisionPlan plan_mixed_precision(const std::shared_ptr<TransformerModel>&
     if (b < 2 || b > 8) fail("mixed precision", "candidate bit-width " + std::to_string(b) + " is outside 2..8");
   if ((o.avg_bits > 0) == (o.target_bytes > 0)) fail("mixed precision", "give exactly one of a target size and an average bit-width");
   torch::NoGradGuard ng;
+  const auto t_start = std::chrono::steady_clock::now();
   MixedPrecisionPlan p;
   p.modules = precision_modules(*model, o.sensitivity_on);
   p.sensitivity_on = o.sensitivity_on;
@@ -175,7 +177,8 @@ MixedPrecisionPlan plan_mixed_precision(const std::shared_ptr<TransformerModel>&
       p.omega[i][k] = omega;
     }
     for (auto& pt : qm.points()) pt.enabled = true;
-    std::fprintf(stderr, "[mixed] sensitivity at %d bits measured for %zu modules\n", b, p.modules.size());
+    std::fprintf(stderr, "[mixed] sensitivity at %d bits measured for %zu modules (%.1f s so far)\n", b, p.modules.size(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count());
   }
   // Knapsack over modules: cost in weight bits, budget what the target leaves after fixed layers.
   std::vector<std::vector<int64_t>> cost(p.modules.size());
