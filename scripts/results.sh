@@ -211,6 +211,7 @@ liu_section() {
         method_row "MinMax, calibration seed $s" $model $r "$fp" minmax-s$s --method observer --seed $s
         method_row "Liu: Pearson + ranking + bias correction, calibration seed $s" $model $r "$fp" liu-s$s --method liu --seed $s
         method_row "Liu, bias correction inside the search, calibration seed $s" $model $r "$fp" liu-cis-s$s --method liu --correct-in-search --seed $s
+        method_row "Liu, mixed precision at W4 size on the model's output, calibration seed $s" $model $r "$fp" liu-mp4m-s$s --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-model-output --seed $s
       done
     fi
   done
@@ -218,7 +219,9 @@ liu_section() {
   method_row "Liu, mixed precision at W4 size, weights only" $model sym-w4a4 "$fp" liu-mp4w --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-weights-only
   method_row "Liu, mixed precision at W4 size, MSA on its output feature" $model sym-w4a4 "$fp" liu-mp4o --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-msa-output
   method_row "Liu, mixed precision at W4 size, weights only, MSA on its output feature" $model sym-w4a4 "$fp" liu-mp4wo --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-weights-only --mp-msa-output
+  method_row "Liu, mixed precision at W4 size, every module on the model's output" $model sym-w4a4 "$fp" liu-mp4m --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-model-output
   method_row "Liu, mixed precision at W6 size (bits 4..8)" $model sym-w6a6 "$fp" liu-mp6 --method liu --avg-bits 6
+  method_row "Liu, mixed precision at W6 size, every module on the model's output" $model sym-w6a6 "$fp" liu-mp6m --method liu --avg-bits 6 --mp-model-output
   [ "$(basename $model)" != vit-fmnist ] || probe_section $model "$fp"
   local m=$(basename $model) mp4 mp6
   [ -z "$LISTING" ] || return 0
@@ -231,6 +234,15 @@ liu_section() {
   echo
   echo "Mixed precision: Pareto frontiers [at W4 size](plots/$m/pareto_w4.svg), [at W6 size](plots/$m/pareto_w6.svg);"
   echo "chosen bits per module:"
+  echo
+  echo '```'
+  cat "${mp4%.row}.mixed_precision.txt"
+  echo '```'
+  # The same budget with every module measured on the model's output (--mp-model-output).
+  mp4=$(row_file $m-sym-w4a4-liu-mp4m $m-sym-w4a4-liu-mp4m $model --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-model-output)
+  [ -s "$mp4" ] || return 0
+  echo
+  echo "The same budget with every module measured on the model's output (\`--mp-model-output\`, not the paper's Ω; docs/CALIBRATION.md):"
   echo
   echo '```'
   cat "${mp4%.row}.mixed_precision.txt"
@@ -512,8 +524,9 @@ targets_section() {
   # Context for the W4A4, W3A4 and mixed-precision lines, not targets: the same models on the
   # training images outside the calibration sample, six times the test split (the FP model was
   # trained on them, so its accuracy there is higher).
-  local mp_variants=("mp4 paper's" "mp4w weights-only" "mp4o MSA-on-output" "mp4wo weights-only,MSA-on-output")
-  mp_flags() { case $1 in mp4w) echo --mp-weights-only ;; mp4o) echo --mp-msa-output ;; mp4wo) echo --mp-weights-only --mp-msa-output ;; esac; }
+  local mp_variants=("mp4 paper's" "mp4w weights-only" "mp4o MSA-on-output" "mp4wo weights-only,MSA-on-output" "mp4m model-output")
+  mp_flags() { case $1 in mp4w) echo --mp-weights-only ;; mp4o) echo --mp-msa-output ;; mp4wo) echo --mp-weights-only --mp-msa-output ;;
+                          mp4m) echo --mp-model-output ;; esac; }
   pf=$(HELDOUT=1 pred_of fp $model)
   for r in sym-w4a4 sym-w3a4; do
     for v in "${variants[@]}"; do
@@ -554,6 +567,17 @@ targets_section() {
     pd=$(pred_of $m-sym-w4a4-liu-$1 $model --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 "${extra[@]}")
     ci=$(paired_ci diff "$pd" "$pc")
     target_line "Liu et al. mixed precision at W4 size (${2//,/, } Ω) beats uniform W4A4" "$(is "$d > $c")" \
+      "$(printf 'mixed %.2f, uniform Liu W4A4 %.2f' $d $c)${ci:+ (difference 95 % interval $ci points)}"
+  done
+  # The mix on the logits against uniform W4A4 on the two other calibration samples.
+  for s in 1 2; do
+    c=$(acc_of $m-sym-w4a4-liu-s$s $model --recipe sym-w4a4 --method liu --seed $s)
+    d=$(acc_of $m-sym-w4a4-liu-mp4m-s$s $model --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-model-output --seed $s)
+    pending "Liu et al. mixed precision at W4 size (model-output Ω) beats uniform W4A4, both calibrated on seed $s" $d $c && continue
+    pc=$(pred_of $m-sym-w4a4-liu-s$s $model --recipe sym-w4a4 --method liu --seed $s)
+    pd=$(pred_of $m-sym-w4a4-liu-mp4m-s$s $model --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-model-output --seed $s)
+    ci=$(paired_ci diff "$pd" "$pc")
+    target_line "Liu et al. mixed precision at W4 size (model-output Ω) beats uniform W4A4, both calibrated on seed $s" "$(is "$d > $c")" \
       "$(printf 'mixed %.2f, uniform Liu W4A4 %.2f' $d $c)${ci:+ (difference 95 % interval $ci points)}"
   done
 }

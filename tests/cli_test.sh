@@ -166,12 +166,17 @@ expect_error "mixed precision without liu" "needs --method liu" "$QTX" quantize 
 expect_error "mixed precision bits out of range" "outside 2..8" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 1,4 --calib 8 --out "$T/q3"
 expect_error "correct-in-search without bias correction" "needs --method liu with its bias correction" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method liu --correct-in-search --no-bias-correction --calib 8 --out "$T/q3"
 expect_error "correct-in-search with easyquant" "needs --method liu with its bias correction" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method easyquant --correct-in-search --calib 8 --out "$T/q3"
+expect_error "mixed-precision option without a target" "only applies to mixed precision" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method liu --mp-model-output --calib 8 --out "$T/q3"
+expect_error "two sensitivity measures at once" "excludes" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method liu --avg-bits 4 --mp-model-output --mp-msa-output --calib 8 --out "$T/q3"
 expect_error "liu on a recipe it cannot search" "no per-tensor signed symmetric quantizers" "$QTX" quantize --model "$VIT" --recipe fqvit-8-8-4 --method liu --calib 8 --out "$T/q3"
 expect_error "unknown observer override" "unknown observer 'nope'" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --observer nope --out "$T/q3"
 expect_ok "liu search with mixed precision" "method liu" "$QTX" quantize --model "$VIT" --recipe sym-w4a4 --method liu --avg-bits 5 --mp-bits 4,8 --calib 8 --batch 8 --candidates 5 --mp-samples 8 --out "$T/liu" --threads 2
 for f in mixed_precision.txt mixed_precision.json mixed_precision.svg; do
   if [[ -s "$T/liu/$f" ]]; then echo "ok:   liu wrote $f"; else echo "FAIL: liu did not write $f"; fails=$((fails + 1)); fi
 done
+# Ω on the logits of a checkpoint that also carries an MLM head (its decoder is never reached).
+expect_ok "mixed precision on the model's output (BERT)" "method liu" "$QTX" quantize --model "$BERT" --recipe sym-w4a4 --method liu --avg-bits 5 --mp-bits 4,8 --mp-model-output --calib 8 --batch 8 --candidates 5 --mp-samples 8 --out "$T/liu-bert" --threads 2
+if grep -q '"sensitivity_on": "model-output"' "$T/liu-bert/mixed_precision.json" 2>/dev/null; then echo "ok:   its plan records the measure"; else echo "FAIL: mixed_precision.json lacks sensitivity_on model-output"; fails=$((fails + 1)); fi
 expect_ok "eval a liu artifact" "accuracy" "$QTX" eval --model "$T/liu" --limit 64 --threads 2
 # calibration.json records the sample and the method's settings as the method ran them;
 # --outside-calib reads it (a seed other than the defaults, so a reader ignoring it would fail).
