@@ -19,13 +19,6 @@
 
 namespace qtx {
 
-SensitivityOn sensitivity_on_from_name(const std::string& name) {
-  if (name == "paper") return SensitivityOn::Paper;
-  if (name == "module-output") return SensitivityOn::ModuleOutput;
-  if (name == "model-output") return SensitivityOn::ModelOutput;
-  fail("mixed precision", "unknown sensitivity measure '" + name + "' (paper | module-output | model-output)");
-}
-
 std::string sensitivity_on_name(SensitivityOn on) {
   switch (on) {
     case SensitivityOn::ModuleOutput: return "module-output";

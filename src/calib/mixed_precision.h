@@ -33,8 +33,7 @@ enum class SensitivityOn {
   ModuleOutput,  // [option] every module's own output feature (MSA: its output projection's)
   ModelOutput,   // [option] the model's output (the classifier's logits), for every module
 };
-SensitivityOn sensitivity_on_from_name(const std::string& name);  // "paper" | "module-output" | "model-output"
-std::string sensitivity_on_name(SensitivityOn on);
+std::string sensitivity_on_name(SensitivityOn on);  // "paper" | "module-output" | "model-output"
 
 std::vector<PrecisionModule> precision_modules(const TransformerModel& model, SensitivityOn on = SensitivityOn::Paper);
 

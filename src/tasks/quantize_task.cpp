@@ -57,7 +57,6 @@ std::string calibration_record(const QuantizeOptions& o, const CalibrationMethod
     if (mp.target_bytes > 0) m["target_bytes"] = mp.target_bytes;
     m["bits"] = mp.bits;
     m["weights_only"] = mp.weights_only;
-    m["msa_output"] = mp.sensitivity_on == SensitivityOn::ModuleOutput;
     m["sensitivity_on"] = sensitivity_on_name(mp.sensitivity_on);
     m["mp_samples"] = o.calib_options.mp_samples;  // the option (whole batches of the sample are used)
     j["mixed_precision"] = m;
