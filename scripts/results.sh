@@ -239,13 +239,14 @@ liu_section() {
   cat "${mp4%.row}.mixed_precision.txt"
   echo '```'
   # The same budget with every module measured on the model's output (--mp-model-output).
-  mp4=$(row_file $m-sym-w4a4-liu-mp4m $m-sym-w4a4-liu-mp4m $model --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-model-output)
-  [ -s "$mp4" ] || return 0
+  local mp4m
+  mp4m=$(row_file $m-sym-w4a4-liu-mp4m $m-sym-w4a4-liu-mp4m $model --recipe sym-w4a4 --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-model-output)
+  [ -s "$mp4m" ] || return 0
   echo
   echo "The same budget with every module measured on the model's output (\`--mp-model-output\`, not the paper's Ω; docs/CALIBRATION.md):"
   echo
   echo '```'
-  cat "${mp4%.row}.mixed_precision.txt"
+  cat "${mp4m%.row}.mixed_precision.txt"
   echo '```'
 }
 
