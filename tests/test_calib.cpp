@@ -224,6 +224,41 @@ TEST(IntervalSearch, CorrectedScoringMatchesAnExhaustiveLoopWithPerCandidateCorr
   EXPECT_TRUE(r.bias_corrected);
 }
 
+TEST(IntervalSearch, LaterRoundsScoreWithTheEarlierRoundsCorrection) {
+  // The paper corrects the bias after each search iteration: with 2 rounds, round 2 scores its
+  // candidates with round 1's correction in the bias, and the final bias is the original one
+  // minus the error at the final intervals (the corrections do not pile up).
+  RandomLayer l = random_layer(3, true, 3);
+  IntervalSearchOptions o = quiet_grid(15);
+  o.rounds = 2;
+  at::Tensor bias = l.b.clone();
+  SearchedLayer r = search_linear(l.x, l.ref, l.w, bias, &l.wq, &l.xq, o);
+  auto out = [&](double ws, double xs, const at::Tensor& b) { return at::matmul(fq_sym(l.x, xs, 3), fq_sym(l.w, ws, 3).t()) + b; };
+  auto error = [&](double ws, double xs) { return (out(ws, xs, l.b) - l.ref).reshape({-1, 12}).mean(0); };
+  // The grid's best scale (first of equal maxima) for one side.
+  auto best_scale = [&](double d0, auto score) {
+    double best = -2, scale = 0;
+    for (int k = 0; k < o.candidates; ++k) {
+      const double s = candidate(o, d0, k), g = score(s);
+      if (g > best + 1e-12) best = g, scale = s;
+    }
+    return std::make_pair(best, scale);
+  };
+  // Round 1 with the original bias, then the correction, then round 2 with the corrected bias.
+  const double w1 = best_scale(l.w0, [&](double s) { return mean_pearson(l.ref, out(s, l.x0, l.b)); }).second;
+  const double x1 = best_scale(l.x0, [&](double s) { return mean_pearson(l.ref, out(w1, s, l.b)); }).second;
+  const at::Tensor b1 = l.b - error(w1, x1);
+  const double w2 = best_scale(l.w0, [&](double s) { return mean_pearson(l.ref, out(s, x1, b1)); }).second;
+  auto [best2, x2] = best_scale(l.x0, [&](double s) { return mean_pearson(l.ref, out(w2, s, b1)); });
+  EXPECT_NEAR(r.w_ratio, w2 / l.w0, 1e-6);
+  EXPECT_NEAR(r.x_ratio, x2 / l.x0, 1e-6);
+  EXPECT_NEAR(r.objective_best, best2, 1e-6);
+  EXPECT_TRUE(at::allclose(bias, l.b - error(w2, x2), 1e-5, 1e-5)) << bias - (l.b - error(w2, x2));
+  // Round 2 without the correction would score differently (else this test could not tell).
+  const double plain2 = best_scale(l.x0, [&](double s) { return mean_pearson(l.ref, out(w2, s, l.b)); }).first;
+  EXPECT_GT(std::fabs(best2 - plain2), 1e-5);
+}
+
 TEST(IntervalSearch, BiasCorrectionRemovesAPlantedConstantError) {
   // Inputs all 0.3 with Δ_X = 1 round to 0: the quantized layer loses 0.3·Σ_k W[o,k] on every
   // output channel, the same on every sample. Correction must put exactly that into the bias.

@@ -197,7 +197,8 @@ void set_masks(const Unit& u, const ModelInput& in, Block* b) {
 
 class Search {
  public:
-  Search(const Unit& u, std::vector<Block>& blocks, const IntervalSearchOptions& o) : u_(u), blocks_(blocks), o_(o) {}
+  Search(const Unit& u, std::vector<Block>& blocks, const IntervalSearchOptions& o)
+      : u_(u), blocks_(blocks), o_(o), bias0_(u.bias.defined() ? u.bias.clone() : at::Tensor()) {}
 
   // Objective of each candidate scale for one side, the other side as currently quantized.
   at::Tensor evaluate(bool weight_side, const at::Tensor& cands) {
@@ -275,7 +276,11 @@ class Search {
     *init = sw ? evaluate(true, at::full({1}, w0, at::kFloat)).item<double>()
                : evaluate(false, at::full({1}, x0, at::kFloat)).item<double>();
     double best = *init;
-    for (int r = 0; r < o_.rounds; ++r)
+    for (int r = 0; r < o_.rounds; ++r) {
+      // The paper corrects the bias after each search iteration: a later round scores its
+      // candidates with the previous round's correction in the output. (With correct_in_search
+      // every candidate already carries its own; the caller makes the final correction.)
+      if (r > 0 && corrects_between_rounds()) correct_bias();
       for (int s = 0; s < 2; ++s) {
         const bool wside = s == 0;
         if (!(wside ? sw : sx)) continue;
@@ -288,10 +293,18 @@ class Search {
         p->quantizer->scale = cands.slice(0, k, k + 1).clone();
         *(wside ? w_ratio : x_ratio) = cands[k].item<double>() / d0;
       }
+    }
     return best;
   }
 
-  // E[Ô − O] per output channel, with O the float layer on the same inputs (methods.md §1).
+  bool corrects_between_rounds() const {
+    return o_.bias_correction && !o_.correct_in_search && u_.bias.defined() &&
+           (u_.kind == UnitKind::Linear || u_.kind == UnitKind::Patch);
+  }
+
+  // Sets the bias to its value before the search minus E[Ô − O] per output channel, with O the
+  // float layer on the same inputs (methods.md §1). The error does not depend on the bias (it is
+  // in both outputs), so correcting again after another round replaces the earlier correction.
   void correct_bias() {
     const int64_t out = u_.weight.size(0);
     at::Tensor err = at::zeros({out}, at::kDouble), cnt = at::zeros({out}, at::kDouble);
@@ -299,7 +312,7 @@ class Search {
       at::Tensor yq = forward(u_, side(u_.x, b.x, nullptr), side(u_.w, u_.weight, nullptr))[0];
       add_errors(yq, forward(u_, b.x.unsqueeze(0), u_.weight.unsqueeze(0))[0], b.mask, err, cnt);
     }
-    u_.bias.sub_((err / cnt.clamp_min(1)).to(u_.bias.scalar_type()));
+    u_.bias.copy_(bias0_ - (err / cnt.clamp_min(1)).to(u_.bias.scalar_type()));
   }
 
   // Adds the masked per-channel sums of yq − yf ([..., out]) to err and the real tokens to cnt
@@ -316,6 +329,7 @@ class Search {
   const Unit& u_;
   std::vector<Block>& blocks_;
   const IntervalSearchOptions& o_;
+  const at::Tensor bias0_;  // the bias before any correction
 };
 
 // Tokens a batch feeds the encoder: real wordpieces, or patches + CLS per image.
