@@ -199,18 +199,20 @@ liu_section() {
     method_row "Liu: Pearson + ranking + bias correction" $model $r "$fp" liu --method liu
     # Each candidate interval scored with its own bias correction (docs/CALIBRATION.md), where
     # vit-fmnist has its targets.
+    # And 3 rounds (methods.md: also try R = 3), where vit-fmnist has its targets.
     case $r-$(basename $model) in sym-w4a4-vit-fmnist|sym-w3a4-vit-fmnist)
-      method_row "Liu, bias correction inside the search (--correct-in-search)" $model $r "$fp" liu-cis --method liu --correct-in-search ;;
+      method_row "Liu, bias correction inside the search (--correct-in-search)" $model $r "$fp" liu-cis --method liu --correct-in-search
+      method_row "Liu, 3 rounds (methods.md: also try R = 3)" $model $r "$fp" liu-r3 --method liu --rounds 3 ;;
     esac
-    # Two more settings behind vit-fmnist's W4A4 target (BERT has none; these cost 2–4 rows each).
+    # One more setting behind vit-fmnist's W4A4 target (BERT has none; it costs 2–4 rows).
     if [ $r = sym-w4a4 ] && [ "$(basename $model)" = vit-fmnist ]; then
-      method_row "Liu, 3 rounds (methods.md: also try R = 3)" $model $r "$fp" liu-r3 --method liu --rounds 3
       method_row "Liu, candidates scored on all calibration tokens" $model $r "$fp" liu-all --method liu --search-tokens 0
       # The same comparison on two other calibration samples (--seed): is the shortfall noise?
       for s in 1 2; do
         method_row "MinMax, calibration seed $s" $model $r "$fp" minmax-s$s --method observer --seed $s
         method_row "Liu: Pearson + ranking + bias correction, calibration seed $s" $model $r "$fp" liu-s$s --method liu --seed $s
         method_row "Liu, bias correction inside the search, calibration seed $s" $model $r "$fp" liu-cis-s$s --method liu --correct-in-search --seed $s
+        method_row "Liu, 3 rounds, calibration seed $s" $model $r "$fp" liu-r3-s$s --method liu --rounds 3 --seed $s
         method_row "Liu, mixed precision at W4 size on the model's output, calibration seed $s" $model $r "$fp" liu-mp4m-s$s --method liu --avg-bits 4 --mp-bits 3,4,5,6,8 --mp-model-output --seed $s
       done
     fi
@@ -495,8 +497,9 @@ targets_section() {
   # Per-sample outcomes of the rows below, for the bootstrap intervals (paired_ci).
   local pf pa pb pc pd ci
   pf=$(pred_of fp $model)
-  # Liu et al. as the default runs it, and with the bias correction inside the search.
-  local variants=("liu|Liu et al.|" "liu-cis|Liu et al. with --correct-in-search|--correct-in-search") v tag who flag
+  # Liu et al. as the default runs it, with the bias correction inside the search, and with 3 rounds.
+  local variants=("liu|Liu et al.|" "liu-cis|Liu et al. with --correct-in-search|--correct-in-search"
+                  "liu-r3|Liu et al. with --rounds 3|--rounds 3") v tag who flag
   for r in sym-w4a4 sym-w3a4; do
     for v in "${variants[@]}"; do
       IFS='|' read -r tag who flag <<<"$v"
@@ -540,15 +543,19 @@ targets_section() {
       [ -z "$pb" ] || [ -z "$pc" ] ||
         heldout_diff_line "Context: $r $who vs Percentile, on those images" Liu "$pc" Percentile "$pb"
     done
-    # The two searches side by side, on the test split and on the held-out images.
+    # Each other setting side by side with the default search, on the test split and on the
+    # held-out images.
     local set sa sb where
-    for set in "" 1; do
-      sa=$(HELDOUT=$set pred_of $m-$r-liu-cis $model --recipe $r --method liu --correct-in-search)
-      sb=$(HELDOUT=$set pred_of $m-$r-liu $model --recipe $r --method liu)
-      where="test split"
-      [ -z "$set" ] || where="training images outside the calibration sample"
-      [ -z "$sa" ] || [ -z "$sb" ] ||
-        heldout_diff_line "Context: $r, --correct-in-search vs the default search, on the $where" "in search" "$sa" default "$sb"
+    for v in "${variants[@]:1}"; do
+      IFS='|' read -r tag who flag <<<"$v"
+      for set in "" 1; do
+        sa=$(HELDOUT=$set pred_of $m-$r-$tag $model --recipe $r --method liu $flag)
+        sb=$(HELDOUT=$set pred_of $m-$r-liu $model --recipe $r --method liu)
+        where="test split"
+        [ -z "$set" ] || where="training images outside the calibration sample"
+        [ -z "$sa" ] || [ -z "$sb" ] ||
+          heldout_diff_line "Context: $r, $flag vs the default search, on the $where" "${flag#--}" "$sa" default "$sb"
+      done
     done
   done
   pc=$(HELDOUT=1 pred_of $m-sym-w4a4-liu $model --recipe sym-w4a4 --method liu)

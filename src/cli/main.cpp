@@ -385,7 +385,7 @@ int main(int argc, char** argv) {
   qz->add_option("--beta", so.beta, "liu/easyquant: largest candidate interval, × Δ_init")->capture_default_str();
   qz->add_option("--candidates", so.candidates, "liu/easyquant: candidate intervals per search")
       ->check(CLI::PositiveNumber)->capture_default_str();
-  qz->add_option("--rounds", so.rounds, "liu/easyquant: alternating weight/input search rounds")
+  qz->add_option("--rounds", so.rounds, "liu/easyquant: alternating weight/input search rounds (liu corrects the bias after each round)")
       ->check(CLI::PositiveNumber)->capture_default_str();
   qz->add_option("--search-tokens", so.search_tokens,
                  "liu/easyquant: score candidates on the first calibration batches holding this many tokens (0 = all; "
