@@ -234,10 +234,11 @@ class Search {
     return obj;
   }
 
-  bool corrects_in_search() const {
-    return o_.bias_correction && o_.correct_in_search && u_.bias.defined() &&
-           (u_.kind == UnitKind::Linear || u_.kind == UnitKind::Patch);
+  // Whether this layer's bias is corrected (a linear layer or the patch projection with a bias).
+  bool corrects_bias() const {
+    return o_.bias_correction && u_.bias.defined() && (u_.kind == UnitKind::Linear || u_.kind == UnitKind::Patch);
   }
+  bool corrects_in_search() const { return corrects_bias() && o_.correct_in_search; }
 
   // The layer's output for each chunk of candidates of one side on one block: fn(c0, chunk, y).
   template <typename Fn>
@@ -280,7 +281,7 @@ class Search {
       // The paper corrects the bias after each search iteration: a later round scores its
       // candidates with the previous round's correction in the output. (With correct_in_search
       // every candidate already carries its own; the caller makes the final correction.)
-      if (r > 0 && corrects_between_rounds()) correct_bias();
+      if (r > 0 && corrects_bias() && !o_.correct_in_search) correct_bias();
       for (int s = 0; s < 2; ++s) {
         const bool wside = s == 0;
         if (!(wside ? sw : sx)) continue;
@@ -295,11 +296,6 @@ class Search {
       }
     }
     return best;
-  }
-
-  bool corrects_between_rounds() const {
-    return o_.bias_correction && !o_.correct_in_search && u_.bias.defined() &&
-           (u_.kind == UnitKind::Linear || u_.kind == UnitKind::Patch);
   }
 
   // Sets the bias to its value before the search minus E[Ô − O] per output channel, with O the
@@ -357,7 +353,7 @@ SearchedLayer search_linear(const at::Tensor& x, const at::Tensor& ref, const at
   SearchedLayer r;
   Search s(u, blocks, o);
   r.objective_best = s.run(&r.w_ratio, &r.x_ratio, &r.objective_init);
-  if (o.bias_correction && bias.defined()) {
+  if (s.corrects_bias()) {
     s.correct_bias();
     r.bias_corrected = true;
   }
@@ -429,7 +425,7 @@ IntervalSearchReport interval_search(QuantizedModel& qm, const std::vector<Model
       r.site = u.name;
       Search s(u, blocks, o);
       r.objective_best = s.run(&r.w_ratio, &r.x_ratio, &r.objective_init);
-      if (o.bias_correction && u.bias.defined() && (u.kind == UnitKind::Linear || u.kind == UnitKind::Patch)) {
+      if (s.corrects_bias()) {
         s.correct_bias();
         r.bias_corrected = true;
       }
