@@ -14,7 +14,6 @@ namespace F = torch::nn::functional;
 
 namespace {
 
-
 // Random (not transformers-initialised) weights so LayerNorm/bias paths all matter.
 std::shared_ptr<TransformerModel> random_model(const ModelConfig& c, ModelHeads heads = {}) {
   auto m = create_model(c, heads);
