@@ -224,6 +224,27 @@ TEST(IntervalSearch, CorrectedScoringMatchesAnExhaustiveLoopWithPerCandidateCorr
   EXPECT_TRUE(r.bias_corrected);
 }
 
+TEST(IntervalSearch, CorrectedScoringLeavesPaddingOut) {
+  // Padding tokens (mask 0) carry large garbage inputs and targets; with correct_in_search they
+  // must count neither in the scores nor in each candidate's error, so the padded layer chooses
+  // as the same layer without them and ends with the same bias.
+  RandomLayer plain = random_layer(3, true, 3), padded = random_layer(3, true, 3);
+  const int64_t B = plain.x.size(0), T = plain.x.size(1);
+  torch::manual_seed(9);
+  at::Tensor x = at::cat({plain.x, 40 * at::randn({B, 2, 20}).abs()}, 1);
+  at::Tensor ref = at::cat({plain.ref, 40 * at::randn({B, 2, 12})}, 1);
+  at::Tensor mask = at::cat({at::ones({B, T, 1}), at::zeros({B, 2, 1})}, 1);
+  IntervalSearchOptions o = quiet_grid(15);
+  o.correct_in_search = true;
+  at::Tensor b_plain = plain.b.clone(), b_padded = padded.b.clone();
+  SearchedLayer r0 = search_linear(plain.x, plain.ref, plain.w, b_plain, &plain.wq, &plain.xq, o);
+  SearchedLayer r1 = search_linear(x, ref, padded.w, b_padded, &padded.wq, &padded.xq, o, mask);
+  EXPECT_NEAR(r1.w_ratio, r0.w_ratio, 1e-6);
+  EXPECT_NEAR(r1.x_ratio, r0.x_ratio, 1e-6);
+  EXPECT_NEAR(r1.objective_best, r0.objective_best, 1e-6);
+  EXPECT_TRUE(at::allclose(b_padded, b_plain, 1e-5, 1e-5)) << b_padded - b_plain;
+}
+
 TEST(IntervalSearch, LaterRoundsScoreWithTheEarlierRoundsCorrection) {
   // The paper corrects the bias after each search iteration: with 2 rounds, round 2 scores its
   // candidates with round 1's correction in the bias, and the final bias is the original one

@@ -52,9 +52,18 @@ bool searchable(const QuantPoint* p) {
   return s.scheme == Scheme::Uniform && s.symmetric && s.granularity == Granularity::Tensor;
 }
 
+// Quantizer::fake_quant's arithmetic for one value at scale s: float v / s, rounded half away
+// from zero as sign·floor(|v| + 0.5), clamped, times s. floor(|v| + 0.5) is a truncating int
+// conversion (vectorises without SSE4.1); |v| is capped first, far above any code range, so the
+// result is the same after the clamp.
+inline float fq_value(float x, float s, float lo, float hi) {
+  const float v = x / s;
+  const float r = static_cast<float>(static_cast<int32_t>(std::min(std::fabs(v), 1048576.0f) + 0.5f));
+  return std::min(hi, std::max(lo, v < 0 ? -r : r)) * s;
+}
+
 // x fake-quantized at each candidate scale: [C, ...x]. One plain pass (a chain of tensor ops
-// over C copies of x costs several times more); the arithmetic is Quantizer::fake_quant's:
-// float x / s, rounded half away from zero as sign(v)·floor(|v| + 0.5), clamped, times s.
+// over C copies of x costs several times more).
 at::Tensor fq_candidates(const at::Tensor& x_in, const at::Tensor& scales, const QuantSpec& spec) {
   at::Tensor x = x_in.to(at::kFloat).contiguous(), sc = scales.to(at::kFloat).contiguous();
   const int64_t n = x.numel(), C = sc.numel();
@@ -69,13 +78,37 @@ at::Tensor fq_candidates(const at::Tensor& x_in, const at::Tensor& scales, const
     for (int64_t c = c0; c < c1; ++c) {
       const float s = ps[c];
       float* o = po + c * n;
-      for (int64_t i = 0; i < n; ++i) {
-        const float v = px[i] / s;
-        // floor(|v| + 0.5) as a truncating int conversion (vectorises without SSE4.1); |v| is
-        // capped first, far above any code range, so the result is the same after the clamp.
-        const float r = static_cast<float>(static_cast<int32_t>(std::min(std::fabs(v), 1048576.0f) + 0.5f));
-        const float q = v < 0 ? -r : r;
-        o[i] = std::min(hi, std::max(lo, q)) * s;
+      for (int64_t i = 0; i < n; ++i) o[i] = fq_value(px[i], s, lo, hi);
+    }
+  });
+  return out;
+}
+
+// Σ over the rows of x [rows, k] of each row fake-quantized at each candidate scale, each row
+// weighted by mask [rows] (undefined = 1): [C, k] double. fq_candidates followed by a sum,
+// without the [C, rows, k] tensor in between.
+at::Tensor fq_candidate_row_sums(const at::Tensor& x_in, const at::Tensor& mask_in, const at::Tensor& scales,
+                                 const QuantSpec& spec) {
+  at::Tensor x = x_in.to(at::kFloat).contiguous(), sc = scales.to(at::kFloat).contiguous();
+  at::Tensor m = mask_in.defined() ? mask_in.to(at::kFloat).contiguous() : at::Tensor();
+  const int64_t rows = x.size(0), k = x.size(1), C = sc.numel();
+  at::Tensor out = at::zeros({C, k}, at::kDouble);
+  const float* px = x.data_ptr<float>();
+  const float* pm = m.defined() ? m.data_ptr<float>() : nullptr;
+  const float* ps = sc.data_ptr<float>();
+  double* po = out.data_ptr<double>();
+  const float lo = static_cast<float>(spec.qmin()), hi = static_cast<float>(spec.qmax());
+  at::parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<float> row(static_cast<size_t>(k));
+    for (int64_t c = c0; c < c1; ++c) {
+      const float s = ps[c];
+      double* o = po + c * k;
+      for (int64_t r = 0; r < rows; ++r) {
+        if (pm && pm[r] == 0) continue;
+        const float* xr = px + r * k;
+        for (int64_t i = 0; i < k; ++i) row[i] = fq_value(xr[i], s, lo, hi);
+        const double w = pm ? pm[r] : 1.0;
+        for (int64_t i = 0; i < k; ++i) o[i] += w * row[i];
       }
     }
   });
@@ -255,18 +288,33 @@ class Search {
   }
 
   // Mean of Ô − O per candidate and output channel over the scored batches, O the float layer on
-  // the same inputs (correct_bias's error, for every candidate at once): [C, out] float.
+  // the same inputs (correct_bias's error, for every candidate at once): [C, out] float. The
+  // layer is linear, so the mean output is the mean input row times the weight: E[Ô − O] =
+  // E[x̂]·Ŵᵀ − E[x]·Wᵀ (the bias is in both). That costs one quantization of the candidate side,
+  // not a second pass of C GEMMs over the tokens.
   at::Tensor candidate_errors(bool weight_side, const at::Tensor& cands) {
-    const int64_t C = cands.numel(), out = u_.weight.size(0);
-    at::Tensor err = at::zeros({C, out}, at::kDouble), cnt = at::zeros({C, out}, at::kDouble);
+    const int64_t in = u_.weight.size(1);
+    at::Tensor sum_x = at::zeros({in}, at::kDouble), sum_xq = at::zeros({weight_side ? 1 : cands.numel(), in}, at::kDouble);
+    double rows = 0;
     for (auto& b : blocks_) {
       if (!b.ref.defined()) continue;
-      at::Tensor yf = forward(u_, b.x.unsqueeze(0), u_.weight.unsqueeze(0))[0];
-      for_candidates(b, weight_side, cands, [&](int64_t c0, const at::Tensor& cc, const at::Tensor& y) {
-        for (int64_t c = 0; c < cc.numel(); ++c) add_errors(y[c], yf, b.mask, err[c0 + c], cnt[c0 + c]);
-      });
+      at::Tensor x = b.x.reshape({-1, in});
+      // Linear masks are [B, T, 1]: one weight per input row.
+      at::Tensor m = b.mask.defined() ? b.mask.reshape({-1}) : at::Tensor();
+      at::Tensor md = m.defined() ? m.to(at::kDouble).unsqueeze(1) : at::ones({x.size(0), 1}, at::kDouble);
+      sum_x += (x.to(at::kDouble) * md).sum(0);
+      if (weight_side)
+        sum_xq[0] += (side(u_.x, x, nullptr)[0].to(at::kDouble) * md).sum(0);
+      else
+        sum_xq += fq_candidate_row_sums(x, m, cands, u_.x->quantizer->spec());
+      rows += md.sum().item<double>();
     }
-    return (err / cnt.clamp_min(1)).to(at::kFloat);
+    rows = std::max(1.0, rows);
+    at::Tensor wq = (weight_side ? side(u_.w, u_.weight, &cands) : side(u_.w, u_.weight, nullptr)).to(at::kDouble);
+    // [C, out, in] · [1, in, 1] (weight side) or [1, out, in] · [C, in, 1] (input side) → [C, out].
+    at::Tensor yq = at::matmul(wq, (sum_xq / rows).unsqueeze(-1)).squeeze(-1);
+    at::Tensor yf = at::matmul(u_.weight.to(at::kDouble), sum_x / rows);  // [out]
+    return (yq - yf).to(at::kFloat);
   }
 
   // Alternating search; returns the objective at the chosen intervals.
@@ -339,7 +387,7 @@ int64_t tokens_in(const ModelInput& in, const ModelConfig& cfg) {
 }  // namespace
 
 SearchedLayer search_linear(const at::Tensor& x, const at::Tensor& ref, const at::Tensor& weight, const at::Tensor& bias,
-                            QuantPoint* wq, QuantPoint* xq, const IntervalSearchOptions& o) {
+                            QuantPoint* wq, QuantPoint* xq, const IntervalSearchOptions& o, const at::Tensor& mask) {
   torch::NoGradGuard ng;
   Unit u;
   u.name = "layer";
@@ -350,6 +398,7 @@ SearchedLayer search_linear(const at::Tensor& x, const at::Tensor& ref, const at
   std::vector<Block> blocks(1);
   blocks[0].x = x;
   blocks[0].ref = ref;
+  blocks[0].mask = mask;
   SearchedLayer r;
   Search s(u, blocks, o);
   r.objective_best = s.run(&r.w_ratio, &r.x_ratio, &r.objective_init);

@@ -66,8 +66,10 @@ struct QuantPoint;
 // The same search (and bias correction) for one linear layer on its own, for tests and tools:
 // x [B, T, in] the layer's inputs, ref [B, T, out] the target output, weight [out, in], bias
 // [out] (may be undefined; corrected in place). wq / xq: calibrated quantizers of the weight and
-// the input (either may be null = float).
+// the input (either may be null = float). mask: undefined, or [B, T, 1] with 0 for padding tokens
+// (left out of the scores and of the bias correction, as BERT's padding is).
 SearchedLayer search_linear(const at::Tensor& x, const at::Tensor& ref, const at::Tensor& weight, const at::Tensor& bias,
-                            QuantPoint* wq, QuantPoint* xq, const IntervalSearchOptions& o);
+                            QuantPoint* wq, QuantPoint* xq, const IntervalSearchOptions& o,
+                            const at::Tensor& mask = at::Tensor());
 
 }  // namespace qtx
