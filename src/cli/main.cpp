@@ -376,7 +376,7 @@ int main(int argc, char** argv) {
   qz->add_flag("--no-ranking", no_ranking, "liu: drop the attention ranking loss (ablation)");
   qz->add_flag("--no-bias-correction", no_bias, "liu: keep the biases as they are (ablation)");
   qz->add_flag("--correct-in-search", so.correct_in_search,
-               "liu: score every candidate interval of a linear layer with its own bias correction applied (two passes per side)");
+               "liu: score every candidate interval of a linear layer with its own bias correction applied (its mean error per output channel)");
   qz->add_option("--gamma", so.gamma, "liu: weight of the ranking loss (normalised per pair)")->capture_default_str();
   qz->add_option("--theta", so.theta, "liu: margin of the ranking hinge")->capture_default_str();
   qz->add_option("--rank-pairs", so.rank_pairs, "liu: key pairs per attention row (all if fewer)")
