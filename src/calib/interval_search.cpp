@@ -303,8 +303,8 @@ class Search {
       at::Tensor m = b.mask.defined() ? b.mask.reshape({-1}) : at::Tensor();
       at::Tensor md = m.defined() ? m.to(at::kDouble).unsqueeze(1) : at::ones({x.size(0), 1}, at::kDouble);
       sum_x += (x.to(at::kDouble) * md).sum(0);
-      if (weight_side)
-        sum_xq[0] += (side(u_.x, x, nullptr)[0].to(at::kDouble) * md).sum(0);
+      if (weight_side)  // the fixed input quantized in b.x's own shape (its quantizer may be per axis)
+        sum_xq[0] += (side(u_.x, b.x, nullptr)[0].reshape({-1, in}).to(at::kDouble) * md).sum(0);
       else
         sum_xq += fq_candidate_row_sums(x, m, cands, u_.x->quantizer->spec());
       rows += md.sum().item<double>();
