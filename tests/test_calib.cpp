@@ -227,7 +227,8 @@ TEST(IntervalSearch, CorrectedScoringMatchesAnExhaustiveLoopWithPerCandidateCorr
 TEST(IntervalSearch, CorrectedScoringLeavesPaddingOut) {
   // Padding tokens (mask 0) carry large garbage inputs and targets; with correct_in_search they
   // must count neither in the scores nor in each candidate's error, so the padded layer chooses
-  // as the same layer without them and ends with the same bias.
+  // as the same layer without them and ends with the same bias. The padded run also scores its
+  // candidates in chunks of one or two, which must not change anything either.
   RandomLayer plain = random_layer(3, true, 3), padded = random_layer(3, true, 3);
   const int64_t B = plain.x.size(0), T = plain.x.size(1);
   torch::manual_seed(9);
@@ -238,6 +239,7 @@ TEST(IntervalSearch, CorrectedScoringLeavesPaddingOut) {
   o.correct_in_search = true;
   at::Tensor b_plain = plain.b.clone(), b_padded = padded.b.clone();
   SearchedLayer r0 = search_linear(plain.x, plain.ref, plain.w, b_plain, &plain.wq, &plain.xq, o);
+  o.chunk_elements = 500;  // the weight has 240 entries, a candidate output 480
   SearchedLayer r1 = search_linear(x, ref, padded.w, b_padded, &padded.wq, &padded.xq, o, mask);
   EXPECT_NEAR(r1.w_ratio, r0.w_ratio, 1e-6);
   EXPECT_NEAR(r1.x_ratio, r0.x_ratio, 1e-6);

@@ -310,10 +310,18 @@ class Search {
       rows += md.sum().item<double>();
     }
     rows = std::max(1.0, rows);
-    at::Tensor wq = (weight_side ? side(u_.w, u_.weight, &cands) : side(u_.w, u_.weight, nullptr)).to(at::kDouble);
-    // [C, out, in] · [1, in, 1] (weight side) or [1, out, in] · [C, in, 1] (input side) → [C, out].
-    at::Tensor yq = at::matmul(wq, (sum_xq / rows).unsqueeze(-1)).squeeze(-1);
     at::Tensor yf = at::matmul(u_.weight.to(at::kDouble), sum_x / rows);  // [out]
+    if (!weight_side)  // [C, in] · Ŵᵀ
+      return (at::matmul(sum_xq / rows, side(u_.w, u_.weight, nullptr)[0].to(at::kDouble).t()) - yf).to(at::kFloat);
+    // Ŵ_c · E[x̂] for each candidate weight, in chunks of candidates (C copies of a large weight
+    // would not fit): [c, out, in] · [in] → [c, out].
+    const int64_t C = cands.numel();
+    const int64_t step = std::max<int64_t>(1, std::min<int64_t>(C, o_.chunk_elements / std::max<int64_t>(1, u_.weight.numel())));
+    at::Tensor mean_xq = sum_xq[0] / rows, yq = at::empty({C, u_.weight.size(0)}, at::kDouble);
+    for (int64_t c0 = 0; c0 < C; c0 += step) {
+      at::Tensor cc = cands.slice(0, c0, std::min(C, c0 + step));
+      yq.slice(0, c0, c0 + cc.numel()).copy_(at::matmul(side(u_.w, u_.weight, &cc).to(at::kDouble), mean_xq));
+    }
     return (yq - yf).to(at::kFloat);
   }
 
