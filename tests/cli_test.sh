@@ -150,6 +150,10 @@ RUN=$(dirname "$QTX")/qtx_run
 expect_ok "qtx_run evaluates without libtorch" "accuracy" "$RUN" --model "$T/q" --limit 64 --threads 2
 expect_ok "qtx_run classifies an image" "img.pgm" "$RUN" --model "$T/q" --image "$T/img.pgm"
 expect_ok "qtx_run --profile shares by op class" "linear GEMMs" "$RUN" --model "$T/q" --limit 64 --threads 2 --profile
+expect_ok "qtx_run --profile names the instruction set" "isa        kernels" "$RUN" --model "$T/q" --limit 16 --profile
+expect_ok "qtx_run --print-isa, capped at avx2" "active   avx2" env QTX_MAX_ISA=avx2 "$RUN" --print-isa
+expect_error "an unknown QTX_MAX_ISA" "not one of scalar, avx2, avx512, avx512_vnni" env QTX_MAX_ISA=avx9 "$RUN" --model "$T/q"
+expect_error "an unknown QTX_MAX_ISA (qtx)" "not one of scalar, avx2" env QTX_MAX_ISA=avx9 "$QTX" eval --model "$T/q" --engine int --limit 4
 expect_ok "qtx bench: speed-up and the op-class split" "| non-GEMM |" "$QTX" bench --model "$T/q" --float-model "$VIT" --batch 2 --threads 1 --repeats 2
 expect_ok "qtx bench names the FP32 baseline's BLAS" "libtorch FP32 on" "$QTX" bench --model "$T/q" --float-model "$VIT" --batch 1 --threads 1 --repeats 1
 # On a CPU with the AVX-512 that OpenBLAS's SkylakeX kernels use, an environment pinning its AVX2

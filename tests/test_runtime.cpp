@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -17,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "quant/quant_model.h"
+#include "runtime/cpu_isa.h"
 #include "runtime/int_model.h"
 #include "tasks/labeled_data.h"
 #include "tasks/quantize_task.h"
@@ -182,6 +184,29 @@ TEST(IntRuntimeBert, FastKernelsMatchReferenceAndTop1AgreesWithFakeQuant) {
   std::vector<int32_t> ids = {2, 99999}, mask = {1, 1};
   EXPECT_THROW(fast->classify_tokens(ids.data(), mask.data(), 1, 2), Error);
   EXPECT_THROW(fast->classify_tokens(ids.data(), mask.data(), 0, 2), Error);
+}
+
+// The same logits, bit for bit, at every instruction-set level this CPU has (the kernels capped
+// in process: the plain loops at scalar, the AVX2 forms and the exact int16 GEMM at avx2, …).
+void expect_logits_identical_at_every_isa(const std::string& dir, const ModelInput& in) {
+  auto model = rt::load_int_model(dir);
+  rt::set_max_isa(rt::Isa::Scalar);
+  const std::vector<float> want = int_logits(*model, in);
+  for (rt::Isa level : rt::runnable_isas()) {
+    rt::set_max_isa(level);
+    const std::vector<float> got = int_logits(*model, in);
+    std::printf("  %s: logits %s the scalar level's\n", rt::isa_name(rt::active_isa()),
+                std::memcmp(got.data(), want.data(), want.size() * sizeof(float)) == 0 ? "identical to" : "DIFFERENT from");
+    ASSERT_EQ(got.size(), want.size());
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0) << rt::isa_name(level);
+  }
+  rt::set_max_isa(rt::Isa::Avx512Vnni);  // back to the CPU's (and QTX_MAX_ISA's) level
+}
+
+TEST(IntRuntime, LogitsIdenticalAtEveryIsaLevel) {
+  const std::string vit = vit_artifact().dir, bert = bert_artifact().dir;
+  expect_logits_identical_at_every_isa(vit, fmnist_test(vit, 16)->batch({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}));
+  expect_logits_identical_at_every_isa(bert, austen_test(bert, 4)->batch({0, 1, 2, 3}));
 }
 
 TEST(IntRuntime, FastKernelsMatchReferenceBitExactly) {

@@ -23,6 +23,7 @@
 #include "quant/quant_model.h"
 #include "tasks/predict_task.h"
 #include "tasks/quantize_task.h"
+#include "runtime/cpu_isa.h"
 #include "tasks/runtime_task.h"
 #include "runtime/int_model.h"
 #include "train/train.h"
@@ -210,18 +211,23 @@ struct BenchArgs {
   bool blas_as_picked = false;
 };
 
-// OpenBLAS chooses its kernels when the process loads it, from the CPU or OPENBLAS_CORETYPE. An
-// AVX-512 CPU running its AVX2 kernels (an environment pinning OPENBLAS_CORETYPE=Haswell, as this
-// project's machines do, or a CPU that OpenBLAS does not know) times libtorch's FP32 GEMMs well
-// below what the CPU does, and a speed-up against that flatters the runtime: bench starts itself
-// again with the SkylakeX kernels (once: QTX_BENCH_RESTARTED guards against a loop).
-void restart_with_avx512_blas(const BenchArgs& a, char** argv) {
+// OpenBLAS chooses its kernels when the process loads it, from the CPU or OPENBLAS_CORETYPE. The
+// FP32 baseline must run the instruction set the integer runtime runs: an AVX-512 CPU running its
+// AVX2 kernels (an environment pinning OPENBLAS_CORETYPE=Haswell, as this project's machines do,
+// or a CPU that OpenBLAS does not know) times libtorch's FP32 GEMMs well below what the CPU does,
+// and a speed-up against that flatters the runtime; with the runtime capped below AVX-512
+// (QTX_MAX_ISA=avx2: an AVX2-only CPU's path) the baseline gets OpenBLAS's AVX2 kernels. bench
+// starts itself again with the matching kernels (once: QTX_BENCH_RESTARTED guards against a loop).
+void restart_with_matching_blas(const BenchArgs& a, char** argv) {
   const qtx::BlasBaseline b = qtx::blas_baseline();
-  if (a.blas_as_picked || !b.avx512_left_unused() || std::getenv("QTX_BENCH_RESTARTED")) return;
-  std::fprintf(stderr, "[bench] libtorch's OpenBLAS runs its %s kernels on this AVX-512 CPU%s; restarting with "
-               "OPENBLAS_CORETYPE=SkylakeX so the FP32 baseline uses AVX-512 (--blas-as-picked keeps them)\n",
-               b.core.c_str(), std::getenv("OPENBLAS_CORETYPE") ? " (set by OPENBLAS_CORETYPE)" : "");
-  setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+  if (a.blas_as_picked || b.core.empty() || std::getenv("QTX_BENCH_RESTARTED")) return;
+  const bool runtime_avx512 = qtx::rt::active_isa() >= qtx::rt::Isa::Avx512;
+  const char* want = runtime_avx512 && b.avx512_left_unused() ? "SkylakeX" : !runtime_avx512 && b.core_avx512 ? "Haswell" : nullptr;
+  if (!want) return;
+  std::fprintf(stderr, "[bench] libtorch's OpenBLAS runs its %s kernels%s and the integer runtime %s; restarting with "
+               "OPENBLAS_CORETYPE=%s so the FP32 baseline uses the same instruction set (--blas-as-picked keeps them)\n",
+               b.core.c_str(), std::getenv("OPENBLAS_CORETYPE") ? " (set by OPENBLAS_CORETYPE)" : "", qtx::rt::isa_name(qtx::rt::active_isa()), want);
+  setenv("OPENBLAS_CORETYPE", want, 1);
   setenv("QTX_BENCH_RESTARTED", "1", 1);
   execv("/proc/self/exe", argv);
   std::fprintf(stderr, "[bench] could not restart (%s); timing libtorch with the %s kernels\n", std::strerror(errno), b.core.c_str());
@@ -230,12 +236,13 @@ void restart_with_avx512_blas(const BenchArgs& a, char** argv) {
 int cmd_bench(const BenchArgs& a) {
   const qtx::BlasBaseline blas = qtx::blas_baseline();
   std::fprintf(stderr, "[bench] libtorch's BLAS: %s\n", qtx::describe(blas).c_str());
-  if (blas.avx512_left_unused())
+  if (blas.avx512_left_unused() && qtx::rt::active_isa() >= qtx::rt::Isa::Avx512)
     std::fprintf(stderr, "[bench] warning: the FP32 baseline leaves this CPU's AVX-512 unused, so the speed-ups below overstate "
                  "the runtime's\n");
   std::fprintf(stderr, "[bench] libtorch FP32 (%s) vs integer runtime (%s), %d repeats each\n", a.float_model.c_str(), a.model.c_str(), a.repeats);
   auto rows = qtx::bench(a.float_model, a.model, a.batches, a.threads, a.repeats, a.seq_len);
-  std::printf("libtorch FP32 on %s\n\n", qtx::describe(blas).c_str());
+  std::printf("libtorch FP32 on %s\n", qtx::describe(blas).c_str());
+  std::printf("integer runtime: %s\n\n", qtx::rt::isa_summary().c_str());
   std::printf("| batch | threads | libtorch FP32 ms | FP32 samples/s | integer ms | integer samples/s | speed-up | linear GEMMs | attention matmuls | non-GEMM | GEMM GOPS | integer ms, every row | speed-up, every row | speed-up per repeat, quartiles |\n");
   std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const auto& r : rows)
@@ -431,7 +438,9 @@ int main(int argc, char** argv) {
   BenchArgs ba;
   auto* bn = app.add_subcommand("bench", "Speed of the integer runtime next to libtorch FP32 on the same inputs and threads (medians); "
                                          "two columns: the runtime with every row of the last layer, as libtorch; the last: quartiles of "
-                                         "each repeat's speed-up (both engines timed back to back)");
+                                         "each repeat's speed-up (both engines timed back to back). Prints the instruction set the "
+                                         "runtime's kernels use; QTX_MAX_ISA=avx2 (or avx512, scalar) caps it, e.g. to time an AVX2-only "
+                                         "CPU's path on a newer one");
   bn->add_option("--model", ba.model, "Quantized model folder (from qtx quantize)")->required();
   bn->add_option("--float-model", ba.float_model, "The float model it was made from (the FP32 baseline)")->required();
   bn->add_option("--batch", ba.batches, "Batch sizes (repeat the option)")->capture_default_str();
@@ -440,9 +449,10 @@ int main(int argc, char** argv) {
   bn->add_option("--seq-len", ba.seq_len, "Text models: attended tokens per sample (each passage's wordpieces repeated to fill them; 0 = passages as they are)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   bn->add_flag("--blas-as-picked", ba.blas_as_picked,
-               "Time libtorch with the OpenBLAS kernels the process started with. By default, where the CPU has AVX-512 and OpenBLAS "
-               "runs AVX2 kernels (e.g. OPENBLAS_CORETYPE=Haswell in the environment), bench restarts with "
-               "OPENBLAS_CORETYPE=SkylakeX: the fair FP32 baseline");
+               "Time libtorch with the OpenBLAS kernels the process started with. By default bench restarts with the OpenBLAS "
+               "kernels of the runtime's instruction set: OPENBLAS_CORETYPE=SkylakeX where the runtime uses AVX-512 and OpenBLAS "
+               "runs AVX2 kernels (e.g. OPENBLAS_CORETYPE=Haswell in the environment), Haswell where QTX_MAX_ISA caps the "
+               "runtime below AVX-512: the fair FP32 baseline");
 
   AnalyzeArgs aa;
   auto* an = app.add_subcommand("analyze", "Per-site error of a quantized model: cosine similarity and SQNR of each op's output vs FP");
@@ -519,6 +529,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
+    qtx::rt::active_isa();  // a bad QTX_MAX_ISA is one clear error here, before any work
     if (*info) return cmd_info(info_dir);
     if (*ev) {
       ea.calib_seed_given = calib_seed->count() > 0;
@@ -526,7 +537,7 @@ int main(int argc, char** argv) {
     }
     if (*par) return cmd_parity(pa);
     if (*bn) {
-      restart_with_avx512_blas(ba, argv);
+      restart_with_matching_blas(ba, argv);
       return cmd_bench(ba);
     }
     if (*pr) {

@@ -15,6 +15,7 @@
 #include "data/datasets.h"
 #include "formats/bert_tokenizer.h"
 #include "formats/error.h"
+#include "runtime/cpu_isa.h"
 #include "runtime/gemm.h"
 #include "runtime/int_model.h"
 #include "runtime/profile.h"
@@ -37,8 +38,11 @@ int main(int argc, char** argv) {
   std::string model, data;
   std::vector<std::string> images, texts;
   int limit = 0, batch = 64, threads = 0;
-  bool profile = false;
-  app.add_option("--model", model, "Quantized folder written by qtx quantize")->required();
+  bool profile = false, print_isa = false;
+  auto* model_opt = app.add_option("--model", model, "Quantized folder written by qtx quantize");
+  app.add_flag("--print-isa", print_isa,
+               "Print the instruction-set level the kernels use (active), the CPU's (cpu) and a summary with oneDNN's, then "
+               "exit; QTX_MAX_ISA=scalar|avx2|avx512|avx512_vnni caps the level");
   app.add_option("--data", data,
                  "What to evaluate: fmnist (test split) or a folder with one sub-folder of images per label (ViT); "
                  "austen6 (test split) or a TSV of label<TAB>text lines (BERT). Default: the model's task");
@@ -52,6 +56,13 @@ int main(int argc, char** argv) {
                "LayerNorm, activation, requantization, embedding)");
   CLI11_PARSE(app, argc, argv);
   try {
+    qtx::rt::active_isa();  // a bad QTX_MAX_ISA is one clear error here, before any work
+    if (print_isa) {
+      std::printf("active   %s\ncpu      %s\nsummary  %s\n", qtx::rt::isa_name(qtx::rt::active_isa()), qtx::rt::isa_name(qtx::rt::cpu_isa()),
+                  qtx::rt::isa_summary().c_str());
+      return 0;
+    }
+    if (model_opt->count() == 0) throw qtx::Error("--model is required (a quantized folder written by qtx quantize)");
     if (threads > 0) qtx::rt::set_threads(threads);
     auto im = qtx::rt::load_int_model(model);
     const qtx::ModelConfig& cfg = im->config();
@@ -149,6 +160,7 @@ int main(int argc, char** argv) {
       std::printf("accuracy   %.2f%% (%d/%d)\n", n ? 100.0 * correct / n : 0.0, correct, n);
       std::printf("speed      %.1f samples/s (batch %d; preprocessing included)\n", secs > 0 ? n / secs : 0.0, batch);
     }
+    if (profile) std::printf("isa        %s\n", qtx::rt::isa_summary().c_str());
     if (profile && forward_secs > 0) {
       const qtx::rt::OpProfile p = qtx::rt::op_profile();
       std::printf("forward    %.3f s in all; by op class:\n", forward_secs);

@@ -7,6 +7,8 @@
 #include <stdexcept>
 
 #include "formats/error.h"
+#include "runtime/elementwise_steps.h"
+#include "runtime/kernel_table.h"
 #include "runtime/parallel.h"
 #include "runtime/profile.h"
 #include "runtime/simd.h"
@@ -125,72 +127,9 @@ void IntLayerNormSite::centre_row(const uint8_t* h_row, int32_t* x_out, int64_t*
   int32_t* __restrict x = x_out;
   const int32_t* __restrict tab = centred.data();
   const int* __restrict al = alpha.data();
-  int c = 0;
+  const KernelTable& k = active_kernels();
   bool have_sums = false;
-#if defined(__AVX512VBMI__)
-  // 64 channels at a time: each α's 256-byte table as two 128-byte permutes (vpermt2b) on the
-  // codes' low 7 bits, picked by bit 7 and then by the channel's α; (code − z) << α after.
-  {
-    const uint8_t* __restrict gt = grid.data();
-    const uint64_t* __restrict am = alpha_masks.data();
-    const auto table_codes = [&](int blk) {
-      const __m512i code = _mm512_loadu_si512(r + c);
-      const __mmask64 upper = _mm512_movepi8_mask(code);
-      __m512i v = _mm512_setzero_si512();
-      for (int k = 0; k <= K; ++k) {
-        const uint64_t has_k = am[static_cast<size_t>(blk) * (K + 1) + k];
-        if (has_k == 0) continue;  // no channel of this block has α = k (vit-fmnist: α = 0 nowhere)
-        const uint8_t* t = gt + static_cast<size_t>(k) * 256;
-        const __m512i lo = _mm512_permutex2var_epi8(_mm512_loadu_si512(t), code, _mm512_loadu_si512(t + 64));
-        const __m512i hi = _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 128), code, _mm512_loadu_si512(t + 192));
-        v = _mm512_mask_blend_epi8(has_k, v, _mm512_mask_blend_epi8(upper, lo, hi));
-      }
-      return v;
-    };
-#if defined(__AVX512VNNI__)
-    if (int16_sums && C % 64 == 0) {
-      // x in int16 (|x| < 2^15, checked at load), Σx and Σx² by vpdpwssd in int32 lanes (each
-      // below 2^31, checked at load), x widened to int32 for the output step.
-      const int16_t* __restrict a16 = alpha16.data();
-      const __m512i z16 = _mm512_set1_epi16(static_cast<int16_t>(z)), ones = _mm512_set1_epi16(1);
-      __m512i s1 = _mm512_setzero_si512(), s2 = _mm512_setzero_si512();
-      for (int blk = 0; c + 64 <= C; c += 64, ++blk) {
-        const __m512i v = table_codes(blk);
-        for (int half = 0; half < 2; ++half) {
-          const __m512i g = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(v, half));
-          const __m512i x16 = _mm512_sllv_epi16(_mm512_sub_epi16(g, z16), _mm512_loadu_si512(a16 + c + 32 * half));
-          s1 = _mm512_dpwssd_epi32(s1, x16, ones);
-          s2 = _mm512_dpwssd_epi32(s2, x16, x16);
-          _mm512_storeu_si512(x + c + 32 * half, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(x16)));
-          _mm512_storeu_si512(x + c + 32 * half + 16, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(x16, 1)));
-        }
-      }
-      *sum_out = _mm512_reduce_add_epi32(s1);
-      *sq_out = _mm512_reduce_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(s2))) +
-                _mm512_reduce_add_epi64(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(s2, 1)));
-      have_sums = true;
-    }
-#endif
-    if (!have_sums) {
-      const __m512i zv = _mm512_set1_epi32(z);
-      for (int blk = 0; c + 64 <= C; c += 64, ++blk) {
-        const __m512i v = table_codes(blk);
-        for (int j = 0; j < 4; ++j) {
-          const __m512i g = _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(v, j));
-          _mm512_storeu_si512(x + c + 16 * j, _mm512_sllv_epi32(_mm512_sub_epi32(g, zv), _mm512_loadu_si512(al + c + 16 * j)));
-        }
-      }
-    }
-  }
-#endif
-#if defined(__AVX512F__)
-  const int32_t* __restrict base = table_base.data();  // α_c · 256
-  for (; c + 16 <= C; c += 16) {
-    const __m512i idx = _mm512_add_epi32(_mm512_loadu_si512(base + c),
-                                         _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + c))));
-    _mm512_storeu_si512(x + c, _mm512_i32gather_epi32(idx, tab, 4));
-  }
-#endif
+  int c = k.layernorm_centre ? k.layernorm_centre(*this, h_row, x_out, sum_out, sq_out, &have_sums) : 0;
   for (; c < C; ++c) x[c] = tab[al[c] * 256 + r[c]];
   if (!have_sums) norm.row_sums(x_out, sum_out, sq_out);
 }
@@ -245,13 +184,10 @@ void IntAttention::run(const uint8_t* qc, const uint8_t* kc, const uint8_t* vc, 
       const size_t n = static_cast<size_t>(Tq) * T;
       const int64_t m = score_requant.m, lo = scores.qmin - scores.zero, hi = scores.qmax - scores.zero;
       const int sh = score_requant.shift;
-      size_t i = 0;
-#if defined(__AVX512F__)
-      if (simd::RoundShift16::handles(m, sh) && lo >= INT32_MIN && hi <= INT32_MAX) {
-        const simd::RoundShift16 rs(m, sh, static_cast<int32_t>(lo), static_cast<int32_t>(hi), 0);
-        for (; i + 16 <= n; i += 16) _mm512_storeu_si512(sp + i, rs(_mm512_loadu_si512(sp + i)));
-      }
-#endif
+      const auto fast = active_kernels().round_shift_inplace;
+      size_t i = fast && simd::round_shift_vectors_handle(m, sh) && lo >= INT32_MIN && hi <= INT32_MAX
+                     ? fast(sp, n, m, sh, static_cast<int32_t>(lo), static_cast<int32_t>(hi))
+                     : 0;
       for (; i < n; ++i) {
         const int64_t c = round_shift(sp[i] * m, sh);
         sp[i] = static_cast<int32_t>(c < lo ? lo : (c > hi ? hi : c));
@@ -527,135 +463,31 @@ void IntElementwise::rows_reference(const int32_t* acc, int M, uint8_t* out) con
 namespace {
 std::atomic<bool> g_activation_polynomial{true};
 
-// An IntElementwise's table steps as its loops take them: an accumulator's index on the fine
-// grid (ChannelRequant's formula, `to_grid`), then its cell's code — one value at a time, or 16
-// with AVX-512 (the grid index by simd::Requant16, the cells by one gather).
-struct TableSteps {
-  const int32_t* __restrict m;
-  const int64_t* __restrict bias;
-  const int64_t* __restrict add_even_odd;
-  const uint32_t* __restrict cell;
-  int shift, cell_bits;
-  int64_t half, zo, top;
-  explicit TableSteps(const IntElementwise& e)
-      : m(e.to_grid.m.data()), bias(e.to_grid.bias.data()), add_even_odd(e.to_grid.add_even_odd.data()), cell(e.packed.data()),
-        shift(e.to_grid.shift), cell_bits(e.cell_bits), half(int64_t{1} << (e.to_grid.shift - 1)), zo(e.to_grid.zo), top(e.to_grid.qmax) {}
-  uint8_t code(int32_t acc, int c) const {
-    const int64_t v = ((static_cast<int64_t>(acc) * m[c] + bias[c] + half) >> shift) + zo;
-    const auto g = static_cast<uint32_t>(v < 0 ? 0 : (v > top ? top : v));
-    const uint32_t cv = cell[g >> cell_bits];
-    return static_cast<uint8_t>((g & ((1u << cell_bits) - 1)) < (cv & 0xffffu) ? cv >> 16 : cv >> 24);
-  }
-#if defined(__AVX512F__)
-  template <simd::Lanes L>
-  __m512i codes16(const simd::Requant16<L>& to_index, const int32_t* a, int c) const {
-    const __m512i g = to_index(_mm512_loadu_si512(a + c), _mm512_loadu_si512(m + c), _mm512_loadu_si512(add_even_odd + c),
-                               _mm512_loadu_si512(add_even_odd + c + 8));
-    const __m512i cv = _mm512_i32gather_epi32(_mm512_srl_epi32(g, _mm_cvtsi32_si128(cell_bits)), cell, 4);
-    const __mmask16 before = _mm512_cmplt_epu32_mask(_mm512_and_si512(g, _mm512_set1_epi32((1 << cell_bits) - 1)),
-                                                     _mm512_and_si512(cv, _mm512_set1_epi32(0xffff)));
-    return _mm512_mask_blend_epi32(before, _mm512_srli_epi32(cv, 24), _mm512_and_si512(_mm512_srli_epi32(cv, 16), _mm512_set1_epi32(0xff)));
-  }
-#endif
-};
 }  // namespace
 
 void set_activation_polynomial(bool on) { g_activation_polynomial.store(on, std::memory_order_relaxed); }
 
 void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
-#if defined(__AVX512F__) && defined(__AVX512DQ__)
-  constexpr int kMaxRowVectors = 4096;  // rows of up to 65536 channels (the fix list below fits on the stack)
-  if (!poly.on || !g_activation_polynomial.load(std::memory_order_relaxed) || to_grid.N > 16 * kMaxRowVectors)
-    return rows_by_table(acc, M, out);
-  OpTimer timer(OpClass::Activation);
-  // Every choice and constant once per call, outside the row loop.
-  const int n = to_grid.N;
-  const TableSteps table(*this);
-  const float* __restrict sc = poly.scale.data();
-  const float* __restrict bi = poly.bias.data();
-  const PolyGuess& P = poly;
-  const __m512 u_min = _mm512_set1_ps(P.u_min), u_max = _mm512_set1_ps(P.u_max);
-  const __m512 near_tie = _mm512_set1_ps(0.5f - P.tie_margin);
-  const __m512i exact_max = _mm512_set1_epi32((1 << 24) - 1);
-  const __m512i qlo = _mm512_set1_epi32(P.qmin), qhi = _mm512_set1_epi32(P.qmax);
-  // Each coefficient's 32 segments in two registers, for one vpermt2ps.
-  constexpr int kD = PolyGuess::kDegree;
-  static_assert(PolyGuess::kSegments == 32, "the loop below takes a segment's coefficients by vpermt2ps from two registers");
-  __m512 c_lo[kD + 1], c_hi[kD + 1];
-  for (int j = 0; j <= kD; ++j) {
-    c_lo[j] = _mm512_loadu_ps(P.coef[static_cast<size_t>(j)].data());
-    c_hi[j] = _mm512_loadu_ps(P.coef[static_cast<size_t>(j)].data() + 16);
+  const KernelTable& k = active_kernels();
+  if (k.elementwise_poly && poly.on && g_activation_polynomial.load(std::memory_order_relaxed)) {
+    OpTimer timer(OpClass::Activation);
+    if (k.elementwise_poly(*this, acc, M, out)) return;
   }
-  simd::with_lanes(to_grid.lanes, [&](auto L) {
-  simd::with_flag(!P.acc_below_2_24, [&](auto check_acc) {
-  simd::with_flag(P.qmin == 0 && P.qmax == 255, [&](auto full) {  // store_codes_clamped clamps to exactly 0..255
-    const simd::Requant16<decltype(L)::value> to_index(table.shift, table.zo, 0, table.top);
-    parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
-      const int32_t* __restrict a = acc + static_cast<size_t>(i) * n;
-      uint8_t* __restrict o = out + static_cast<size_t>(i) * n;
-      alignas(8) __mmask16 open_lanes[kMaxRowVectors];  // per vector of the row: lanes the table must give
-      const auto sixteen = [&](int ch) __attribute__((always_inline)) {
-        const __m512i av = _mm512_loadu_si512(a + ch);
-        __m512 u = _mm512_fmadd_ps(_mm512_cvtepi32_ps(av), _mm512_loadu_ps(sc + ch), _mm512_loadu_ps(bi + ch));
-        u = _mm512_min_ps(_mm512_max_ps(u, u_min), u_max);
-        constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-        const __m512i sg = _mm512_cvt_roundps_epi32(u, kNearest);
-        const __m512 s = _mm512_reduce_ps(u, kNearest);  // u − round(u), exact
-        __m512 y = _mm512_permutex2var_ps(c_lo[kD], sg, c_hi[kD]);
-        for (int j = kD - 1; j >= 0; --j) y = _mm512_fmadd_ps(y, s, _mm512_permutex2var_ps(c_lo[j], sg, c_hi[j]));
-        __mmask16 open;  // lanes near a rounding boundary are left to the table
-        __m512i code = simd::round_unless_near_tie(y, near_tie, &open);
-        if constexpr (decltype(check_acc)::value) open |= _mm512_cmpgt_epu32_mask(_mm512_abs_epi32(av), exact_max);
-        if constexpr (!decltype(full)::value) code = _mm512_min_epi32(_mm512_max_epi32(code, qlo), qhi);
-        // Noted without a branch, fixed after the row: ~3 % of vectors have such a lane, and a
-        // mispredicted branch here flushed the work of every vector in flight.
-        open_lanes[ch / 16] = open;
-        return code;
-      };
-      const int c = simd::store_codes_clamped(o, 0, n, sixteen);
-      // Four vectors' lanes a word; ~1 lane per vector that has any: the table's scalar steps.
-      for (int w = 0; w < c / 64; ++w) {
-        uint64_t m;
-        std::memcpy(&m, open_lanes + 4 * w, sizeof m);
-        for (; m != 0; m &= m - 1) {
-          const int t = 64 * w + __builtin_ctzll(m);
-          o[t] = table.code(a[t], t);
-        }
-      }
-      for (int v = c / 64 * 4; v < c / 16; ++v)
-        for (unsigned m = open_lanes[v]; m != 0; m &= m - 1) {
-          const int t = 16 * v + __builtin_ctz(m);
-          o[t] = table.code(a[t], t);
-        }
-      for (int t = c; t < n; ++t) o[t] = table.code(a[t], t);
-    });
-  });
-  });
-  });
-#else
   rows_by_table(acc, M, out);
-#endif
 }
 
 void IntElementwise::rows_by_table(const int32_t* acc, int M, uint8_t* out) const {
   OpTimer timer(OpClass::Activation);
   // One pass: accumulator → grid index → cell, without writing the grid indices out. The same
-  // integer steps as rows_reference (ChannelRequant::apply, then code_at); with AVX-512 sixteen
-  // channels at a time, the cell read as one gather (GCC does not emit gathers when tuning for
-  // AMD CPUs, so the loop is written with intrinsics there).
+  // integer steps as rows_reference (ChannelRequant::apply, then code_at); the active
+  // instruction set's form of a row first (a gather of the cells), the plain steps after it.
   const int n = to_grid.N;
   const TableSteps table(*this);
-  [[maybe_unused]] const simd::Lanes form = to_grid.lanes;  // Clamped64: the fine grid's shift is below 32
+  const auto vector_row = active_kernels().elementwise_table_row;
   parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
     const int32_t* __restrict a = acc + static_cast<size_t>(i) * n;
     uint8_t* __restrict o = out + static_cast<size_t>(i) * n;
-    int c = 0;
-#if defined(__AVX512F__)
-    simd::with_lanes(form, [&](auto L) {
-      const simd::Requant16<decltype(L)::value> to_index(table.shift, table.zo, 0, table.top);
-      for (; c + 16 <= n; c += 16) simd::store_lanes(o + c, table.codes16(to_index, a, c));
-    });
-#endif
+    int c = vector_row ? vector_row(*this, a, o) : 0;
     for (; c < n; ++c) o[c] = table.code(a[c], c);
   });
 }
@@ -706,20 +538,10 @@ void apply_table(const std::vector<uint8_t>& t, const uint8_t* in, size_t n, uin
   const uint8_t* __restrict tab = t.data();  // a local: 8-bit stores may alias the vector
   const uint8_t* src = in;
   uint8_t* dst = out;  // may be `in` (in place)
+  const auto fast = active_kernels().code_table;
   parallel_range(n, [=](size_t begin, size_t end) {  // by value: see requant_to_codes
     const uint8_t* __restrict t_ = tab;
-    size_t i = begin;
-#if defined(__AVX512VBMI__)
-    // 64 codes at a time: the table as two 128-byte permutes (vpermt2b) on the codes' low 7
-    // bits, picked by bit 7 (the scalar loop below: one dependent load per code, ~25× slower).
-    const __m512i t0 = _mm512_loadu_si512(t_), t1 = _mm512_loadu_si512(t_ + 64), t2 = _mm512_loadu_si512(t_ + 128),
-                  t3 = _mm512_loadu_si512(t_ + 192);
-    for (; i + 64 <= end; i += 64) {
-      const __m512i code = _mm512_loadu_si512(src + i);
-      const __m512i lo = _mm512_permutex2var_epi8(t0, code, t1), hi = _mm512_permutex2var_epi8(t2, code, t3);
-      _mm512_storeu_si512(dst + i, _mm512_mask_blend_epi8(_mm512_movepi8_mask(code), lo, hi));
-    }
-#endif
+    const size_t i = fast ? fast(t_, src, begin, end, dst) : begin;
     apply_table_plain(t_, src + i, end - i, dst + i);
   });
 }

@@ -1,5 +1,6 @@
-// Reference integer kernels of the integer-only runtime (plain C++, no SIMD, no oneDNN, no
-// libtorch). Fast paths are tested against these. Formulas: docs/RECIPES.md and methods.md §5.
+// Integer kernels of the integer-only runtime (no oneDNN, no libtorch): each is a plain C++ loop
+// (the reference, what QTX_MAX_ISA=scalar runs) that hands the work to the fast form of the active
+// instruction set where one exists (kernel_table.h, arch/x86/). Fast forms are tested against these. Formulas: docs/RECIPES.md and methods.md §5.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -85,6 +86,8 @@ struct QParams {
 
 // out[i] = clamp(round_shift(in[i] · r.m, r.shift) + o.zero) for n values (vectorised).
 void requant_to_codes(const int32_t* in, size_t n, const Requant& r, const QParams& o, uint8_t* out);
+// The same on in[begin, end) by the plain loop (the vector forms' tails and fallbacks).
+void requant_to_codes_plain(const int32_t* in, size_t begin, size_t end, const Requant& r, const QParams& o, uint8_t* out);
 
 // LayerNorm on PTF-shifted integers (FQ-ViT) with an integer square root: x_c = (q_c − z) << α_c
 // share one scale, so mean and variance need no float; 1/σ is one fixed-point reciprocal per row
@@ -163,6 +166,10 @@ struct ChannelRequant {
                              const std::vector<int64_t>& acc_offset = {}, int64_t acc_bound = 0);
   void rows(const int32_t* acc, int M, uint8_t* out) const;        // out codes [M, N]
   void rows32(const int32_t* acc, int M, int32_t* out) const;      // same into int32 (grid indices)
+  // Channels from..N−1 of row i (acc_row, out_row: that row's) by the integer formula, the plain
+  // loop: the vector forms' tails and fallbacks.
+  void row_plain(const int32_t* acc_row, int i, int from, uint8_t* out_row) const;
+  void row_plain(const int32_t* acc_row, int i, int from, int32_t* out_row) const;
   // make() throws std::invalid_argument when the scales need a shift outside [1, 62].
 
   // Set by make() for the AVX-512 loop (simd::Requant16): bias + ½ (the rounding), each group
@@ -178,7 +185,6 @@ struct ChannelRequant {
  private:
   template <typename Out>
   void apply(const int32_t* acc, int M, Out* out, bool placed) const;
-  void rows_placed(const int32_t* acc, int M, uint8_t* out) const;
 };
 
 // Residual add of a linear layer's accumulators (per-channel scale, bias folded) and 8-bit
@@ -196,6 +202,8 @@ struct ResidualRequant {
                               int64_t acc_bound = 0);
   void rows(const int32_t* acc, const uint8_t* h, int M, uint8_t* out) const;
   void rows_integer(const int32_t* acc, const uint8_t* h, int M, uint8_t* out) const;  // the integer formula alone
+  // Channels from..N−1 of one row by the integer formula, the plain loop (as ChannelRequant's).
+  void row_plain(const int32_t* acc_row, const uint8_t* h_row, int from, uint8_t* out_row) const;
   RequantPlacement placement;
   // Set by make(), as in ChannelRequant (the residual's term is added per element).
   std::vector<int64_t> add_even_odd;
@@ -203,7 +211,6 @@ struct ResidualRequant {
 
  private:
   void apply(const int32_t* acc, const uint8_t* h, int M, uint8_t* out, bool placed) const;
-  void rows_placed(const int32_t* acc, const uint8_t* h, int M, uint8_t* out) const;
 };
 
 // Any per-tensor map of an 8-bit code to an 8-bit code (requantization from one scale to
@@ -222,6 +229,7 @@ void av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int Tq, int T, i
 // keys (default true) — av_log2 by VNNI byte planes, LogIntSoftmax::rows in phases; false: the
 // shifting loops and row() per row, for A/B timings (qtx_forward_ab --switch short-rows).
 void set_short_attention_rows(bool on);
+bool short_attention_rows();
 
 // e^x on n float32 values in place (x ≤ 88; 0 below −87), for the hybrid recipes' float softmax:
 // the exp of gelu_erf_f32 below, branch-free so GCC vectorises the loop (std::exp per value cost

@@ -6,6 +6,7 @@
 
 #include "formats/error.h"
 #include "runtime/artifact.h"
+#include "runtime/cpu_isa.h"
 
 namespace qtx::rt {
 
@@ -38,6 +39,7 @@ const std::map<std::string, Entry>& registry() {
 }  // namespace
 
 std::unique_ptr<IntModel> load_int_model(const std::string& dir, Kernels kernels) {
+  active_isa();  // reads QTX_MAX_ISA now (an unknown name throws here, not inside a kernel's threads)
   auto a = Artifact::load(dir);
   auto it = registry().find(a->config().model_type);
   if (it == registry().end())

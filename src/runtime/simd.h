@@ -1,7 +1,9 @@
 // AVX-512 forms of the runtime's requantization step, for the loops GCC does not vectorise well
 // on its own (it multiplies int32 by int32 as int64 × int64, vpmullq, where vpmuldq suffices).
-// Each computes exactly what the scalar loop beside it computes; where AVX-512 is not compiled
-// in, only the scalar loops exist (and the plain helpers at the top, which kernels call at load).
+// Each computes exactly what the scalar loop beside it computes. The plain helpers at the top are
+// for every file (kernels call them at load); the vector part exists only in files compiled with
+// AVX-512 (arch/x86/), inside their own namespace QTX_ARCH_NS, so that two such files compiled
+// with different flags never share an out-of-line copy of these inline functions.
 #pragma once
 
 #include <cmath>
@@ -20,6 +22,9 @@ namespace qtx::rt::simd {
 // The first two clamp in int32; all three give the scalar loops' values.
 enum class Lanes { HighHalves, Fitting, Clamped64 };
 
+// Whether RoundShift16 (and its AVX2 twin) takes multiplier m and this shift.
+inline bool round_shift_vectors_handle(int64_t m, int shift) { return m >= 0 && m < (int64_t{1} << 31) && shift >= 32 && shift <= 62; }
+
 inline Lanes lanes_for(int shift, long double max_abs_sum) {
   if (shift >= 32) return Lanes::HighHalves;
   return max_abs_sum < std::ldexp(1.0L, 31 + shift) ? Lanes::Fitting : Lanes::Clamped64;
@@ -35,7 +40,7 @@ inline void split_even_odd(const int64_t* in16, int64_t* out16) {
 
 }  // namespace qtx::rt::simd
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && defined(QTX_ARCH_FILE)
 #include <immintrin.h>
 
 // GCC 12 reports its own intrinsics' undefined-vector placeholders as (maybe-)uninitialized where
@@ -44,6 +49,7 @@ inline void split_even_odd(const int64_t* in16, int64_t* out16) {
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace qtx::rt::simd {
+inline namespace QTX_ARCH_NS {
 
 // ⌊x / 2^s⌋, s ≥ 32, of int64 lanes held as `even` (lanes 0, 2, …, 14) and `odd` (1, 3, …, 15),
 // as 16 int32 lanes: ⌊x/2^s⌋ = ⌊⌊x/2^32⌋/2^(s−32)⌋, and ⌊x/2^32⌋ is the high half of each lane —
@@ -117,7 +123,7 @@ void with_flag(bool on, F&& f) {
 // (⌊y/2^s⌋ = ⌊⌊y/2^32⌋/2^(s−32)⌋), then x's sign put back.
 class RoundShift16 {
  public:
-  static bool handles(int64_t m, int shift) { return m >= 0 && m < (int64_t{1} << 31) && shift >= 32 && shift <= 62; }
+  static bool handles(int64_t m, int shift) { return round_shift_vectors_handle(m, shift); }
   RoundShift16(int64_t m, int shift, int32_t lo, int32_t hi, int32_t add)
       : m_(_mm512_set1_epi64(m)),
         half_(_mm512_set1_epi64(int64_t{1} << (shift - 1))),
@@ -187,5 +193,6 @@ inline __m512i round_unless_near_tie(__m512 y, __m512 near_tie, __mmask16* open)
 }
 #endif
 
+}  // namespace QTX_ARCH_NS
 }  // namespace qtx::rt::simd
 #endif
