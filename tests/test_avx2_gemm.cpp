@@ -1,4 +1,4 @@
-// The exact AVX2 u8·s8→s32 GEMM (src/runtime/arch/x86/gemm_avx2.h) against gemm_u8s8_ref, bit
+// The exact AVX2 u8·s8→s32 GEMM (src/runtime/arch/x86/gemm_avx2.h) against gemm_u8s8_plain, bit
 // for bit: random and extreme codes over many shapes (tails of the 16-column panels, of the
 // row tiles, odd K, several K blocks), the largest accumulators K allows, and threaded runs.
 #include <gtest/gtest.h>
@@ -38,7 +38,7 @@ std::vector<T> codes(size_t n, int lo, int hi, std::mt19937& rng) {
 // reference; true when every output matches.
 ::testing::AssertionResult matches(const std::vector<uint8_t>& A, const std::vector<int8_t>& W, int M, int N, int K) {
   std::vector<int32_t> want(static_cast<size_t>(M) * N), got(want.size(), 0x5a5a5a5a);
-  gemm_u8s8_ref(A.data(), 0, W.data(), want.data(), M, N, K);
+  gemm_u8s8_plain(A.data(), 0, W.data(), want.data(), M, N, K);
   const avx2::PackedWeights pw = avx2::PackedWeights::pack(W.data(), N, K);
   avx2::gemm_u8s8_exact(pw, A.data(), M, got.data());
   for (size_t i = 0; i < want.size(); ++i)
@@ -150,7 +150,7 @@ TEST(Avx2Gemm, ThreadedRunsMatchReference) {
   auto A = codes<uint8_t>(static_cast<size_t>(M) * K, 0, 255, rng);
   auto W = codes<int8_t>(static_cast<size_t>(N) * K, -128, 127, rng);
   std::vector<int32_t> want(static_cast<size_t>(M) * N);
-  gemm_u8s8_ref(A.data(), 0, W.data(), want.data(), M, N, K);
+  gemm_u8s8_plain(A.data(), 0, W.data(), want.data(), M, N, K);
   const avx2::PackedWeights pw = avx2::PackedWeights::pack(W.data(), N, K);
   std::vector<std::vector<int32_t>> got(4, std::vector<int32_t>(want.size(), -1));
 #pragma omp parallel for num_threads(2)

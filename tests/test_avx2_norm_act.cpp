@@ -195,7 +195,7 @@ TEST(Avx2NormAct, LayerNormPlacementGivesTheIntegerCodes) {
 }
 
 // The site: residual codes → x by the per-α tables (8-lane gathers), the sums from the same
-// registers, blocks of 8 rows, the output step — against rows_reference (the int32 table per
+// registers, blocks of 8 rows, the output step — against rows_plain (the int32 table per
 // element, the scalar row) and centre_row. K from 0 to 8 (α = 8: |x| up to 255 · 2^8), α values
 // absent, input zero points 0, 97 and 255, rows of codes 0/255, 17 rows (two blocks and one row).
 TEST(Avx2NormAct, LayerNormSiteRowsMatchReference) {
@@ -226,7 +226,7 @@ TEST(Avx2NormAct, LayerNormSiteRowsMatchReference) {
         }
         const std::string what = "C " + std::to_string(C) + " K " + std::to_string(K) + " z " + std::to_string(zin);
         std::vector<uint8_t> want(h.size()), plain(h.size()), got(h.size());
-        site.rows_reference(h.data(), M, want.data());
+        site.rows_plain(h.data(), M, want.data());
         site.rows(h.data(), M, plain.data());
         set_max_isa(Isa::Avx2);  // IntLayerNormSite::rows with the AVX2 kernels (this file's centre_row and row_output)
         site.rows(h.data(), M, got.data());
@@ -323,7 +323,7 @@ std::vector<int32_t> wide(int M, int N, int32_t span, std::mt19937& rng) {
 // accumulators from below the table's range to past its top (every boundary crossed in fine
 // steps), and on wide random ones with int32's extremes: GELU at 8 bits with the weights' bound
 // unknown (every |acc| checked against 2^24, the packs' clamp), GELU at 4 bits after a real GEMM
-// (no check, the explicit clamp), tanh (the BERT pooler's range). Against rows_reference and
+// (no check, the explicit clamp), tanh (the BERT pooler's range). Against rows_plain and
 // rows() (the plain loop here). With the margin zero the runs must give some other code.
 TEST(Avx2NormAct, ElementwisePolynomialGivesTheTableCodes) {
   SKIP_WITHOUT_AVX2();
@@ -355,7 +355,7 @@ TEST(Avx2NormAct, ElementwisePolynomialGivesTheTableCodes) {
           acc = wide(M, N, 40000000, rng);
         }
         std::vector<uint8_t> ref(acc.size()), plain(acc.size()), got(acc.size());
-        e.rows_reference(acc.data(), M, ref.data());
+        e.rows_plain(acc.data(), M, ref.data());
         e.rows(acc.data(), M, plain.data());
         avx2::elementwise_rows(e, acc.data(), M, got.data());
         ASSERT_EQ(ref, plain) << what;
@@ -424,7 +424,7 @@ TEST(Avx2NormAct, ElementwiseTableMatchesReference) {
         }
         const int rows = static_cast<int>(acc.size() / static_cast<size_t>(N));
         std::vector<uint8_t> ref(acc.size()), got(acc.size());
-        e.rows_reference(acc.data(), rows, ref.data());
+        e.rows_plain(acc.data(), rows, ref.data());
         avx2::elementwise_rows_by_table(e, acc.data(), rows, got.data());
         ASSERT_EQ(ref, got) << fn << " N " << N << (tiny ? " shift ≥ 32" : "");
         e.poly.on = false;

@@ -49,7 +49,7 @@ TEST(IntKernels, GemmReferenceHandCase) {
   const uint8_t A[2 * 3] = {10, 20, 30, 0, 255, 128};
   const int8_t B[2 * 3] = {1, -1, 2, -128, 127, 0};
   int32_t C[4];
-  gemm_u8s8_ref(A, 128, B, C, 2, 2, 3);
+  gemm_u8s8_plain(A, 128, B, C, 2, 2, 3);
   EXPECT_EQ(C[0], (10 - 128) * 1 + (20 - 128) * -1 + (30 - 128) * 2);
   EXPECT_EQ(C[1], (10 - 128) * -128 + (20 - 128) * 127);
   EXPECT_EQ(C[2], (0 - 128) * 1 + (255 - 128) * -1 + 0);
@@ -152,7 +152,7 @@ TEST(IntKernels, ElementwiseTableOnePassMatchesReferenceAndExactGelu) {
   acc[1] = INT32_MAX;
   std::vector<uint8_t> fast(acc.size()), ref(acc.size());
   e.rows(acc.data(), M, fast.data());
-  e.rows_reference(acc.data(), M, ref.data());
+  e.rows_plain(acc.data(), M, ref.data());
   ASSERT_EQ(fast, ref);
   int checked = 0;
   for (size_t i = 0; i < acc.size(); ++i) {
@@ -214,7 +214,7 @@ TEST(IntKernels, ElementwisePolynomialGivesTheTableCodesOnEveryAccumulator) {
       for (int c = 0; c < N; ++c) acc[static_cast<size_t>(i) * N + c] = static_cast<int32_t>(start[static_cast<size_t>(c)] + i);
     std::vector<uint8_t> fast(acc.size()), ref(acc.size());
     e.rows(acc.data(), M, fast.data());
-    e.rows_reference(acc.data(), M, ref.data());
+    e.rows_plain(acc.data(), M, ref.data());
     size_t differ = 0, near_tie = 0;
     for (size_t i = 0; i < acc.size(); ++i) {
       differ += fast[i] != ref[i];
@@ -678,7 +678,7 @@ TEST(IntKernels, LayerNormSiteByteTablesMatchReference) {
       for (auto& v : h) v = static_cast<uint8_t>(rng());
       for (int c = 0; c < C; ++c) h[static_cast<size_t>(c)] = c % 2 ? 255 : 0;  // the table ends
       std::vector<uint8_t> want(h.size()), got(h.size());
-      site.rows_reference(h.data(), M, want.data());
+      site.rows_plain(h.data(), M, want.data());
       site.rows(h.data(), M, got.data());
       ASSERT_EQ(want, got) << "C " << C << " K " << K << (some_absent ? " (α 1 and 2 only)" : "");
       // The table itself: the residual code requantized onto s·2^α, then (code − z) << α.

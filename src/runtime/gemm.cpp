@@ -127,7 +127,7 @@ Int8Gemm::Path Int8Gemm::path() const {
 
 void Int8Gemm::run_untimed(const uint8_t* A, int M, int32_t za, int32_t* C) const {
   switch (path()) {
-    case Path::Reference: return gemm_u8s8_ref(A, za, w_.data(), C, M, N_, K_);
+    case Path::Reference: return gemm_u8s8_plain(A, za, w_.data(), C, M, N_, K_);
     case Path::Exact: return run_exact(A, M, za, C);
     case Path::OneDnn: break;
   }

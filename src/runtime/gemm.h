@@ -3,7 +3,7 @@
 // load; the activation zero point is folded as −za · Σ_k W[n,k] (precomputed), so the primitive
 // is a plain u8·s8→s32 product. oneDNN's product is exact only with VNNI or weights within ±64
 // (without VNNI it multiplies by vpmaddubsw, whose int16 pair sums saturate): elsewhere an exact
-// int16 kernel runs. The reference path is gemm_u8s8_ref (int_kernels.h), which QTX_MAX_ISA=scalar
+// int16 kernel runs. The reference path is gemm_u8s8_plain (int_kernels.h), which QTX_MAX_ISA=scalar
 // selects too.
 #pragma once
 #include <cstdint>

@@ -97,7 +97,7 @@ IntLayerNormSite IntLayerNormSite::make(const std::vector<int>& alpha, int K, co
   return s;
 }
 
-void IntLayerNormSite::rows_reference(const uint8_t* h, int M, uint8_t* out) const {
+void IntLayerNormSite::rows_plain(const uint8_t* h, int M, uint8_t* out) const {
   std::vector<int32_t> x(static_cast<size_t>(C));
   for (int i = 0; i < M; ++i) {
     const uint8_t* r = h + static_cast<size_t>(i) * C;
@@ -454,7 +454,7 @@ uint8_t IntElementwise::code_at(int32_t g) const {
   return static_cast<uint8_t>(off < (c & 0xffffu) ? c >> 16 : c >> 24);
 }
 
-void IntElementwise::rows_reference(const int32_t* acc, int M, uint8_t* out) const {
+void IntElementwise::rows_plain(const int32_t* acc, int M, uint8_t* out) const {
   std::vector<int32_t> grid(static_cast<size_t>(M) * to_grid.N);
   to_grid.rows32(acc, M, grid.data());
   for (size_t i = 0; i < grid.size(); ++i) out[i] = code_at(grid[i]);
@@ -479,7 +479,7 @@ void IntElementwise::rows(const int32_t* acc, int M, uint8_t* out) const {
 void IntElementwise::rows_by_table(const int32_t* acc, int M, uint8_t* out) const {
   OpTimer timer(OpClass::Activation);
   // One pass: accumulator → grid index → cell, without writing the grid indices out. The same
-  // integer steps as rows_reference (ChannelRequant::apply, then code_at); the active
+  // integer steps as rows_plain (ChannelRequant::apply, then code_at); the active
   // instruction set's form of a row first (a gather of the cells), the plain steps after it.
   const int n = to_grid.N;
   const TableSteps table(*this);

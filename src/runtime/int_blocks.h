@@ -70,7 +70,7 @@ struct IntLayerNormSite {
   // outputs.
   void rows(const uint8_t* h, int M, uint8_t* out) const;
   // Plain loops: the int32 table per element, then the scalar LayerNorm row.
-  void rows_reference(const uint8_t* h, int M, uint8_t* out) const;
+  void rows_plain(const uint8_t* h, int M, uint8_t* out) const;
   // One row's x_c = (input code − z) << α_c and Σx, Σx².
   void centre_row(const uint8_t* h_row, int32_t* x, int64_t* sum, int64_t* sq) const;
 };
@@ -211,7 +211,7 @@ struct IntElementwise {
   // The same without the polynomial (every value by the table): what rows() was before it.
   void rows_by_table(const int32_t* acc, int M, uint8_t* out) const;
   // The plain form: all grid indices (ChannelRequant), then a cell lookup each.
-  void rows_reference(const int32_t* acc, int M, uint8_t* out) const;
+  void rows_plain(const int32_t* acc, int M, uint8_t* out) const;
   uint8_t code_at(int32_t grid_index) const;
 };
 

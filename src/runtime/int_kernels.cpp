@@ -35,7 +35,7 @@ Requant Requant::from_real(double M) {
 
 double Requant::real() const { return m * std::pow(2.0, -shift); }
 
-void gemm_u8s8_ref(const uint8_t* A, int32_t za, const int8_t* B, int32_t* C, int M, int N, int K) {
+void gemm_u8s8_plain(const uint8_t* A, int32_t za, const int8_t* B, int32_t* C, int M, int N, int K) {
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < N; ++j) {
       int32_t acc = 0;

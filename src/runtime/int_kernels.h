@@ -35,7 +35,7 @@ struct Requant {
 
 // u8·s8 → s32 GEMM reference: C[M,N] = Σ_k (A[m,k] − za) · B[n,k] (B row-major [N, K], i.e. the
 // weight as stored, per-output-channel symmetric so its zero point is 0).
-void gemm_u8s8_ref(const uint8_t* A, int32_t za, const int8_t* B, int32_t* C, int M, int N, int K);
+void gemm_u8s8_plain(const uint8_t* A, int32_t za, const int8_t* B, int32_t* C, int M, int N, int K);
 
 // Integer square root: ⌊√n⌋, exact for all n ≥ 0 (a double estimate settled by integer compares).
 uint64_t isqrt(uint64_t n);

@@ -4,6 +4,9 @@
 // e.g. a shape it does not cover) or a prefix, returning where it stopped, and the caller's
 // plain loop does the rest — so each scalar tail is written once. The tables live in
 // arch/x86/kernels_*.cpp, each file compiled with its own instruction-set flags.
+// Naming: a kernel's plain loop — its reference twin, what QTX_MAX_ISA=scalar runs and what the
+// tests compare every fast form with — is `<kernel>_plain` (gemm_u8s8_plain,
+// requant_to_codes_plain, apply_table_plain) or a `*_plain` member (rows_plain, row_plain).
 #pragma once
 #include <cstddef>
 #include <cstdint>
