@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "runtime/arch/x86/requant_avx2.h"
+#include "runtime/cpu_isa.h"
 #include "runtime/int_kernels.h"
 #include "plain_reference.h"
 
@@ -218,22 +219,29 @@ TEST(Avx2Requant, ChannelPlacementGivesTheIntegerCodes) {
   }
 }
 
-// Multipliers above 2^7 (an accumulator step worth hundreds of output steps): y reaches beyond
-// int32 for accumulators below 2^24, and must still clamp to the right end.
-TEST(Avx2Requant, ChannelPlacementClampsBeyondInt32) {
+// Multipliers of 150–900 with no bound on the accumulators: y = acc·m + b could leave int32, where
+// the rounding conversion gives INT32_MIN (the AVX-512 loop then clamped 960 of 3072 codes to the
+// wrong end). make() leaves the float placement off for such layers; every level gives the
+// integer formula's codes.
+TEST(Avx2Requant, ChannelPlacementOffWhereYCouldLeaveInt32) {
   const PlainReference plain_reference;
   std::mt19937 rng(5);
   const int N = 24, M = 64;
   const Layer l = random_layer(N, 1, 150.0, 900.0, 1e3, false, rng);
   const ChannelRequant r = ChannelRequant::make(l.acc_scale, l.bias, 1, 1.0, 128, 0, 255);
-  ASSERT_TRUE(r.placement.on);
+  EXPECT_FALSE(r.placement.on);
   std::vector<int32_t> acc(static_cast<size_t>(M) * N);
   std::uniform_int_distribution<int32_t> any(-(1 << 24) + 1, (1 << 24) - 1), near(-8, 8);
   for (size_t k = 0; k < acc.size(); ++k) acc[k] = k % 2 ? any(rng) : near(rng);
-  std::vector<uint8_t> placed(acc.size()), plain(acc.size());
-  avx2::channel_requant_rows(r, acc.data(), M, placed.data(), true);
-  r.rows_integer(acc.data(), M, plain.data());
-  EXPECT_EQ(placed, plain);
+  std::vector<uint8_t> plain(acc.size());
+  r.rows(acc.data(), M, plain.data());
+  for (Isa level : runnable_isas()) {
+    set_max_isa(level);
+    std::vector<uint8_t> got(acc.size());
+    r.rows(acc.data(), M, got.data());
+    EXPECT_EQ(got, plain) << isa_name(level);
+  }
+  set_max_isa(Isa::Scalar);
   for (size_t k = 0; k < acc.size(); ++k) ASSERT_EQ(plain[k], channel_want(r, acc[k], 0, static_cast<int>(k % N)));
 }
 

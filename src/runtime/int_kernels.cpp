@@ -412,6 +412,12 @@ RequantPlacement placement_for(const std::vector<int32_t>& m, const std::vector<
   const double h_term = 255.0 * std::fabs(static_cast<double>(mh) * inv), y_max = std::max(std::abs(qmin), std::abs(qmax)) + 2.0;
   const double margin = std::ldexp(2 * y_max + 3 * h_term + 3 * b_max, -24) * 1.01;
   if (!(b_max < (1 << 20)) || !(h_term < (1 << 20)) || !(margin < 1.0 / 64)) return p;
+  // y must stay within int32 for the rounding conversion (a lane beyond converts to INT32_MIN and
+  // would clamp to the wrong end): |acc|·max m + |b| + the residual term below 2^30.
+  double m_max = 0;
+  for (float v : p.m) m_max = std::max(m_max, std::fabs(static_cast<double>(v)));
+  const double acc_max = acc_bound > 0 ? static_cast<double>(acc_bound) : std::ldexp(1.0, 31);
+  if (!(m_max * acc_max + b_max + h_term < std::ldexp(1.0, 30))) return p;
   p.tie_margin = std::nextafter(static_cast<float>(margin), 1.0f);
   p.check_acc = !(acc_bound > 0 && acc_bound < (int64_t{1} << 24));
   p.on = true;
