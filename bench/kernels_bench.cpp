@@ -7,6 +7,7 @@
 #include <dnnl.hpp>
 
 #include <cmath>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -29,8 +30,9 @@ using namespace qtx::rt;
 namespace {
 
 // The member-function benchmarks run the active level's kernels (QTX_MAX_ISA caps it: =scalar
-// for the plain loops). The *Avx2 pairs compare the plain loop (kernels capped at scalar for the
-// benchmark) with the AVX2 form on the same data, whatever this CPU has.
+// for the plain loops, =avx2 for an AVX2-only CPU's). The *Avx2 ones run the AVX2 forms on the
+// same data whatever the level (those that go through a member cap the kernels at avx2 for the
+// benchmark).
 struct IsaScope {
   explicit IsaScope(Isa isa) { set_max_isa(isa); }
   ~IsaScope() { set_max_isa(Isa::Avx512Vnni); }  // back to the CPU's (and QTX_MAX_ISA's) level
@@ -165,7 +167,6 @@ BENCHMARK(BM_GemmOpenBlasF32)->Apply(ExactGemmShapes);
 // it), 0 the integer formula alone. Accumulators spread over the code range, as a layer's are.
 // avx2: the AVX2 forms (src/runtime/arch/x86/requant_avx2.h), the float placement where asked.
 void channel_requant(benchmark::State& st, bool avx2) {
-  const IsaScope isa(avx2 ? Isa::Avx2 : Isa::Scalar);
   const int M = static_cast<int>(st.range(0)), N = static_cast<int>(st.range(1));
   const bool placed = st.range(2) != 0;
   ChannelRequant r = ChannelRequant::make(std::vector<double>(static_cast<size_t>(N), 1e-4),
@@ -198,7 +199,6 @@ BENCHMARK(BM_ChannelRequantAvx2)->CHANNEL_REQUANT_SHAPES;
 // output step 2e-5 (multiplier 5, shift 27: simd::Lanes::Clamped64) instead of 0.02 (shift 37:
 // HighHalves).
 void channel_requant32(benchmark::State& st, bool avx2) {
-  const IsaScope isa(avx2 ? Isa::Avx2 : Isa::Scalar);
   const int M = static_cast<int>(st.range(0)), N = static_cast<int>(st.range(1));
   ChannelRequant r = ChannelRequant::make(std::vector<double>(static_cast<size_t>(N), 1e-4),
                                           std::vector<double>(static_cast<size_t>(N), 0.01), 1, st.range(2) ? 2e-5 : 0.02, 128, 0, 255);
@@ -251,7 +251,6 @@ BENCHMARK(BM_CodeTableAvx2)->Unit(benchmark::kMicrosecond);
 // One multiplier for a whole tensor (the attention context into the output projection's input
 // grid): vit-fmnist at batch 64, 1088 rows of 192. Multiplier 0.013 (shift 37); Shift31: 0.7.
 void tensor_requant(benchmark::State& st, double multiplier, bool avx2) {
-  const IsaScope isa(avx2 ? Isa::Avx2 : Isa::Scalar);
   const size_t n = static_cast<size_t>(st.range(0)) * 192;
   const Requant r = Requant::from_real(multiplier);
   const QParams o{1.0, 128, 0, 255};
@@ -278,7 +277,6 @@ BENCHMARK(BM_TensorRequantShift31Avx2)->Arg(1088)->Unit(benchmark::kMicrosecond)
 // The residual add's requantization: rows of N (192: vit-fmnist at batch 64; Bert: 768 at 128
 // tokens); the second argument 1 the float placement, 0 the integer formula alone.
 void residual_requant(benchmark::State& st, int N, bool avx2) {
-  const IsaScope isa(avx2 ? Isa::Avx2 : Isa::Scalar);
   const int M = static_cast<int>(st.range(0));
   const bool placed = st.range(1) != 0;
   QParams h{0.05, 128, 0, 255}, o{0.06, 120, 0, 255};
@@ -339,13 +337,14 @@ void BM_IntLayerNormSiteRows(benchmark::State& st) {
 }
 BENCHMARK(BM_IntLayerNormSiteRows)->Arg(1088)->Unit(benchmark::kMicrosecond);
 
-// The member forms (the plain loops where AVX-512 is not compiled in) against the AVX2 forms
+// The member forms (the active level's kernels) against the AVX2 forms
 // (avx2 = 1) on the same data: args rows, channels, avx2. vit-fmnist 1088 × 192 (and a hidden
 // size of 160), BERT-base-like 8 × 128 tokens × 768. PTF K = 3.
 void BM_LayerNormSiteAvx2(benchmark::State& st) {
   const int M = static_cast<int>(st.range(0)), C = static_cast<int>(st.range(1)), K = 3;
   const bool avx2 = st.range(2) != 0;
-  const IsaScope isa(avx2 ? Isa::Avx2 : Isa::Scalar);  // IntLayerNormSite::rows: the plain loops or the AVX2 kernels
+  std::unique_ptr<IsaScope> isa;  // IntLayerNormSite::rows: the active level's kernels, or the AVX2 ones
+  if (avx2) isa = std::make_unique<IsaScope>(Isa::Avx2);
   std::vector<int> alpha = random_codes<int>(C, 0, K, 6);
   std::vector<float> gamma(C, 1.1f), beta(C, 0.05f);
   const IntLayerNormSite site = IntLayerNormSite::make(alpha, K, QParams{0.05, 131, 0, 255}, QParams{0.011, 97, 0, 255}, gamma,
@@ -366,7 +365,6 @@ BENCHMARK(BM_LayerNormSiteAvx2)->ArgNames({"M", "C", "avx2"})->Args({1088, 192, 
 void BM_LayerNormRowAvx2(benchmark::State& st) {
   const int M = static_cast<int>(st.range(0)), C = static_cast<int>(st.range(1));
   const bool avx2 = st.range(2) != 0;
-  const IsaScope isa(avx2 ? Isa::Avx2 : Isa::Scalar);
   std::vector<int> alpha = random_codes<int>(C, 0, 3, 6);
   std::vector<float> gamma(C, 1.1f), beta(C, 0.05f);
   IntLayerNorm ln = IntLayerNorm::make(120, alpha, gamma, beta, QParams{0.03, 128, 0, 255});
@@ -390,7 +388,6 @@ BENCHMARK(BM_LayerNormRowAvx2)->ArgNames({"M", "C", "avx2", "placed"})->Args({10
 // One head's attention over a batch: scores, Log-Int-Softmax rows, A·V by shifts. Args = tokens
 // and softmax bits: 17/4 (vit-fmnist 8/8/4, batch 64) or 128/8 (bert-austen 8/8/8, batch 8).
 void attention_head_bench(benchmark::State& st, bool avx2) {
-  const IsaScope isa(avx2 ? Isa::Avx2 : Isa::Scalar);
   const int T = static_cast<int>(st.range(0)), bits = static_cast<int>(st.range(1)), dh = 64, ld = 256, B = T > 64 ? 8 : 64;
   auto q = random_codes<uint8_t>(static_cast<size_t>(T) * ld, 0, 255, 8);
   auto k = random_codes<uint8_t>(q.size(), 0, 255, 9);
@@ -420,7 +417,6 @@ BENCHMARK(BM_AttentionHeadAvx2)->Args({17, 4})->Args({128, 4})->Args({128, 8})->
 // The two attention matmuls alone, one head of T tokens, dh = 64: GOPS = 2·T·T·dh per second.
 // The *Avx2 cases: the AVX2 forms (src/runtime/arch/x86/attention_avx2.cpp) on the same data.
 void qk_scores_bench(benchmark::State& st, bool avx2) {
-  const IsaScope isa(avx2 ? Isa::Avx2 : Isa::Scalar);
   const int T = static_cast<int>(st.range(0)), dh = 64, ld = 256;
   auto q = random_codes<uint8_t>(static_cast<size_t>(T) * ld, 0, 255, 8);
   auto k = random_codes<uint8_t>(q.size(), 0, 255, 9);
@@ -437,7 +433,6 @@ BENCHMARK(BM_QkScores)->Arg(17)->Arg(128)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_QkScoresAvx2)->Arg(17)->Arg(128)->Unit(benchmark::kMicrosecond);
 
 void av_log2_bench(benchmark::State& st, bool avx2) {
-  const IsaScope isa(avx2 ? Isa::Avx2 : Isa::Scalar);
   const int T = static_cast<int>(st.range(0)), kmax = static_cast<int>(st.range(1)), dh = 64, ld = 256;
   auto v = random_codes<uint8_t>(static_cast<size_t>(T) * ld, 0, 255, 10);
   auto codes = random_codes<int8_t>(static_cast<size_t>(T) * T, -1, kmax, 12);
@@ -457,7 +452,6 @@ BENCHMARK(BM_AvLog2Avx2)->Args({17, 15})->Args({128, 15})->Args({128, 20})->Unit
 // all of them as the attention calls it per head (rows of 8..32 scores in phases over the
 // block; 128 row by row). Args = row length, bits.
 void log_int_softmax_bench(benchmark::State& st, bool block, bool avx2) {
-  const IsaScope isa(avx2 ? Isa::Avx2 : Isa::Scalar);
   const int n = static_cast<int>(st.range(0)), bits = static_cast<int>(st.range(1)), rows = 64;
   auto S = random_codes<int32_t>(static_cast<size_t>(rows) * n, -128, 127, 11);
   std::vector<int8_t> codes(S.size());
@@ -504,12 +498,11 @@ void BM_IntElementwiseGelu(benchmark::State& st) {
 }
 BENCHMARK(BM_IntElementwiseGelu)->Args({64, 768})->Args({1088, 768})->Args({128, 1024})->Unit(benchmark::kMicrosecond);
 
-// The same data through IntElementwise::rows (form 0: the plain loop), avx2::elementwise_rows (1: the polynomial placement) and
+// The same data through IntElementwise::rows (form 0: the active level's kernels), avx2::elementwise_rows (1: the polynomial placement) and
 // avx2::elementwise_rows_by_table (2: the gathers). vit-fmnist's MLP 1088 × 768 (and 640), BERT's
 // 128 × 3072.
 void BM_ElementwiseGeluAvx2(benchmark::State& st) {
   const int M = static_cast<int>(st.range(0)), N = static_cast<int>(st.range(1)), form = static_cast<int>(st.range(2));
-  const IsaScope isa(form == 0 ? Isa::Scalar : Isa::Avx2);
   IntLinear fc1;
   fc1.N = N;
   fc1.acc_scale.assign(N, 2e-5);

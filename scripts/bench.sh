@@ -42,6 +42,11 @@ for level in "${levels[@]}"; do
   blas_core=$OPENBLAS_CORE_DEFAULT
   case $level in scalar|avx2) blas_core=Haswell ;; esac
   KB=$(OPENBLAS_CORETYPE=$blas_core OMP_NUM_THREADS=1 ./build/qtx_kernel_bench --benchmark_min_time=0.5 2>/dev/null | grep -E "^(BM_|Benchmark|-)")
+  # Below AVX-512, the same kernels' plain loops too (QTX_MAX_ISA=scalar), for the AVX2 forms' gains.
+  PLAIN=""
+  case $level in avx2) PLAIN=$(QTX_MAX_ISA=scalar OMP_NUM_THREADS=1 ./build/qtx_kernel_bench --benchmark_min_time=0.5 \
+    --benchmark_filter='^BM_(ChannelRequant|ChannelRequant32|TensorRequant|TensorRequantShift31|ResidualRequant|ResidualRequantBert|IntLayerNormRows|IntLayerNormSiteRows|IntElementwiseGelu|QkScores|AvLog2|LogIntSoftmaxRow|LogIntSoftmaxRows|AttentionHead)/' \
+    2>/dev/null | grep -E "^(BM_|Benchmark|-)") ;; esac
   # best COUNTER (GOPS or GFLOPS) of the rows named PREFIX, in G/s: Google Benchmark scales its
   # counters (k/s, M/s, G/s, T/s), so the unit is read, not assumed.
   best_rate() {
@@ -119,6 +124,15 @@ for level in "${levels[@]}"; do
     echo '```'
     echo "$KB"
     echo '```'
+    if [ -n "$PLAIN" ]; then
+      echo
+      echo "The runtime's kernels above ran at $level; the same benchmarks with the kernels capped at scalar (the plain loops"
+      echo "compiled for x86-64-v3: what the AVX2 forms gain):"
+      echo
+      echo '```'
+      echo "$PLAIN"
+      echo '```'
+    fi
   } > "$out"
   echo "wrote $out"
 done
