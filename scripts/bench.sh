@@ -157,7 +157,7 @@ done
   echo "how far this virtual machine's noise moves the ratio."
   echo
   echo "The FP32 baseline is libtorch on OpenBLAS's kernels of the same instruction set as the runtime's (each table"
-  echo "names them): this project's machines set OPENBLAS_CORETYPE=Haswell (AVX2 kernels), under which libtorch's FP32"
+  echo "names them): this project's machines may set OPENBLAS_CORETYPE=Haswell (AVX2 kernels), under which libtorch's FP32"
   echo "forward ran 1.5–1.7× slower on an AVX-512 CPU; \`qtx bench\` restarts itself with OPENBLAS_CORETYPE=SkylakeX"
   echo "where the runtime uses AVX-512, and with Haswell where it is capped below (\`--blas-as-picked\` keeps them)."
   echo "Versions of this file before 2026-12-06 timed libtorch on the Haswell kernels, so their speed-ups are not"
