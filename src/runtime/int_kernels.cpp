@@ -341,16 +341,8 @@ void requant_to_codes_plain(const int32_t* in_p, size_t begin, size_t end, const
 }
 
 void requant_to_codes(const int32_t* in, size_t n, const Requant& r, const QParams& o, uint8_t* out) {
-  const KernelTable& k = active_kernels();
-  if (k.requant_codes) return k.requant_codes(in, n, r, o, out);
-  // The vector forms where they apply (the clamp bounds minus the zero point in int32).
-  const int64_t lo = static_cast<int64_t>(o.qmin) - o.zero, hi = static_cast<int64_t>(o.qmax) - o.zero;
-  const auto fast = k.round_shift_codes;
-  const bool wide = fast && simd::round_shift_vectors_handle(r.m, r.shift) && lo >= INT32_MIN && hi <= INT32_MAX;
-  parallel_range(n, [&](size_t begin, size_t end) {
-    const size_t i = wide ? fast(in, begin, end, r.m, r.shift, static_cast<int32_t>(lo), static_cast<int32_t>(hi), o.zero, out) : begin;
-    requant_to_codes_plain(in, i, end, r, o, out);
-  });
+  if (const auto fast = active_kernels().requant_codes) return fast(in, n, r, o, out);
+  parallel_range(n, [&](size_t begin, size_t end) { requant_to_codes_plain(in, begin, end, r, o, out); });
 }
 
 }  // namespace qtx::rt
@@ -489,21 +481,13 @@ void ChannelRequant::row_plain(const int32_t* acc_row, int i, int from, int32_t*
 template <typename Out>
 void ChannelRequant::apply(const int32_t* acc, int M, Out* out, bool placed) const {
   const KernelTable& k = active_kernels();
-  int (*vector_row)(const ChannelRequant&, const int32_t*, size_t, Out*);
   if constexpr (std::is_same_v<Out, uint8_t>) {
     if (k.channel_rows) return k.channel_rows(*this, acc, M, out, placed);
-    if (placed && k.channel_rows_placed) return k.channel_rows_placed(*this, acc, M, out);
-    vector_row = k.channel_row;
   } else {
     if (k.channel_rows32) return k.channel_rows32(*this, acc, M, out);
-    vector_row = k.channel_row32;
   }
-  const int n = N, br = bias_rows;
-  parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
-    const int32_t* a = acc + static_cast<size_t>(i) * n;
-    Out* o = out + static_cast<size_t>(i) * n;
-    row_plain(a, i, vector_row ? vector_row(*this, a, static_cast<size_t>(i % br) * n, o) : 0, o);
-  });
+  const int n = N;
+  parallel_for(M, static_cast<size_t>(M) * n, [&](int i) { row_plain(acc + static_cast<size_t>(i) * n, i, 0, out + static_cast<size_t>(i) * n); });
 }
 
 void ChannelRequant::rows(const int32_t* acc, int M, uint8_t* out) const { apply(acc, M, out, placement.on); }
@@ -562,14 +546,11 @@ void ResidualRequant::row_plain(const int32_t* acc_row, const uint8_t* h_row, in
 }
 
 void ResidualRequant::apply(const int32_t* acc, const uint8_t* h, int M, uint8_t* out, bool placed) const {
-  const KernelTable& k = active_kernels();
-  if (k.residual_rows) return k.residual_rows(*this, acc, h, M, out, placed);
-  if (placed && k.residual_rows_placed) return k.residual_rows_placed(*this, acc, h, M, out);
-  const auto vector_row = k.residual_row;
+  if (const auto fast = active_kernels().residual_rows) return fast(*this, acc, h, M, out, placed);
   const int n = N;
   parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
     const size_t off = static_cast<size_t>(i) * n;
-    row_plain(acc + off, h + off, vector_row ? vector_row(*this, acc + off, h + off, out + off) : 0, out + off);
+    row_plain(acc + off, h + off, 0, out + off);
   });
 }
 

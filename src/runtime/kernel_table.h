@@ -43,26 +43,17 @@ struct KernelTable {
   // *sum, *sq and returns C with *summed true. Returns the first channel not written.
   int (*layernorm_centre)(const IntLayerNormSite&, const uint8_t* h, int32_t* x, int64_t* sum, int64_t* sq, bool* summed) = nullptr;
 
-  // clamp(round_shift(x·m, shift), lo, hi) + add (half away from zero), 32 ≤ shift ≤ 62,
-  // 0 ≤ m < 2^31, on in[begin, end): to codes, or int32 in place. Return the first not done.
-  size_t (*round_shift_codes)(const int32_t* in, size_t begin, size_t end, int64_t m, int shift, int32_t lo, int32_t hi,
-                              int32_t add, uint8_t* out) = nullptr;
+  // clamp(round_shift(x·m, shift), lo, hi) (half away from zero), 32 ≤ shift ≤ 62, 0 ≤ m < 2^31,
+  // on x[0, n) in place (the attention scores): returns the first value not done.
   size_t (*round_shift_inplace)(int32_t* x, size_t n, int64_t m, int shift, int32_t lo, int32_t hi) = nullptr;
 
-  // Whole-call forms of the requantizations (used before the per-row ones below where set):
-  // ChannelRequant::rows / rows_integer (placed: the member's choice; any form that gives the
-  // integer formula's codes may serve), rows32, ResidualRequant's, and requant_to_codes.
+  // The requantizations, whole calls: ChannelRequant::rows / rows_integer (placed: the member's
+  // choice, the float placement where its placement is on; any form that gives the integer
+  // formula's codes may serve), rows32, ResidualRequant's, and requant_to_codes.
   void (*channel_rows)(const ChannelRequant&, const int32_t* acc, int M, uint8_t* out, bool placed) = nullptr;
   void (*channel_rows32)(const ChannelRequant&, const int32_t* acc, int M, int32_t* out) = nullptr;
   void (*residual_rows)(const ResidualRequant&, const int32_t* acc, const uint8_t* h, int M, uint8_t* out, bool placed) = nullptr;
   void (*requant_codes)(const int32_t* in, size_t n, const Requant& r, const QParams& o, uint8_t* out) = nullptr;
-  // ChannelRequant by the integer formula, one row (bias row offset brow): first channel not done.
-  int (*channel_row)(const ChannelRequant&, const int32_t* acc, size_t brow, uint8_t* out) = nullptr;
-  int (*channel_row32)(const ChannelRequant&, const int32_t* acc, size_t brow, int32_t* out) = nullptr;
-  // ChannelRequant::rows by the float placement, all M rows (placement.on).
-  void (*channel_rows_placed)(const ChannelRequant&, const int32_t* acc, int M, uint8_t* out) = nullptr;
-  int (*residual_row)(const ResidualRequant&, const int32_t* acc, const uint8_t* h, uint8_t* out) = nullptr;
-  void (*residual_rows_placed)(const ResidualRequant&, const int32_t* acc, const uint8_t* h, int M, uint8_t* out) = nullptr;
 
   // qk_scores and av_log2 (int_kernels.h); false: not handled (shape).
   bool (*qk_scores)(const uint8_t* q, int32_t zq, const uint8_t* k, int32_t zk, int Tq, int T, int dh, int ld, int32_t* S) = nullptr;

@@ -287,14 +287,21 @@ int layernorm_centre(const IntLayerNormSite& S, const uint8_t* h_row, int32_t* x
 
 // ---- Requantization ----
 
-size_t round_shift_codes(const int32_t* in, size_t begin, size_t end, int64_t m, int shift, int32_t lo, int32_t hi, int32_t add,
-                         uint8_t* out) {
-  const int32_t* __restrict src = in;
-  uint8_t* __restrict dst = out;
-  const simd::RoundShift16 rs(m, shift, lo, hi, add);
-  size_t i = begin;
-  for (; i + 16 <= end; i += 16) simd::store_lanes(dst + i, rs(_mm512_loadu_si512(src + i)));
-  return i;
+// requant_to_codes: simd::RoundShift16 where it applies (the clamp bounds minus the zero point
+// in int32), the plain loop for the tails and the rest.
+void requant_codes(const int32_t* in, size_t n, const Requant& r, const QParams& o, uint8_t* out) {
+  const int64_t lo = static_cast<int64_t>(o.qmin) - o.zero, hi = static_cast<int64_t>(o.qmax) - o.zero;
+  const bool wide = simd::round_shift_vectors_handle(r.m, r.shift) && lo >= INT32_MIN && hi <= INT32_MAX;
+  parallel_range(n, [&](size_t begin, size_t end) {
+    const int32_t* __restrict src = in;
+    uint8_t* __restrict dst = out;
+    size_t i = begin;
+    if (wide) {
+      const simd::RoundShift16 rs(r.m, r.shift, static_cast<int32_t>(lo), static_cast<int32_t>(hi), o.zero);
+      for (; i + 16 <= end; i += 16) simd::store_lanes(dst + i, rs(_mm512_loadu_si512(src + i)));
+    }
+    requant_to_codes_plain(in, i, end, r, o, out);
+  });
 }
 
 size_t round_shift_inplace(int32_t* x, size_t n, int64_t m, int shift, int32_t lo, int32_t hi) {
@@ -326,16 +333,24 @@ int channel_row_t(const ChannelRequant& q, const int32_t* a_in, size_t brow, Out
   });
   return c;
 }
-int channel_row(const ChannelRequant& q, const int32_t* a, size_t brow, uint8_t* o) { return channel_row_t(q, a, brow, o); }
-int channel_row32(const ChannelRequant& q, const int32_t* a, size_t brow, int32_t* o) { return channel_row_t(q, a, brow, o); }
+// ChannelRequant by the integer formula, all rows: the vector part of each row, then its tail.
+template <typename Out>
+void channel_rows_integer(const ChannelRequant& q, const int32_t* acc, int M, Out* out) {
+  const int n = q.N;
+  parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
+    const int32_t* a = acc + static_cast<size_t>(i) * n;
+    Out* o = out + static_cast<size_t>(i) * n;
+    q.row_plain(a, i, channel_row_t(q, a, static_cast<size_t>(i % q.bias_rows) * n, o), o);
+  });
+}
+void channel_rows32(const ChannelRequant& q, const int32_t* acc, int M, int32_t* out) { channel_rows_integer(q, acc, M, out); }
 
 void channel_rows_placed(const ChannelRequant& q, const int32_t* acc, int M, uint8_t* out) {
   // Every choice and constant once per call, outside the row loop (rows of 192 channels are
   // twelve vectors: setting up per row had cost as much as a sixth of the kernel).
   const int n = q.N, br = q.bias_rows, sh = q.shift;
-  const int64_t z = q.zo, lo = q.qmin, hi = q.qmax, half = int64_t{1} << (q.shift - 1);
+  const int64_t z = q.zo, lo = q.qmin, hi = q.qmax;
   const int32_t* __restrict mm = q.m.data();
-  const int64_t* __restrict bb = q.bias.data();
   const int64_t* __restrict eo = q.add_even_odd.data();
   const float* __restrict pm = q.placement.m.data();
   const float* __restrict pb_all = q.placement.b.data();
@@ -363,15 +378,16 @@ void channel_rows_placed(const ChannelRequant& q, const int32_t* acc, int M, uin
           code = _mm512_mask_blend_epi32(open, code, rq(av, _mm512_loadu_si512(mm + at), _mm512_loadu_si512(e + at), _mm512_loadu_si512(e + at + 8)));
         return code;
       };
-      int c = simd::store_codes_clamped(o, 0, n, placed16);
-      for (; c < n; ++c) {
-        const int64_t v = ((static_cast<int64_t>(a[c]) * mm[c] + bb[brow + static_cast<size_t>(c)] + half) >> sh) + z;
-        o[c] = static_cast<uint8_t>(v < lo ? lo : (v > hi ? hi : v));
-      }
+      q.row_plain(a, i, simd::store_codes_clamped(o, 0, n, placed16), o);
     });
   });
   });
   });
+}
+
+void channel_rows(const ChannelRequant& q, const int32_t* acc, int M, uint8_t* out, bool placed) {
+  if (placed) return channel_rows_placed(q, acc, M, out);
+  channel_rows_integer(q, acc, M, out);
 }
 
 int residual_row(const ResidualRequant& q, const int32_t* a_in, const uint8_t* h_in, uint8_t* o_in) {
@@ -400,9 +416,8 @@ int residual_row(const ResidualRequant& q, const int32_t* a_in, const uint8_t* h
 void residual_rows_placed(const ResidualRequant& q, const int32_t* acc, const uint8_t* h, int M, uint8_t* out) {
   // As channel_rows_placed: choices and constants once per call.
   const int n = q.N, sh = q.shift;
-  const int64_t z = q.zo, lo = q.qmin, hi = q.qmax, mh = q.mb, zr = q.zh, half = int64_t{1} << (q.shift - 1);
+  const int64_t z = q.zo, lo = q.qmin, hi = q.qmax, mh = q.mb, zr = q.zh;
   const int32_t* __restrict ma_ = q.ma.data();
-  const int64_t* __restrict b = q.bias.data();
   const int64_t* __restrict e = q.add_even_odd.data();
   const float* __restrict pm = q.placement.m.data();
   const float* __restrict pb = q.placement.b.data();
@@ -435,11 +450,7 @@ void residual_rows_placed(const ResidualRequant& q, const int32_t* acc, const ui
         }
         return code;
       };
-      int c = simd::store_codes_clamped(o, 0, n, placed16);
-      for (; c < n; ++c) {
-        const int64_t v = ((static_cast<int64_t>(a[c]) * ma_[c] + b[c] + (static_cast<int64_t>(hr[c]) - zr) * mh + half) >> sh) + z;
-        o[c] = static_cast<uint8_t>(v < lo ? lo : (v > hi ? hi : v));
-      }
+      q.row_plain(a, hr, simd::store_codes_clamped(o, 0, n, placed16), o);
     });
   });
   });
@@ -889,6 +900,15 @@ bool av_log2(const int8_t* codes, const uint8_t* v, int32_t zv, int Tq, int T, i
 }
 #endif
 
+void residual_rows(const ResidualRequant& q, const int32_t* acc, const uint8_t* h, int M, uint8_t* out, bool placed) {
+  if (placed) return residual_rows_placed(q, acc, h, M, out);
+  const int n = q.N;
+  parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
+    const size_t off = static_cast<size_t>(i) * n;
+    q.row_plain(acc + off, h + off, residual_row(q, acc + off, h + off, out + off), out + off);
+  });
+}
+
 // ---- Elementwise functions by table (GELU, tanh) and code tables ----
 
 // IntElementwise::rows by its polynomial placement: each value placed by a piecewise cubic on
@@ -1012,13 +1032,11 @@ const KernelTable& QTX_ARCH_TABLE() {
     k.lis_codes = QTX_ARCH_NS::lis_codes;
     k.layernorm_output = QTX_ARCH_NS::layernorm_output;
     k.layernorm_centre = QTX_ARCH_NS::layernorm_centre;
-    k.round_shift_codes = QTX_ARCH_NS::round_shift_codes;
+    k.requant_codes = QTX_ARCH_NS::requant_codes;
     k.round_shift_inplace = QTX_ARCH_NS::round_shift_inplace;
-    k.channel_row = QTX_ARCH_NS::channel_row;
-    k.channel_row32 = QTX_ARCH_NS::channel_row32;
-    k.channel_rows_placed = QTX_ARCH_NS::channel_rows_placed;
-    k.residual_row = QTX_ARCH_NS::residual_row;
-    k.residual_rows_placed = QTX_ARCH_NS::residual_rows_placed;
+    k.channel_rows = QTX_ARCH_NS::channel_rows;
+    k.channel_rows32 = QTX_ARCH_NS::channel_rows32;
+    k.residual_rows = QTX_ARCH_NS::residual_rows;
     k.elementwise_poly = QTX_ARCH_NS::elementwise_poly;
     k.elementwise_table_row = QTX_ARCH_NS::elementwise_table_row;
     return k;
