@@ -340,7 +340,8 @@ void channel_rows_integer(const ChannelRequant& q, const int32_t* acc, int M, Ou
   parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
     const int32_t* a = acc + static_cast<size_t>(i) * n;
     Out* o = out + static_cast<size_t>(i) * n;
-    q.row_plain(a, i, channel_row_t(q, a, static_cast<size_t>(i % q.bias_rows) * n, o), o);
+    const int c = channel_row_t(q, a, static_cast<size_t>(i % q.bias_rows) * n, o);
+    if (c < n) q.row_plain(a, i, c, o);
   });
 }
 void channel_rows32(const ChannelRequant& q, const int32_t* acc, int M, int32_t* out) { channel_rows_integer(q, acc, M, out); }
@@ -378,7 +379,8 @@ void channel_rows_placed(const ChannelRequant& q, const int32_t* acc, int M, uin
           code = _mm512_mask_blend_epi32(open, code, rq(av, _mm512_loadu_si512(mm + at), _mm512_loadu_si512(e + at), _mm512_loadu_si512(e + at + 8)));
         return code;
       };
-      q.row_plain(a, i, simd::store_codes_clamped(o, 0, n, placed16), o);
+      const int c = simd::store_codes_clamped(o, 0, n, placed16);
+      if (c < n) q.row_plain(a, i, c, o);  // the tail (no call where a row is whole vectors)
     });
   });
   });
@@ -450,7 +452,8 @@ void residual_rows_placed(const ResidualRequant& q, const int32_t* acc, const ui
         }
         return code;
       };
-      q.row_plain(a, hr, simd::store_codes_clamped(o, 0, n, placed16), o);
+      const int c = simd::store_codes_clamped(o, 0, n, placed16);
+      if (c < n) q.row_plain(a, hr, c, o);
     });
   });
   });
@@ -905,7 +908,8 @@ void residual_rows(const ResidualRequant& q, const int32_t* acc, const uint8_t* 
   const int n = q.N;
   parallel_for(M, static_cast<size_t>(M) * n, [&](int i) {
     const size_t off = static_cast<size_t>(i) * n;
-    q.row_plain(acc + off, h + off, residual_row(q, acc + off, h + off, out + off), out + off);
+    const int c = residual_row(q, acc + off, h + off, out + off);
+    if (c < n) q.row_plain(acc + off, h + off, c, out + off);
   });
 }
 
