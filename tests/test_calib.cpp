@@ -3,7 +3,9 @@
 // brute force, the nuclear norm against an SVD, and determinism of the whole method.
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <random>
 #include <set>
 
@@ -123,7 +125,7 @@ TEST(Similarity, RankingHingeHandValues) {
   // them 1 apart the wrong way -> 1; (0,2): wrong by 2 -> 2; (1,2): right way -> 0.
   at::Tensor ref = at::tensor({3.f, 1.f, 2.f}).view({1, 1, 1, 3});
   at::Tensor cand = at::tensor({1.f, 2.f, 3.f}).view({1, 1, 1, 1, 3});
-  at::Tensor pairs = key_pairs(3, 100, 0);
+  at::Tensor pairs = key_pairs(1, 3, 100, 0);
   ASSERT_EQ(pairs.size(0), 3);
   auto [sum, n] = ranking_hinge(ref, cand, pairs, {}, 0.0);
   EXPECT_DOUBLE_EQ(sum[0].item<double>(), 3.0);
@@ -142,12 +144,51 @@ TEST(Similarity, RankingHingeHandValues) {
   EXPECT_DOUBLE_EQ(n2, 2.0);
 }
 
-TEST(Similarity, KeyPairsAllOrSampledDeterministically) {
-  EXPECT_EQ(key_pairs(17, 256, 0).size(0), 136);
-  at::Tensor a = key_pairs(128, 256, 7), b = key_pairs(128, 256, 7);
-  ASSERT_EQ(a.size(0), 256);
+TEST(Similarity, RankingHingeWithPairsOfEachRow) {
+  // Two rows of A = (3, 1, 2), Â = (1, 2, 3): row 0 scores pair (0,2) (wrong by 2), row 1 pair
+  // (1,2) (right way, 0). Shared pairs (0,2) would give 4.
+  at::Tensor ref = at::tensor({3.f, 1.f, 2.f, 3.f, 1.f, 2.f}).view({1, 1, 2, 3});
+  at::Tensor cand = at::tensor({1.f, 2.f, 3.f, 1.f, 2.f, 3.f}).view({1, 1, 1, 2, 3});
+  at::Tensor per_row = at::tensor({0, 2, 1, 2}, at::kInt).view({2, 1, 2});
+  auto [sum, n] = ranking_hinge(ref, cand, per_row, {}, 0.0);
+  EXPECT_DOUBLE_EQ(sum[0].item<double>(), 2.0);
+  EXPECT_DOUBLE_EQ(n, 2.0);
+  EXPECT_DOUBLE_EQ(ranking_hinge(ref, cand, at::tensor({0, 2}, at::kInt).view({1, 2}), {}, 0.0).first[0].item<double>(), 4.0);
+}
+
+TEST(Similarity, KeyPairsAllOrSampledPerRowDeterministically) {
+  at::Tensor all = key_pairs(5, 17, 256, 0);  // 136 pairs: all of them, shared by every row
+  ASSERT_EQ(all.dim(), 2);
+  EXPECT_EQ(all.size(0), 136);
+  at::Tensor a = key_pairs(40, 128, 256, 7), b = key_pairs(40, 128, 256, 7);
+  ASSERT_EQ(a.sizes(), (std::vector<int64_t>{40, 256, 2}));
   EXPECT_TRUE(at::equal(a, b));
-  EXPECT_TRUE((a.select(1, 0) < a.select(1, 1)).all().item<bool>());
+  EXPECT_FALSE(at::equal(a, key_pairs(40, 128, 256, 8)));
+  EXPECT_TRUE((a.select(2, 0) < a.select(2, 1)).all().item<bool>());
+  EXPECT_TRUE((a.select(2, 0) >= 0).all().item<bool>());
+  EXPECT_TRUE((a.select(2, 1) < 128).all().item<bool>());
+  std::set<std::vector<int32_t>> rows_seen;
+  for (int64_t row = 0; row < 40; ++row) {
+    std::set<std::pair<int32_t, int32_t>> distinct;
+    std::vector<int32_t> flat;
+    for (int64_t q = 0; q < 256; ++q) {
+      const int32_t i = a[row][q][0].item<int32_t>(), j = a[row][q][1].item<int32_t>();
+      distinct.insert({i, j});
+      flat.insert(flat.end(), {i, j});
+    }
+    EXPECT_EQ(distinct.size(), 256u) << "row " << row << " draws a pair twice";
+    std::sort(flat.begin(), flat.end());
+    rows_seen.insert(flat);
+  }
+  EXPECT_EQ(rows_seen.size(), 40u) << "rows share their pairs";
+  // Every pair is drawn about equally often: 2000 rows × 256 of 8128 pairs ≈ 63 per pair.
+  at::Tensor many = key_pairs(2000, 128, 256, 1);
+  at::Tensor idx = (many.select(2, 0).to(at::kLong) * 128 + many.select(2, 1)).flatten();
+  at::Tensor hist = at::bincount(idx, {}, 128 * 128).to(at::kDouble);
+  at::Tensor upper = hist.view({128, 128}).triu(1);
+  EXPECT_EQ((upper > 0).sum().item<int64_t>(), 8128);
+  EXPECT_NEAR(upper.sum().item<double>() / 8128, 2000.0 * 256 / 8128, 1e-9);
+  EXPECT_LT(upper.max().item<double>(), 2 * 2000.0 * 256 / 8128);
 }
 
 TEST(IntervalSearch, FindsTheKnownOptimumOfAConstructedLayer) {
@@ -303,6 +344,42 @@ TEST(IntervalSearch, BiasCorrectionRemovesAPlantedConstantError) {
   EXPECT_TRUE(at::allclose(bias - bias0, 0.3 * w.sum(1), 1e-5, 1e-5)) << bias - bias0;
   at::Tensor yq = at::matmul(xq.quantizer->fake_quant(x), wq.quantizer->fake_quant(w).t()) + bias;
   EXPECT_LT((yq - ref).abs().max().item<double>(), 1e-5);
+}
+
+TEST(IntervalSearch, ScoresEveryLayerAgainstTheFpNetwork) {
+  // Bias correction overwrites each searched layer's bias in place; the layers after it must
+  // still be scored against the FP network's outputs, so their references may not depend on
+  // whether earlier layers were corrected.
+  qtx_test::TinyVitFixture fx("liu_fp_target");
+  std::vector<ModelInput> batches = {fx.data->batch({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})};
+  auto references = [&](bool bias_correction, std::vector<at::Tensor>* biases) {
+    std::map<std::string, std::vector<at::Tensor>> refs;
+    CalibrationOptions co;
+    co.search.candidates = 10;
+    co.search.verbose = false;
+    co.search.bias_correction = bias_correction;
+    co.search.on_references = [&](const std::string& site, const std::vector<at::Tensor>& r) { refs[site] = r; };
+    auto m = load_model(fx.dir);
+    calibration_method("liu").run(m, Recipe::load("sym-w3a4"), batches, co);
+    for (const auto& [name, t] : m->hf_parameters())
+      if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0) biases->push_back(t.clone());
+    return refs;
+  };
+  std::vector<at::Tensor> corrected_biases, fp_biases;
+  auto corrected = references(true, &corrected_biases), plain = references(false, &fp_biases);
+  // The corrections are real (else this test could not fail) ...
+  double moved = 0;
+  for (size_t i = 0; i < fp_biases.size(); ++i) moved = std::max(moved, (corrected_biases[i] - fp_biases[i]).abs().max().item<double>());
+  EXPECT_GT(moved, 1e-3);
+  // ... and every layer's target is the same FP output either way.
+  ASSERT_EQ(corrected.size(), plain.size());
+  ASSERT_GT(plain.size(), 10u);
+  for (const auto& [site, refs] : plain) {
+    ASSERT_EQ(corrected.count(site), 1u) << site;
+    ASSERT_EQ(corrected[site].size(), refs.size()) << site;
+    for (size_t b = 0; b < refs.size(); ++b)
+      EXPECT_TRUE(at::equal(corrected[site][b], refs[b])) << site << " is scored against a bias-corrected network";
+  }
 }
 
 TEST(Knapsack, MatchesBruteForceOnRandomInstances) {

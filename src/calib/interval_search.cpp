@@ -384,6 +384,13 @@ class Search {
   const at::Tensor bias0_;  // the bias before any correction
 };
 
+// Exchanges the values of two tensors of one shape in place.
+void swap_values(at::Tensor& a, at::Tensor& b) {
+  at::Tensor t = a.clone();
+  a.copy_(b);
+  b.copy_(t);
+}
+
 // Tokens a batch feeds the encoder: real wordpieces, or patches + CLS per image.
 int64_t tokens_in(const ModelInput& in, const ModelConfig& cfg) {
   if (in.input_ids.defined())
@@ -442,6 +449,7 @@ IntervalSearchReport interval_search(QuantizedModel& qm, const std::vector<Model
     scored.push_back(b);
     n_scored += tokens_in(b, qm.model().config());
   }
+  std::vector<std::pair<at::Tensor, at::Tensor>> corrected;  // (model's bias, the other value)
   size_t next = 0;
   while (next < units.size()) {
     // FP references of one encoder layer (or one layer outside the encoder) in one forward pass.
@@ -449,8 +457,12 @@ IntervalSearchReport interval_search(QuantizedModel& qm, const std::vector<Model
     while (end < units.size() && units[next].layer >= 0 && units[end].layer == units[next].layer) ++end;
     std::vector<CaptureRequest> reqs;
     for (size_t i = next; i < end; ++i) reqs.push_back({units[i].site, units[i].inputs(), false});
+    // The target is the FP network: the biases corrected so far go back to their FP values
+    // while the references are captured (they share storage with the model's parameters).
+    for (auto& [bias, other] : corrected) swap_values(bias, other);
     qm.set_mode(QuantMode::Float);
     auto fp = capture_sites(qm.model(), scored, reqs);
+    for (auto& [bias, other] : corrected) swap_values(bias, other);
     std::vector<std::vector<at::Tensor>> refs(end - next);
     for (size_t i = next; i < end; ++i) {
       const Unit& u = units[i];
@@ -475,14 +487,22 @@ IntervalSearchReport interval_search(QuantizedModel& qm, const std::vector<Model
         set_masks(u, batches[b], &bl);
         if (b >= scored.size()) continue;
         bl.ref = std::move(refs[i - next][b]);
-        if (u.kind == UnitKind::QK) bl.pairs = key_pairs(bl.ref.size(-1), o.rank_pairs, o.seed + b);
+        if (u.kind == UnitKind::QK)
+          bl.pairs = key_pairs(bl.ref.numel() / bl.ref.size(-1), bl.ref.size(-1), o.rank_pairs, o.seed + b);
       }
       q.clear();
+      if (o.on_references) {
+        std::vector<at::Tensor> layer_refs;
+        for (const auto& bl : blocks)
+          if (bl.ref.defined()) layer_refs.push_back(bl.ref);
+        o.on_references(u.name, layer_refs);
+      }
       SearchedLayer r;
       r.site = u.name;
       Search s(u, blocks, o);
       r.objective_best = s.run(&r.w_ratio, &r.x_ratio, &r.objective_init);
       if (s.corrects_bias()) {
+        corrected.emplace_back(u.bias, u.bias.clone());  // the FP bias, before the correction
         s.correct_bias();
         r.bias_corrected = true;
       }

@@ -39,6 +39,9 @@ struct IntervalSearchOptions {
   uint64_t seed = 0;             // ranking-pair sampling
   int64_t chunk_elements = int64_t(1) << 24;  // bound on one batch of candidate outputs (floats)
   bool verbose = true;           // one progress line per layer on stderr
+  // Called with each searched layer's FP references (one per scored batch) before its search:
+  // lets tests check that the target is the FP network's output.
+  std::function<void(const std::string& site, const std::vector<at::Tensor>& refs)> on_references;
 };
 
 // One searched layer (a Linear site, or one of the two attention matmuls).

@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <random>
-#include <set>
 #include <vector>
 
 namespace qtx {
@@ -77,13 +76,16 @@ std::pair<at::Tensor, double> ranking_hinge(const at::Tensor& ref_in, const at::
   const int64_t B = ref_in.size(0), K = ref_in.size(-1), T = ref_in.size(-2);
   const int64_t rows = ref_in.numel() / K, per_b = rows / std::max<int64_t>(1, B), C = cand_in.size(0);
   at::Tensor ref = ref_in.to(at::kFloat).contiguous(), cand = cand_in.to(at::kFloat).contiguous();
-  at::Tensor pairs = pairs_in.to(at::kLong).contiguous();
+  at::Tensor pairs = pairs_in.to(at::kInt).contiguous();
+  const bool per_row = pairs.dim() == 3;
+  TORCH_CHECK(pairs.size(-1) == 2 && (!per_row || pairs.size(0) == rows), "ranking_hinge: pairs must be [P, 2] or [rows, P, 2]");
   at::Tensor valid = valid_in.defined() ? valid_in.to(at::kFloat).contiguous() : at::Tensor();
-  const int64_t P = pairs.size(0);
-  const int64_t* pp = pairs.data_ptr<int64_t>();
+  const int64_t P = pairs.size(-2);
+  const int32_t* pairs_of_all = pairs.data_ptr<int32_t>();
   const float* r = ref.data_ptr<float>();
   const float* c = cand.data_ptr<float>();
   const float* v = valid.defined() ? valid.data_ptr<float>() : nullptr;
+  auto pairs_of = [&](int64_t row) { return per_row ? pairs_of_all + row * P * 2 : pairs_of_all; };
   // Pair count and signs do not depend on the candidate.
   double count = 0;
   std::vector<int8_t> sgn(static_cast<size_t>(rows * P));
@@ -91,6 +93,7 @@ std::pair<at::Tensor, double> ranking_hinge(const at::Tensor& ref_in, const at::
   for (int64_t row = 0; row < rows; ++row) {
     const int64_t b = row / per_b, t = row % T;
     const bool qv = !v || v[b * K + t] != 0;
+    const int32_t* pp = pairs_of(row);
     for (int64_t q = 0; q < P; ++q) {
       const int64_t i = pp[2 * q], j = pp[2 * q + 1];
       const bool ok = qv && (!v || (v[b * K + i] != 0 && v[b * K + j] != 0));
@@ -106,37 +109,44 @@ std::pair<at::Tensor, double> ranking_hinge(const at::Tensor& ref_in, const at::
     for (int64_t k = lo; k < hi; ++k) {
       double sum = 0;
       const float* ck = c + k * rows * K;
-      for (int64_t row = 0; row < rows; ++row)
+      for (int64_t row = 0; row < rows; ++row) {
+        const int32_t* pp = pairs_of(row);
         for (int64_t q = 0; q < P; ++q) {
           const size_t at = static_cast<size_t>(row * P + q);
           if (!use[at]) continue;
           const double d = static_cast<double>(ck[row * K + pp[2 * q]]) - ck[row * K + pp[2 * q + 1]];
           sum += std::max(0.0, theta - d * sgn[at]);
         }
+      }
       o[k] = sum;
     }
   });
   return {out, count};
 }
 
-at::Tensor key_pairs(int64_t K, int64_t max_pairs, uint64_t seed) {
-  std::vector<int64_t> flat;
+at::Tensor key_pairs(int64_t rows, int64_t K, int64_t max_pairs, uint64_t seed) {
+  // Every pair i < j in order; pair n of a row is all_pairs[2n], all_pairs[2n + 1].
+  std::vector<int32_t> all_pairs;
+  for (int32_t a = 0; a < K; ++a)
+    for (int32_t b = a + 1; b < K; ++b) all_pairs.insert(all_pairs.end(), {a, b});
   const int64_t all = K * (K - 1) / 2;
-  if (all <= max_pairs) {
-    for (int64_t a = 0; a < K; ++a)
-      for (int64_t b = a + 1; b < K; ++b) flat.insert(flat.end(), {a, b});
-  } else {
-    std::mt19937_64 rng(seed);
-    std::uniform_int_distribution<int64_t> pick(0, K - 1);
-    std::set<std::pair<int64_t, int64_t>> seen;
-    while (static_cast<int64_t>(seen.size()) < max_pairs) {
-      int64_t a = pick(rng), b = pick(rng);
-      if (a == b) continue;
-      if (a > b) std::swap(a, b);
-      if (seen.insert({a, b}).second) flat.insert(flat.end(), {a, b});
+  if (all <= max_pairs) return at::tensor(all_pairs, at::kInt).view({-1, 2});
+  // max_pairs distinct pairs per row by Floyd's sampling; `drawn_in` marks the pairs drawn for
+  // the current row (row + 1), so nothing is cleared between rows.
+  at::Tensor out = at::empty({rows, max_pairs, 2}, at::kInt);
+  int32_t* o = out.data_ptr<int32_t>();
+  std::vector<int64_t> drawn_in(static_cast<size_t>(all), 0);
+  std::mt19937_64 rng(seed);
+  for (int64_t row = 0; row < rows; ++row) {
+    for (int64_t top = all - max_pairs; top < all; ++top) {
+      int64_t n = std::uniform_int_distribution<int64_t>(0, top)(rng);
+      if (drawn_in[static_cast<size_t>(n)] == row + 1) n = top;
+      drawn_in[static_cast<size_t>(n)] = row + 1;
+      *o++ = all_pairs[static_cast<size_t>(2 * n)];
+      *o++ = all_pairs[static_cast<size_t>(2 * n + 1)];
     }
   }
-  return at::tensor(flat, at::kLong).view({-1, 2});
+  return out;
 }
 
 }  // namespace qtx
