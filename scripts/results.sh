@@ -625,7 +625,7 @@ write_results() {
     echo "| recipe | accuracy % | drop vs FP | MB | calibration s |"
     echo "| --- | --- | --- | --- | --- |"
     printf '| FP32 | %.2f | +0.00 | %.2f | - |\n' "$fp" "$(echo "$fpb / 1000000" | bc -l)"
-    for r in minmax-w8a8 percentile-w8a8 omse-w8a8 minmax-8-8-8 minmax-8-8-4 fqvit-8-8-8 fqvit-8-8-4 ptf-8-8-4 lis-8-8-4 w6a6 w4a8; do
+    for r in minmax-w8a8 percentile-w8a8 percentile-ema-w8a8 ema-w8a8 omse-w8a8 minmax-8-8-8 minmax-8-8-4 fqvit-8-8-8 fqvit-8-8-4 ptf-8-8-4 lis-8-8-4 w6a6 w4a8; do
       quant_row "$r" $model $r "$fp"
     done
     echo

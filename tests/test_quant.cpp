@@ -83,6 +83,54 @@ TEST(Quantizer, PerChannelAndPerGroupWeights) {
   EXPECT_FLOAT_EQ(g.full_scale(w4)[2][0].item<float>(), 0.05f);
 }
 
+// Calibrates an 8-bit asymmetric per-tensor quantizer with `observer` over batches, and one
+// with the range (lo, hi) set directly.
+std::pair<Quantizer, Quantizer> observed_and_expected(QuantSpec s, const std::vector<at::Tensor>& batches, double lo, double hi) {
+  Quantizer q(s), want(s);
+  auto obs = make_observer(s);
+  for (const auto& b : batches) obs->observe(b);
+  obs->calibrate(q);
+  want.set_range(at::tensor({static_cast<float>(lo)}), at::tensor({static_cast<float>(hi)}));
+  return {std::move(q), std::move(want)};
+}
+
+TEST(Observer, FqVitEmaAveragesEachBatchsRange) {
+  QuantSpec s = spec(8, false);
+  s.observer = "ema";
+  EXPECT_DOUBLE_EQ(s.ema_momentum, 0.99);  // FQ-ViT's σ = 0.01
+  at::Tensor a = at::tensor({-1.f, 0.f, 1.f}), b = at::tensor({-2.f, 0.5f, 3.f}), c = at::tensor({-4.f, 5.f});
+  auto [q, want] = observed_and_expected(s, {a, b, c}, 0.99 * (0.99 * -1 + 0.01 * -2) + 0.01 * -4,
+                                         0.99 * (0.99 * 1 + 0.01 * 3) + 0.01 * 5);
+  EXPECT_TRUE(at::allclose(q.scale, want.scale, 1e-6, 0)) << q.scale << want.scale;
+  EXPECT_TRUE(at::equal(q.zero_point, want.zero_point));
+}
+
+TEST(Observer, FqVitPercentileIsEachBatchsQuantileAveraged) {
+  QuantSpec s = spec(8, false);
+  s.observer = "percentile-ema";
+  s.percentile = 99.9;
+  torch::manual_seed(3);
+  at::Tensor a = at::randn({4, 1000}), b = at::randn({2, 3000}) * 3;
+  // torch.quantile's linear interpolation, per batch, then EMA with momentum 0.99.
+  auto qa = [&](const at::Tensor& t, double p) { return at::quantile(t.flatten().to(at::kDouble), p).item<double>(); };
+  const double lo = 0.99 * qa(a, 0.001) + 0.01 * qa(b, 0.001), hi = 0.99 * qa(a, 0.999) + 0.01 * qa(b, 0.999);
+  auto [q, want] = observed_and_expected(s, {a, b}, lo, hi);
+  EXPECT_TRUE(at::allclose(q.scale, want.scale, 1e-6, 0)) << q.scale << want.scale;
+  EXPECT_TRUE(at::equal(q.zero_point, want.zero_point));
+  // Hand value: 0..100 000, 99.999th quantile at position 99 999.0 (interpolation at .0).
+  s.percentile = 99.999;
+  at::Tensor ramp = at::arange(0, 100001, at::kFloat);
+  auto [r, rwant] = observed_and_expected(s, {ramp}, 1.0, 99999.0);
+  EXPECT_TRUE(at::allclose(r.scale, rwant.scale, 1e-6, 0)) << r.scale << rwant.scale;
+  // The recipe that names it: FQ-ViT's 99.999th percentile and σ = 0.01.
+  Recipe pe = Recipe::load("percentile-ema-w8a8");
+  QuantSpec in;
+  ASSERT_TRUE(pe.spec_for(Role::LinearInput, "x", &in));
+  EXPECT_EQ(in.observer, "percentile-ema");
+  EXPECT_DOUBLE_EQ(in.percentile, 99.999);
+  EXPECT_DOUBLE_EQ(in.ema_momentum, 0.99);
+}
+
 TEST(Packing, FourBitPairsLowNibbleFirst) {
   std::vector<int32_t> codes = {-8, 7, -1, 0, 3};
   std::vector<uint8_t> b = pack_codes(codes, 4);

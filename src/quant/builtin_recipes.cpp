@@ -11,9 +11,12 @@ namespace {
 json weights(int bits) { return {{"bits", bits}, {"symmetric", true}, {"granularity", "channel"}, {"axis", 0}, {"observer", "minmax"}}; }
 json act(int bits, const std::string& observer = "minmax") { return {{"bits", bits}, {"symmetric", false}, {"observer", observer}}; }
 
-// Weights and inputs of every linear layer and both attention matmuls; LayerNorm and Softmax in float.
-json wa(const std::string& name, const std::string& desc, int wbits, int abits, const std::string& observer) {
+// Weights and inputs of every linear layer and both attention matmuls; LayerNorm and Softmax in
+// float. observer_fields: more fields of the activation quantizers (e.g. the percentile).
+json wa(const std::string& name, const std::string& desc, int wbits, int abits, const std::string& observer,
+        const json& observer_fields = json::object()) {
   json a = act(abits, observer);
+  a.update(observer_fields);
   return {{"name", name}, {"description", desc},
           {"roles", {{"linear_weight", weights(wbits)}, {"linear_input", a}, {"qk_input", a}, {"av_input", a},
                      {"embedding", weights(wbits)}}}};
@@ -52,6 +55,11 @@ std::vector<std::pair<std::string, std::string>> make() {
       wa("minmax-w8a8", "W8A8, MinMax: per-channel int8 weights, per-tensor uint8 inputs of linear layers and matmuls; "
                         "LayerNorm and Softmax in float", 8, 8, "minmax"),
       wa("percentile-w8a8", "W8A8 as minmax-w8a8 with 99.99th-percentile activation ranges", 8, 8, "percentile"),
+      wa("ema-w8a8", "W8A8 as minmax-w8a8 with FQ-ViT's EMA activation ranges: each batch's min / max averaged "
+                     "with momentum 0.99", 8, 8, "ema", {{"ema_momentum", 0.99}}),
+      wa("percentile-ema-w8a8", "W8A8 as minmax-w8a8 with FQ-ViT's percentile: each batch's 99.999th percentile "
+                                "averaged with momentum 0.99", 8, 8, "percentile-ema",
+         {{"percentile", 99.999}, {"ema_momentum", 0.99}}),
       wa("omse-w8a8", "W8A8 as minmax-w8a8 with activation ranges minimising quantization MSE (OMSE)", 8, 8, "omse"),
       wa("w6a6", "W6A6, MinMax, sites as minmax-w8a8", 6, 6, "minmax"),
       wa("w4a8", "W4A8, MinMax, 4-bit per-channel weights packed two per byte, sites as minmax-w8a8", 4, 8, "minmax"),

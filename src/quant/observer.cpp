@@ -26,23 +26,24 @@ at::Tensor Observer::rows_by_channel(const at::Tensor& x) const {
   return m.reshape({rows, -1});
 }
 
+std::pair<at::Tensor, at::Tensor> Observer::batch_range(const at::Tensor& rows) const {
+  return {std::get<0>(rows.min(1)), std::get<0>(rows.max(1))};
+}
+
 void Observer::observe(const at::Tensor& x) {
   at::Tensor r = rows_by_channel(x);
   if (r.numel() == 0) return;
   if (!at::isfinite(r).all().item<bool>()) fail("calibration", "NaN or Inf in a calibration activation");
-  batch_lo_ = std::get<0>(r.min(1));
-  batch_hi_ = std::get<0>(r.max(1));
+  auto [batch_lo, batch_hi] = batch_range(r);
   if (!lo_.defined()) {
-    lo_ = batch_lo_.clone();
-    hi_ = batch_hi_.clone();
+    lo_ = batch_lo.clone();
+    hi_ = batch_hi.clone();
+  } else if (averages_batches()) {
+    lo_ = spec_.ema_momentum * lo_ + (1 - spec_.ema_momentum) * batch_lo;
+    hi_ = spec_.ema_momentum * hi_ + (1 - spec_.ema_momentum) * batch_hi;
   } else {
-    if (spec_.observer == "ema") {
-      lo_ = spec_.ema_momentum * lo_ + (1 - spec_.ema_momentum) * batch_lo_;
-      hi_ = spec_.ema_momentum * hi_ + (1 - spec_.ema_momentum) * batch_hi_;
-    } else {
-      lo_ = at::minimum(lo_, batch_lo_);
-      hi_ = at::maximum(hi_, batch_hi_);
-    }
+    lo_ = at::minimum(lo_, batch_lo);
+    hi_ = at::maximum(hi_, batch_hi);
   }
   ++seen_;
   if (wants_samples() || spec_.scheme == Scheme::Ptf) keep_sample(r);
@@ -78,6 +79,36 @@ class MinMaxObserver : public Observer {
  public:
   using Observer::Observer;
   std::pair<at::Tensor, at::Tensor> range() override { return {lo_, hi_}; }
+};
+
+// FQ-ViT's EMA observer: each batch's min / max, averaged over batches (momentum 0.99 by
+// default, FQ-ViT's σ = 0.01).
+class EmaMinMaxObserver : public MinMaxObserver {
+ public:
+  using MinMaxObserver::MinMaxObserver;
+  bool averages_batches() const override { return true; }
+};
+
+// FQ-ViT's percentile observer: each batch's `percentile`-th quantile (and the lower tail for the
+// minimum) of each row, linearly interpolated as torch.quantile does, averaged over batches by
+// EMA. FQ-ViT uses the 99.999th quantile and σ = 0.01 (the percentile-ema-w8a8 recipe).
+class PercentileEmaObserver : public MinMaxObserver {
+ public:
+  using MinMaxObserver::MinMaxObserver;
+  bool averages_batches() const override { return true; }
+  std::pair<at::Tensor, at::Tensor> batch_range(const at::Tensor& rows) const override {
+    at::Tensor sorted = std::get<0>(rows.to(at::kDouble).sort(1));
+    const int64_t n = sorted.size(1);
+    const double p = spec_.percentile / 100.0;
+    auto quantile = [&](double q) {
+      const double pos = q * static_cast<double>(n - 1);
+      const int64_t below = std::min<int64_t>(n - 1, static_cast<int64_t>(std::floor(pos)));
+      const int64_t above = std::min<int64_t>(n - 1, below + 1);
+      const double frac = pos - static_cast<double>(below);
+      return (sorted.select(1, below) + frac * (sorted.select(1, above) - sorted.select(1, below))).to(at::kFloat);
+    };
+    return {quantile(1 - p), quantile(p)};
+  }
 };
 
 // Percentile of each row of the sample (lower tail for the minimum).
@@ -135,8 +166,9 @@ ObserverFactory factory() {
 const std::map<std::string, ObserverFactory>& observer_registry() {
   static const std::map<std::string, ObserverFactory> k = {
       {"minmax", factory<MinMaxObserver>()},
-      {"ema", factory<MinMaxObserver>()},  // same range rule; Observer::observe applies the EMA
+      {"ema", factory<EmaMinMaxObserver>()},
       {"percentile", factory<PercentileObserver>()},
+      {"percentile-ema", factory<PercentileEmaObserver>()},
       {"omse", factory<OmseObserver>()},
   };
   return k;

@@ -25,11 +25,15 @@ class Observer {
   // Per-channel (or [1]) range of everything observed; subclasses pick their clipping.
   virtual std::pair<at::Tensor, at::Tensor> range() = 0;
   virtual bool wants_samples() const { return false; }
+  // One batch's range per row of rows_by_channel: its min and max unless overridden.
+  virtual std::pair<at::Tensor, at::Tensor> batch_range(const at::Tensor& rows) const;
+  // Whether batch ranges are merged by an exponential moving average with spec.ema_momentum
+  // (FQ-ViT's EMA observers) rather than by a running min / max.
+  virtual bool averages_batches() const { return false; }
   // [C, x.numel()/C] view of x with channels (or groups) in rows; [1, numel] per tensor.
   at::Tensor rows_by_channel(const at::Tensor& x) const;
   const QuantSpec spec_;
-  at::Tensor lo_, hi_;       // running min / max per row of rows_by_channel
-  at::Tensor batch_lo_, batch_hi_;  // of the latest batch (EMA)
+  at::Tensor lo_, hi_;       // running range per row of rows_by_channel (min / max, or EMA)
   at::Tensor samples_;       // [C, n] decimated sample, when wanted (percentile, OMSE, PTF)
   int64_t seen_ = 0;
 

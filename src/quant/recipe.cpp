@@ -58,8 +58,8 @@ json QuantSpec::to_json() const {
   json j = {{"scheme", scheme_name(scheme)}, {"bits", bits}, {"symmetric", symmetric},
             {"granularity", granularity_name(granularity)}, {"axis", axis}, {"observer", observer}};
   if (granularity == Granularity::Group) j["groups"] = groups;
-  if (observer == "percentile") j["percentile"] = percentile;
-  if (observer == "ema") j["ema_momentum"] = ema_momentum;
+  if (observer == "percentile" || observer == "percentile-ema") j["percentile"] = percentile;
+  if (observer == "ema" || observer == "percentile-ema") j["ema_momentum"] = ema_momentum;
   if (scheme == Scheme::Ptf) j["ptf_k"] = ptf_k;
   if (scheme == Scheme::Log2) j["int_exp"] = int_exp;
   return j;
@@ -111,10 +111,10 @@ void QuantSpec::validate(const std::string& where) const {
   if (granularity == Granularity::Group && groups < 1) fail(where, "groups must be >= 1");
   if (!(percentile > 50 && percentile <= 100)) fail(where, "percentile must be in (50, 100]");
   if (!(ema_momentum >= 0 && ema_momentum < 1)) fail(where, "ema_momentum must be in [0, 1)");
-  static const char* kObservers[] = {"minmax", "ema", "percentile", "omse"};
+  static const char* kObservers[] = {"minmax", "ema", "percentile", "percentile-ema", "omse"};
   bool ok = false;
   for (const char* o : kObservers) ok = ok || observer == o;
-  if (!ok) fail(where, "unknown observer '" + observer + "' (minmax | ema | percentile | omse)");
+  if (!ok) fail(where, "unknown observer '" + observer + "' (minmax | ema | percentile | percentile-ema | omse)");
 }
 
 bool Recipe::spec_for(Role r, const std::string& site, QuantSpec* out) const {

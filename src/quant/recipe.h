@@ -38,8 +38,8 @@ struct QuantSpec {
   int axis = 0;                            // channel axis (weights: 0 = output rows; activations: -1)
   int groups = 1;                          // Group: row groups along `axis`
   std::string observer = "minmax";         // see observer registry
-  double percentile = 99.99;               // percentile observer
-  double ema_momentum = 0.9;               // ema observer
+  double percentile = 99.99;               // percentile and percentile-ema observers
+  double ema_momentum = 0.99;              // ema and percentile-ema observers (FQ-ViT's σ = 0.01)
   int ptf_k = 3;                           // PTF: α ∈ {0..K}
   bool int_exp = true;                     // Log2 at softmax: scores through I-BERT's i-exp (LIS)
 
