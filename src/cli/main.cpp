@@ -374,7 +374,7 @@ int main(int argc, char** argv) {
                  "Calibration method: observer (the recipe's observers) | liu (Liu et al. interval search) | "
                  "easyquant (cosine interval search)")
       ->capture_default_str();
-  qz->add_option("--observer", qo.observer, "Replace the observer of every activation role: minmax | ema | percentile | omse");
+  qz->add_option("--observer", qo.observer, "Replace the observer of every activation role: minmax | ema | percentile | percentile-ema (FQ-ViT's) | omse");
   auto& so = qo.calib_options.search;
   std::string objective = "pearson";
   qz->add_option("--objective", objective, "liu: similarity objective, pearson | cosine")->capture_default_str()
