@@ -225,6 +225,48 @@ cp "$T/q/model.safetensors" "$T/qbad/model.safetensors"
 sed -i 's/"bits": 8/"bits": 4/' "$T/qbad/recipe.json"
 expect_error "artifact inconsistent with its recipe" "bytes" "$QTX" eval --model "$T/qbad" --limit 4
 
+# Your model, your data: a copy of the shipped ViT whose classes are renamed ("T-shirt-top", as
+# another trainer spelled it) or generic (LABEL_k), and the shipped BERT with its own class names.
+model_copy() {  # model_copy SRC DST 'sed script': DST shares SRC's weights, config edited
+  mkdir -p "$2" && for f in "$(cd "$1" && pwd)"/*; do ln -sf "$f" "$2/"; done
+  rm "$2/config.json" && sed -e "$3" "$1/config.json" >"$2/config.json"
+}
+model_copy "$VIT" "$T/vit-renamed" 's#"T-shirt/top"#"T-shirt-top"#; s#"Ankle boot"#"ankle_boot"#'
+expect_ok "eval fmnist on renamed labels (matched by name)" "accuracy" "$QTX" eval --model "$T/vit-renamed" --data fmnist --limit 64 --threads 2
+generic=""; i=0
+for n in "T-shirt/top" Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag "Ankle boot"; do generic+="s#\"$n\"#\"LABEL_$i\"#;"; i=$((i + 1)); done
+model_copy "$VIT" "$T/vit-generic" "$generic"
+expect_error "LABEL_k model on fmnist: both sides listed" "LABEL_0, LABEL_1" "$QTX" eval --model "$T/vit-generic" --data fmnist --limit 8
+expect_ok "LABEL_k model on fmnist --labels-by-index" "accuracy" "$QTX" eval --model "$T/vit-generic" --data fmnist --limit 64 --threads 2 --labels-by-index
+by_index=$(grep -o "([0-9]*/64)" "$T/out")
+"$QTX" eval --model "$VIT" --data fmnist --limit 64 --threads 2 >"$T/out" 2>/dev/null
+if [[ -n "$by_index" && "$by_index" == "$(grep -o "([0-9]*/64)" "$T/out")" ]]; then echo "ok:   --labels-by-index scores as the original labels $by_index"
+else echo "FAIL: --labels-by-index gave ${by_index:-nothing}, the original model $(grep -o "([0-9]*/64)" "$T/out")"; fails=$((fails + 1)); fi
+expect_ok "quantize a LABEL_k model on fmnist (calibration needs no labels)" "wrote" "$QTX" quantize --model "$T/vit-generic" --recipe minmax-w8a8 --calib 16 --out "$T/q-generic" --threads 2
+expect_ok "quantize on --calib-data images in label folders" "wrote" "$QTX" quantize --model "$T/vit-renamed" --recipe fqvit-8-8-4 --calib-data "$T/imgs" --out "$T/q-imgs" --threads 2
+has "$T/q-imgs/calibration.json" '"data": "'"$T"'/imgs",' '"split": "all",' '"samples": 2,'
+mkdir -p "$T/flat" && cp "$T/imgs/Trouser/a.pgm" "$T/flat/x.pgm" && cp "$T/imgs/T-shirt_top/b.pgm" "$T/flat/y.pgm"
+expect_ok "quantize on --calib-data unlabeled images" "wrote" "$QTX" quantize --model "$T/vit-generic" --recipe minmax-w8a8 --calib-data "$T/flat" --out "$T/q-flat" --threads 2
+expect_ok "parity of the model calibrated on user images" "agreement" "$QTX" parity --model "$T/q-imgs" --data fmnist --limit 64 --threads 2
+expect_error "evaluate on unlabeled images" "has no labels" "$QTX" eval --model "$T/vit-renamed" --data "$T/flat"
+echo "not an image" >"$T/flat/readme.md"
+expect_error "calibration folder with a non-image file" "readme.md" "$QTX" quantize --model "$VIT" --recipe minmax-w8a8 --calib-data "$T/flat" --out "$T/q-bad"
+[[ ! -e "$T/q-bad" ]] && echo "ok:   nothing written" || { echo "FAIL: $T/q-bad written"; fails=$((fails + 1)); }
+mkdir -p "$T/none"
+expect_error "empty calibration folder" "no images" "$QTX" quantize --model "$VIT" --recipe minmax-w8a8 --calib-data "$T/none" --out "$T/q-bad"
+model_copy "$BERT" "$T/bert-own" 's#"Emma"#"own class"#; s#"Persuasion"#"Other-Class"#'
+printf 'Own Class\tEmma Woodhouse, handsome, clever, and rich, with a comfortable home.\nother class\tSir Walter Elliot, of Kellynch Hall, in Somersetshire, was a man.\n' >"$T/own.tsv"
+printf 'Emma Woodhouse, handsome, clever, and rich.\nSir Walter Elliot, of Kellynch Hall.\nIt is a truth universally acknowledged.\n' >"$T/own.txt"
+expect_ok "BERT with its own classes: quantize on a labelled TSV" "wrote" "$QTX" quantize --model "$T/bert-own" --recipe fqvit-8-8-8 --calib-data "$T/own.tsv" --out "$T/q-own" --threads 2
+expect_ok "BERT with its own classes: quantize on unlabeled text" "wrote" "$QTX" quantize --model "$T/bert-own" --recipe minmax-w8a8 --calib-data "$T/own.txt" --out "$T/q-own-txt" --threads 2
+has "$T/q-own-txt/calibration.json" '"samples": 3,'
+expect_ok "BERT with its own classes: eval the quantized model on its TSV" "/2)" "$QTX" eval --model "$T/q-own" --data "$T/own.tsv"
+expect_ok "BERT with its own classes: integer runtime on its TSV" "/2)" "$QTX" eval --model "$T/q-own" --data "$T/own.tsv" --engine int
+expect_error "TSV label the model does not know" "own class, Northanger Abbey, Other-Class" "$QTX" eval --model "$T/bert-own" --data "$T/ok.tsv"
+expect_error "evaluate on unlabeled text" "has no labels" "$QTX" eval --model "$T/bert-own" --data "$T/own.txt"
+: >"$T/empty.txt"
+expect_error "empty calibration text" "no passages" "$QTX" quantize --model "$BERT" --recipe minmax-w8a8 --calib-data "$T/empty.txt" --out "$T/q-bad"
+
 # Training: a tiny ViT distilled from a CNN teacher on 256 images, then resumed (nothing retrained).
 TINY=(--task vit-fmnist --out "$T/tr" --limit 256 --epochs 1 --batch 64 --hidden 32 --layers 1 --heads 2 --intermediate 64 --patch 7 --distill-cnn 1 --threads 2)
 expect_ok "train a tiny distilled ViT" "CNN teacher epoch 1/1" "$QTX" train "${TINY[@]}"

@@ -1,4 +1,5 @@
 // File formats and data readers: safetensors, config.json, vocab/tokenizer, IDX, images.
+#include <filesystem>
 #include <zlib.h>
 
 #include <cmath>
@@ -394,6 +395,84 @@ TEST(Tsv, UserLabelFileErrors) {
   EXPECT_QTX_ERROR(load_label_tsv(d + "/notab.tsv", labels), "notab.tsv:1");
   write_bytes(d + "/empty.tsv", "Emma\t   \n");
   EXPECT_QTX_ERROR(load_label_tsv(d + "/empty.tsv", labels), "empty.tsv:1");
+}
+
+TEST(Labels, NamesMatchIgnoringCaseAndPunctuation) {
+  EXPECT_EQ(normalised_label("T-shirt/top"), "t-shirt-top");
+  EXPECT_EQ(normalised_label("  t_shirt  TOP "), "t-shirt-top");
+  EXPECT_EQ(normalised_label("Sense & Sensibility"), "sense-sensibility");
+  EXPECT_EQ(normalised_label("Café"), "caf\xc3\xa9");  // UTF-8 bytes kept
+  const std::vector<std::string> fm = fashion_mnist_labels();
+  EXPECT_EQ(model_class_of("T-shirt-top", fm, LabelMatch::ByName, "w"), 0);
+  EXPECT_EQ(model_class_of("ankle_boot", fm, LabelMatch::ByName, "w"), 9);
+  EXPECT_QTX_ERROR(model_class_of("Spaceship", fm, LabelMatch::ByName, "where.tsv:3"), "where.tsv:3");
+  try {  // the error names both sides: the label and the model's classes
+    model_class_of("Spaceship", fm, LabelMatch::ByName, "w");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("Spaceship"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("Ankle boot"), std::string::npos);
+  }
+  // Two model classes that normalise alike are ambiguous, not silently the first.
+  EXPECT_QTX_ERROR(model_class_of("a b", {"A-B", "a_b"}, LabelMatch::ByName, "w"), "two of the model's classes");
+}
+
+TEST(Labels, ByIndexTakesIntegersLabelKAndBuiltinOrder) {
+  const std::vector<std::string> generic = {"LABEL_0", "LABEL_1", "LABEL_2"};
+  EXPECT_EQ(model_class_of("2", generic, LabelMatch::ByIndex, "w"), 2);
+  EXPECT_EQ(model_class_of("LABEL_1", generic, LabelMatch::ByIndex, "w"), 1);
+  EXPECT_EQ(model_class_of("label-0", generic, LabelMatch::ByIndex, "w"), 0);
+  EXPECT_QTX_ERROR(model_class_of("3", generic, LabelMatch::ByIndex, "w"), "0..2");
+  EXPECT_QTX_ERROR(model_class_of("Emma", generic, LabelMatch::ByIndex, "w"), "Emma");
+  // A built-in set relabelled: by name into another class order, by index as it is.
+  std::vector<int> labels = {0, 1, 2};
+  map_set_labels(&labels, {"a", "b", "c"}, {"C", "A", "B"}, LabelMatch::ByName, "w");
+  EXPECT_EQ(labels, (std::vector<int>{1, 2, 0}));
+  labels = {0, 1, 2};
+  map_set_labels(&labels, {"a", "b", "c"}, generic, LabelMatch::ByIndex, "w");
+  EXPECT_EQ(labels, (std::vector<int>{0, 1, 2}));
+  EXPECT_QTX_ERROR(map_set_labels(&labels, {"a", "b", "c"}, generic, LabelMatch::ByName, "--data x"), "LABEL_0");
+  EXPECT_QTX_ERROR(map_set_labels(&labels, {"a", "b", "c"}, {"x", "y"}, LabelMatch::ByIndex, "--data x"), "only 2");
+}
+
+TEST(UserData, ImageFoldersLabelledFlatOrMixed) {
+  const std::string d = temp_dir("user_images");
+  const std::string img = std::string("P5\n2 1\n255\n") + std::string("\x10\x20", 2);
+  std::filesystem::create_directories(d + "/labelled/T-shirt-top");
+  std::filesystem::create_directories(d + "/labelled/Trouser");
+  write_bytes(d + "/labelled/T-shirt-top/a.pgm", img);
+  write_bytes(d + "/labelled/Trouser/b.pgm", img);
+  write_bytes(d + "/labelled/Trouser/c.pgm", img);
+  ImageSet s = load_image_folder(d + "/labelled", fashion_mnist_labels());
+  EXPECT_EQ(s.labels, (std::vector<int>{0, 1, 1}));
+  // Without id2label (calibration) the folder names are not matched.
+  EXPECT_EQ(load_image_folder(d + "/labelled", {}).labels, (std::vector<int>{-1, -1, -1}));
+  std::filesystem::create_directories(d + "/flat");
+  write_bytes(d + "/flat/x.pgm", img);
+  write_bytes(d + "/flat/y.pgm", img);
+  EXPECT_EQ(load_image_folder(d + "/flat", fashion_mnist_labels()).labels, (std::vector<int>{-1, -1}));
+  write_bytes(d + "/labelled/stray.pgm", img);
+  EXPECT_QTX_ERROR(load_image_folder(d + "/labelled", fashion_mnist_labels()), "stray.pgm");
+  write_bytes(d + "/flat/notes.txt", "not an image");
+  EXPECT_QTX_ERROR(load_image_folder(d + "/flat", fashion_mnist_labels()), "notes.txt");
+  std::filesystem::create_directories(d + "/empty");
+  EXPECT_QTX_ERROR(load_image_folder(d + "/empty", fashion_mnist_labels()), "no images");
+}
+
+TEST(UserData, TextLinesAndTsvLabelModes) {
+  const std::string d = temp_dir("user_text");
+  write_bytes(d + "/p.txt", "First passage.\r\n\n   \nSecond passage.\n");
+  TextSet t = load_text_lines(d + "/p.txt");
+  EXPECT_EQ(t.texts, (std::vector<std::string>{"First passage.", "Second passage."}));
+  EXPECT_EQ(t.labels, (std::vector<int>{-1, -1}));
+  write_bytes(d + "/blank.txt", "\n  \n");
+  EXPECT_QTX_ERROR(load_text_lines(d + "/blank.txt"), "no passages");
+  write_bytes(d + "/idx.tsv", "1\tA passage.\nLABEL_0\tAnother one.\n");
+  EXPECT_EQ(load_label_tsv(d + "/idx.tsv", {"LABEL_0", "LABEL_1"}, LabelMatch::ByIndex).labels, (std::vector<int>{1, 0}));
+  EXPECT_QTX_ERROR(load_label_tsv(d + "/idx.tsv", {"Emma", "Persuasion"}), "idx.tsv:1");
+  EXPECT_EQ(load_label_tsv(d + "/idx.tsv", {}).labels, (std::vector<int>{-1, -1}));
+  write_bytes(d + "/names.tsv", "emma\tA passage.\nPERSUASION\tAnother one.\n");
+  EXPECT_EQ(load_label_tsv(d + "/names.tsv", {"Emma", "Persuasion"}).labels, (std::vector<int>{0, 1}));
 }
 
 // qtx eval --exclude-calib: the kept indices are exactly those the calibration sample does not

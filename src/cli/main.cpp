@@ -92,6 +92,8 @@ struct EvalArgs {
   uint64_t calib_seed = 0;
   bool calib_seed_given = false;
   bool outside_calib = false;  // eval: the same, with N, S and the data read from the artifact's calibration.json
+  bool labels_by_index = false;  // the data's class k is the model's class k (LABEL_k or renamed classes)
+  qtx::DataLabels labels() const { return {true, labels_by_index ? qtx::LabelMatch::ByIndex : qtx::LabelMatch::ByName}; }
 };
 
 // --outside-calib: the calibration sample recorded in the artifact (tasks/quantize_task.h).
@@ -102,7 +104,9 @@ void take_calibration_record(EvalArgs& a) {
   } catch (const qtx::Error& e) {
     throw qtx::Error(std::string(e.what()) + "; or give the sample as --exclude-calib N --calib-seed S");
   }
-  if (c.split != "train") throw qtx::Error("--outside-calib: the artifact was calibrated on the " + c.split + " split, not train");
+  if (c.split != "train")
+    throw qtx::Error("--outside-calib: the artifact was calibrated on " + c.data +
+                     " (--calib-data), not on a built-in training split; evaluate on other data with --data");
   if (!a.data.empty() && a.data != c.data)
     throw qtx::Error("--outside-calib: the artifact was calibrated on " + c.data + ", not " + a.data);
   a.data = c.data;
@@ -127,15 +131,15 @@ int cmd_eval(EvalArgs a) {
   auto loaded = qtx::load_any_model(a.model);
   auto& model = loaded.model;
   const auto& cfg = model->config();
-  std::string spec = a.data.empty() ? (cfg.model_type == "vit" ? "fmnist" : "austen6") : a.data;
+  std::string spec = a.data.empty() ? qtx::builtin_data_of(cfg) : a.data;
   std::unique_ptr<qtx::LabeledData> data;
   if (a.exclude_calib > 0) {
     // The training split less a calibration sample: data no quantizer was fitted on, beside the test split.
     const std::string flag = a.outside_calib ? "--outside-calib" : "--exclude-calib";
-    if (a.split != "train" || (spec != "fmnist" && spec != "austen6"))
+    if (a.split != "train" || !qtx::is_builtin_data(spec))
       throw qtx::Error(flag + ": needs --split train of the built-in data (fmnist or austen6)");
     if (a.mlm) throw qtx::Error(flag + ": --mlm scores whole text splits; use it without " + flag);
-    auto train = qtx::open_labeled_data(spec, "train", 0, a.model, cfg);
+    auto train = qtx::open_labeled_data(spec, "train", 0, a.model, cfg, a.labels());
     auto keep = qtx::indices_outside_sample(train->size(), a.exclude_calib, a.calib_seed, a.limit);
     if (keep.empty())
       throw qtx::Error(a.outside_calib ? "--outside-calib: the artifact's calibration sample (calibration.json: " +
@@ -147,7 +151,7 @@ int cmd_eval(EvalArgs a) {
                             "outside the calibration sample (" + std::to_string(drawn) + ", seed " +
                                 std::to_string(a.calib_seed) + ")");
   } else {
-    data = qtx::open_labeled_data(spec, a.split, a.limit, a.model, cfg);
+    data = qtx::open_labeled_data(spec, a.split, a.limit, a.model, cfg, a.labels());
   }
   std::fprintf(stderr, "[eval] %s%s on %s, %d threads\n", a.model.c_str(),
                loaded.quantized ? (" (fake-quant, recipe " + loaded.quantized->recipe().name + ")").c_str() : "",
@@ -193,8 +197,8 @@ int cmd_parity(const EvalArgs& a) {
   qtx::rt::set_threads(a.threads > 0 ? a.threads : qtx::default_threads());
   if (!qtx::QuantizedModel::is_artifact(a.model)) throw qtx::Error(a.model + ": parity compares a quantized folder's two engines");
   const auto cfg = qtx::ModelConfig::load(a.model + "/config.json");
-  std::string spec = a.data.empty() ? (cfg.model_type == "vit" ? "fmnist" : "austen6") : a.data;
-  auto data = qtx::open_labeled_data(spec, a.split, a.limit, a.model, cfg);
+  std::string spec = a.data.empty() ? qtx::builtin_data_of(cfg) : a.data;
+  auto data = qtx::open_labeled_data(spec, a.split, a.limit, a.model, cfg, a.labels());
   std::fprintf(stderr, "[parity] %s on %s: libtorch fake-quant (%s) vs integer runtime\n", a.model.c_str(), data->describe().c_str(), a.float64 ? "float64" : "float32");
   auto p = qtx::parity(a.model, *data, a.batch, a.float64, progress_line("parity"));
   std::printf("fake-quant  %.2f%% (%d/%d)  %.1f samples/s\n", p.fake.accuracy(), p.fake.correct, p.fake.samples, p.fake.samples_per_second());
@@ -275,8 +279,8 @@ int cmd_analyze(const AnalyzeArgs& a) {
     throw qtx::Error(a.model + ": not a quantized artifact (no recipe.json); run qtx quantize first");
   auto qm = qtx::QuantizedModel::load(a.model);
   const auto& cfg = qm->model().config();
-  std::string spec = a.data.empty() ? (cfg.model_type == "vit" ? "fmnist" : "austen6") : a.data;
-  auto data = qtx::open_labeled_data(spec, a.split, a.limit, a.model, cfg);
+  std::string spec = a.data.empty() ? qtx::builtin_data_of(cfg) : a.data;
+  auto data = qtx::open_labeled_data(spec, a.split, a.limit, a.model, cfg, {false});
   std::fprintf(stderr, "[analyze] %s (recipe %s) on %s\n", a.model.c_str(), qm->recipe().name.c_str(), data->describe().c_str());
   auto rows = qtx::analyze_sites(*qm, *data, a.limit, a.batch);
   std::printf("%-58s %-10s %9s %9s\n", "site (output)", "kind", "cosine", "SQNR dB");
@@ -285,7 +289,7 @@ int cmd_analyze(const AnalyzeArgs& a) {
 }
 
 struct StatsArgs {
-  std::string model, out;
+  std::string model, out, calib_data;
   int calib = 256, threads = 0, batch = 64;
   uint64_t seed = 0;
 };
@@ -294,7 +298,8 @@ int cmd_stats(const StatsArgs& a) {
   qtx::set_threads(a.threads);
   auto model = qtx::load_model(a.model);
   const auto& cfg = model->config();
-  auto train = qtx::open_labeled_data(cfg.model_type == "vit" ? "fmnist" : "austen6", "train", 0, a.model, cfg);
+  auto train = qtx::open_labeled_data(a.calib_data.empty() ? qtx::builtin_data_of(cfg) : a.calib_data, "train", 0, a.model, cfg,
+                                      {false});
   auto idx = qtx::sample_indices(train->size(), a.calib, a.seed);
   auto st = qtx::collect_activation_stats(*model, *train, idx, a.batch);
   std::string name = a.model;
@@ -327,7 +332,11 @@ int main(int argc, char** argv) {
   ev->add_option("--model", ea.model, "Model folder")->required();
   ev->add_option("--data", ea.data,
                  "fmnist | austen6 | FILE.tsv (label<TAB>text per line) | DIR (one sub-folder of PNG/PGM images per label); "
-                 "default: the model's built-in task");
+                 "default: the model's built-in task. Labels match the model's id2label by name, ignoring case and "
+                 "punctuation (T-shirt/top = t_shirt_top)");
+  const char* by_index_help = "The data's class k is the model's class k: labels written k or LABEL_k, or a built-in set's "
+                              "k-th class (for LABEL_0-style or renamed classes)";
+  ev->add_flag("--labels-by-index", ea.labels_by_index, by_index_help);
   ev->add_option("--split", ea.split, "Split of a built-in data set: train | dev (austen6) | test")
       ->check(CLI::IsMember({"train", "dev", "test"}))->capture_default_str();
   ev->add_option("--limit", ea.limit, "Evaluate the first N examples only (0 = all)")->check(CLI::NonNegativeNumber);
@@ -354,6 +363,7 @@ int main(int argc, char** argv) {
   auto* par = app.add_subcommand("parity", "Top-1 agreement of a quantized folder's integer runtime with its libtorch fake-quant simulation");
   par->add_option("--model", pa.model, "Quantized model folder (from qtx quantize)")->required();
   par->add_option("--data", pa.data, "As for eval; default: the model's built-in task");
+  par->add_flag("--labels-by-index", pa.labels_by_index, by_index_help);
   par->add_option("--split", pa.split, "Split of a built-in data set")->check(CLI::IsMember({"train", "dev", "test"}))->capture_default_str();
   par->add_option("--limit", pa.limit, "First N examples only (0 = all)")->check(CLI::NonNegativeNumber);
   par->add_option("--threads", pa.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
@@ -365,8 +375,11 @@ int main(int argc, char** argv) {
   qz->add_option("--model", qo.model, "Float model folder")->required();
   qz->add_option("--recipe", qo.recipe, "Built-in recipe name (see docs/RECIPES.md) or a recipe .json file")->required();
   qz->add_option("--out", qo.out, "Output folder for the quantized model")->required();
-  qz->add_option("--calib", qo.calib, "Calibration samples from the training split (default 1000 images / 512 passages)")
+  qz->add_option("--calib", qo.calib, "Calibration samples, drawn with --seed (default 1000 images / 512 passages)")
       ->check(CLI::NonNegativeNumber);
+  qz->add_option("--calib-data", qo.calib_data,
+                 "Calibrate on this data instead of the built-in training split: DIR (images, in per-label sub-folders or "
+                 "not), FILE.tsv (label<TAB>text) or FILE.txt (one passage per line). Labels are not needed");
   qz->add_option("--seed", qo.seed, "Seed of the calibration sample")->capture_default_str();
   qz->add_option("--batch", qo.batch, "Calibration batch size")->check(CLI::PositiveNumber)->capture_default_str();
   qz->add_option("--threads", qo.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
@@ -467,7 +480,8 @@ int main(int argc, char** argv) {
   auto* stt = app.add_subcommand("stats", "Per-channel LayerNorm-input ranges and the attention-probability histogram (SVG plots)");
   stt->add_option("--model", sa.model, "Float model folder")->required();
   stt->add_option("--out", sa.out, "Folder for the plots and table")->required();
-  stt->add_option("--calib", sa.calib, "Training samples to collect on")->check(CLI::PositiveNumber)->capture_default_str();
+  stt->add_option("--calib", sa.calib, "Samples to collect on")->check(CLI::PositiveNumber)->capture_default_str();
+  stt->add_option("--calib-data", sa.calib_data, "Collect on this data instead of the built-in training split (as quantize's)");
   stt->add_option("--seed", sa.seed, "Seed of the sample")->capture_default_str();
   stt->add_option("--threads", sa.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
 

@@ -133,6 +133,8 @@ int main(int argc, char** argv) {
         return timed_forward([&] { return im->classify_tokens(ids.data(), mask.data(), b, static_cast<int>(T)); });
       };
     }
+    if (!single && std::any_of(labels.begin(), labels.end(), [](int l) { return l < 0; }))
+      throw qtx::Error(data + ": has no labels, and --data measures accuracy (use --image / --text for unlabeled inputs)");
     const int total = static_cast<int>(labels.size());
     const int n = limit > 0 ? std::min(limit, total) : total;
     const int L = cfg.num_labels();

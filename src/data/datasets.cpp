@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <numeric>
 #include <random>
@@ -139,7 +140,87 @@ TextSet load_austen6(const std::string& split) {
   return s;
 }
 
-TextSet load_label_tsv(const std::string& path, const std::vector<std::string>& id2label) {
+std::string normalised_label(const std::string& name) {
+  std::string out;
+  bool gap = false;
+  for (unsigned char c : name) {
+    const bool word = std::isalnum(c) || c >= 0x80;
+    if (!word) {
+      gap = !out.empty();
+      continue;
+    }
+    if (gap) out += '-';
+    gap = false;
+    out += static_cast<char>(c < 0x80 ? std::tolower(c) : c);
+  }
+  return out;
+}
+
+namespace {
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string s;
+  for (size_t i = 0; i < names.size(); ++i) s += (i ? ", " : "") + names[i];
+  return s;
+}
+
+// k for "k" or "LABEL_k" (any case, any separator), else -1.
+int64_t label_index(const std::string& label) {
+  std::string n = normalised_label(label);
+  if (n.rfind("label-", 0) == 0) n = n.substr(6);
+  if (n.empty() || n.size() > 9 || n.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoll(n);
+}
+
+const char* kMatchRule =
+    "names are compared ignoring case and punctuation; --labels-by-index takes class k for a label written k or LABEL_k";
+
+}  // namespace
+
+int model_class_of(const std::string& label, const std::vector<std::string>& id2label, LabelMatch match,
+                   const std::string& where) {
+  if (match == LabelMatch::ByIndex) {
+    const int64_t k = label_index(label);
+    if (k < 0 || k >= static_cast<int64_t>(id2label.size()))
+      fail(where, "label '" + label + "' is not a class index 0.." + std::to_string(id2label.size() - 1) +
+                      " (written k or LABEL_k) of the model's " + std::to_string(id2label.size()) + " classes");
+    return static_cast<int>(k);
+  }
+  const std::string n = normalised_label(label);
+  int found = -1;
+  for (size_t i = 0; i < id2label.size(); ++i)
+    if (normalised_label(id2label[i]) == n) {
+      if (found >= 0) fail(where, "label '" + label + "' matches two of the model's classes, '" + id2label[found] + "' and '" +
+                                      id2label[i] + "' (" + kMatchRule + ")");
+      found = static_cast<int>(i);
+    }
+  if (found < 0)
+    fail(where, "label '" + label + "' is none of the model's id2label (" + joined(id2label) + "); " + kMatchRule);
+  return found;
+}
+
+void map_set_labels(std::vector<int>* labels, const std::vector<std::string>& set_names,
+                    const std::vector<std::string>& id2label, LabelMatch match, const std::string& where) {
+  std::vector<int> to(set_names.size());
+  for (size_t k = 0; k < set_names.size(); ++k) {
+    if (match == LabelMatch::ByIndex) {
+      if (k >= id2label.size())
+        fail(where, "the data has " + std::to_string(set_names.size()) + " classes (" + joined(set_names) +
+                        ") but the model only " + std::to_string(id2label.size()) + " (" + joined(id2label) + ")");
+      to[k] = static_cast<int>(k);
+      continue;
+    }
+    try {
+      to[k] = model_class_of(set_names[k], id2label, match, where);
+    } catch (const Error&) {
+      fail(where, "the data's classes (" + joined(set_names) + ") are not the model's id2label (" + joined(id2label) +
+                      "); " + kMatchRule);
+    }
+  }
+  for (int& l : *labels) l = to[static_cast<size_t>(l)];
+}
+
+TextSet load_label_tsv(const std::string& path, const std::vector<std::string>& id2label, LabelMatch match) {
   std::istringstream in(read_text_file(path));
   TextSet s;
   s.label_names = id2label;
@@ -153,13 +234,26 @@ TextSet load_label_tsv(const std::string& path, const std::vector<std::string>& 
     size_t tab = line.find('\t');
     if (tab == std::string::npos) fail(where, "expected 'label<TAB>text'");
     std::string label = line.substr(0, tab), text = line.substr(tab + 1);
-    auto it = std::find(id2label.begin(), id2label.end(), label);
-    if (it == id2label.end()) fail(where, "label '" + label + "' is not one of the model's id2label names");
+    const int cls = id2label.empty() ? -1 : model_class_of(label, id2label, match, where);
     if (text.find_first_not_of(" \t") == std::string::npos) fail(where, "empty text");
     s.texts.push_back(text);
-    s.labels.push_back(static_cast<int>(it - id2label.begin()));
+    s.labels.push_back(cls);
   }
   if (s.texts.empty()) fail(path, "no examples");
+  return s;
+}
+
+TextSet load_text_lines(const std::string& path) {
+  std::istringstream in(read_text_file(path));
+  TextSet s;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    s.texts.push_back(line);
+    s.labels.push_back(-1);
+  }
+  if (s.texts.empty()) fail(path, "no passages (expected one passage of text per line)");
   return s;
 }
 
@@ -182,26 +276,29 @@ bool is_dir(const std::string& p) {
 }
 }  // namespace
 
-ImageSet load_image_folder(const std::string& dir, const std::vector<std::string>& id2label) {
+ImageSet load_image_folder(const std::string& dir, const std::vector<std::string>& id2label, LabelMatch match) {
   ImageSet s;
   s.label_names = id2label;
-  for (const auto& sub : list_dir(dir)) {
-    const std::string p = dir + "/" + sub;
-    if (!is_dir(p)) continue;
-    // Label folder names cannot contain '/', so "T-shirt/top" may be written "T-shirt_top".
-    int label = -1;
-    for (size_t i = 0; i < id2label.size(); ++i) {
-      std::string n = id2label[i];
-      std::replace(n.begin(), n.end(), '/', '_');
-      if (sub == id2label[i] || sub == n) label = static_cast<int>(i);
+  std::vector<std::string> folders, files;
+  for (const auto& name : list_dir(dir)) (is_dir(dir + "/" + name) ? folders : files).push_back(name);
+  if (!folders.empty() && !files.empty())
+    fail(dir + "/" + files.front(), "a folder of per-label sub-folders holds no files of its own (or use a flat folder "
+                                    "of images without sub-folders, for unlabeled data)");
+  if (folders.empty()) {  // unlabeled
+    for (const auto& f : files) {
+      s.images.push_back(read_image(dir + "/" + f));
+      s.labels.push_back(-1);
     }
-    if (label < 0) fail(p, "folder name is not one of the model's id2label names");
+  }
+  for (const auto& sub : folders) {
+    const std::string p = dir + "/" + sub;
+    const int label = id2label.empty() ? -1 : model_class_of(sub, id2label, match, p);
     for (const auto& f : list_dir(p)) {
       s.images.push_back(read_image(p + "/" + f));
       s.labels.push_back(label);
     }
   }
-  if (s.images.empty()) fail(dir, "no images found (expected one sub-folder of PNG files per label)");
+  if (s.images.empty()) fail(dir, "no images found (expected one sub-folder of PNG/PGM files per label, or PNG/PGM files)");
   return s;
 }
 

@@ -139,8 +139,31 @@ ModelInput pad_token_batch(const std::vector<std::vector<int>>& seqs, int pad_id
   return in;
 }
 
+std::string builtin_data_of(const ModelConfig& cfg) { return cfg.model_type == "vit" ? "fmnist" : "austen6"; }
+bool is_builtin_data(const std::string& spec) { return spec == "fmnist" || spec == "austen6"; }
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// Applies what a command needs of the labels: checks they exist, or drops them.
+template <typename Set>
+void settle_labels(Set* set, const DataLabels& labels, const std::string& where) {
+  const bool unlabeled = std::any_of(set->labels.begin(), set->labels.end(), [](int l) { return l < 0; });
+  if (!labels.required) std::fill(set->labels.begin(), set->labels.end(), -1);
+  else if (unlabeled)
+    fail(where, "has no labels, and this command measures accuracy: give labelled data (a folder of per-label "
+                "sub-folders, or a TSV of label<TAB>text lines)");
+}
+
+}  // namespace
+
 std::unique_ptr<LabeledData> open_labeled_data(const std::string& spec, const std::string& split, int limit,
-                                               const std::string& model_dir, const ModelConfig& cfg) {
+                                               const std::string& model_dir, const ModelConfig& cfg,
+                                               const DataLabels& labels) {
+  const LabelMatch match = labels.match;
   if (cfg.model_type == "vit") {
     ImagePreprocess pp = ImagePreprocess::load(model_dir + "/preprocessor_config.json");
     if (pp.height == 0) pp.height = pp.width = cfg.image_size;
@@ -150,15 +173,15 @@ std::unique_ptr<LabeledData> open_labeled_data(const std::string& spec, const st
     std::string where;
     if (spec == "fmnist") {
       set = load_fashion_mnist(split);
-      if (set.label_names != cfg.id2label)
-        fail("--data fmnist", "the model's id2label are not the Fashion-MNIST classes");
+      if (labels.required) map_set_labels(&set.labels, set.label_names, cfg.id2label, match, "--data fmnist");
       where = "fashion-mnist/" + split;
     } else if (is_dir(spec)) {
-      set = load_image_folder(spec, cfg.id2label);
+      set = load_image_folder(spec, labels.required ? cfg.id2label : std::vector<std::string>{}, match);
       where = spec;
-    } else if (spec == "austen6" || !is_dir(spec)) {
-      fail("--data " + spec, "a ViT model takes 'fmnist' or a folder of per-label image folders");
+    } else {
+      fail("--data " + spec, "a ViT model takes 'fmnist', a folder of per-label image folders or a folder of images");
     }
+    settle_labels(&set, labels, where);
     truncate_set(&set, limit);
     return make_image_data(set, pp, cfg.num_channels, where);
   }
@@ -170,14 +193,18 @@ std::unique_ptr<LabeledData> open_labeled_data(const std::string& spec, const st
   std::string where;
   if (spec == "austen6") {
     set = load_austen6(split);
-    if (set.label_names != cfg.id2label) fail("--data austen6", "the model's id2label are not the austen-6 novels");
+    if (labels.required) map_set_labels(&set.labels, set.label_names, cfg.id2label, match, "--data austen6");
     where = "austen6/" + split;
   } else if (spec == "fmnist" || is_dir(spec)) {
-    fail("--data " + spec, "a BERT model takes 'austen6' or a TSV file of label<TAB>text lines");
+    fail("--data " + spec, "a BERT model takes 'austen6', a TSV file of label<TAB>text lines or a .txt file of passages");
+  } else if (ends_with(spec, ".txt")) {
+    set = load_text_lines(spec);
+    where = spec;
   } else {
-    set = load_label_tsv(spec, cfg.id2label);
+    set = load_label_tsv(spec, labels.required ? cfg.id2label : std::vector<std::string>{}, match);
     where = spec;
   }
+  settle_labels(&set, labels, where);
   truncate_set(&set, limit);
   return make_text_data(set, tok, std::min(128, cfg.max_position_embeddings), where);
 }

@@ -29,11 +29,24 @@ std::unique_ptr<LabeledData> make_text_data(const TextSet& set, const BertTokeni
 // Token ids → a padded batch ([CLS] … [SEP] already included).
 ModelInput pad_token_batch(const std::vector<std::vector<int>>& seqs, int pad_id);
 
+// What a command needs of the labels of its data.
+struct DataLabels {
+  bool required = true;                   // evaluation: yes; calibration: no (labels are ignored)
+  LabelMatch match = LabelMatch::ByName;  // how labels name the model's classes (--labels-by-index)
+};
+
 // Opens `spec` for the model in model_dir: "fmnist" / "austen6" (built-in, with `split`), a TSV
-// file of "label<TAB>text" lines, or a folder of per-label image folders. `limit` > 0 keeps the
-// first `limit` examples. Throws qtx::Error if the data does not fit the model.
+// file of "label<TAB>text" lines, a text file (*.txt) of unlabeled passages, one per line, or a
+// folder of per-label image folders (or a flat folder of unlabeled images). `limit` > 0 keeps
+// the first `limit` examples. Labels are those of the model's id2label (label(i) = -1 where the
+// data has none or `labels.required` is false). Throws qtx::Error if the data does not fit the
+// model, or has no labels where they are required.
 std::unique_ptr<LabeledData> open_labeled_data(const std::string& spec, const std::string& split, int limit,
-                                               const std::string& model_dir, const ModelConfig& cfg);
+                                               const std::string& model_dir, const ModelConfig& cfg,
+                                               const DataLabels& labels = {});
+// The built-in data set of an architecture: "fmnist" (ViT) or "austen6" (BERT).
+std::string builtin_data_of(const ModelConfig& cfg);
+bool is_builtin_data(const std::string& spec);
 
 // The examples of `base` at `keep` (in that order), described as `base`'s description + `what`.
 std::unique_ptr<LabeledData> subset_data(std::unique_ptr<LabeledData> base, std::vector<int> keep, const std::string& what);

@@ -23,7 +23,8 @@ namespace {
 
 // calibration.json: how the artifact was calibrated, so that it can be reproduced and so that
 // `qtx eval --outside-calib` can leave out exactly the samples it saw (docs/FORMAT.md).
-std::string calibration_record(const QuantizeOptions& o, const CalibrationMethod& method, const std::string& data, int samples,
+std::string calibration_record(const QuantizeOptions& o, const CalibrationMethod& method, const std::string& data,
+                               const std::string& split, int samples,
                                const std::string& recipe_name) {
   nlohmann::ordered_json j;
   j["source_model"] = o.model;
@@ -31,7 +32,7 @@ std::string calibration_record(const QuantizeOptions& o, const CalibrationMethod
   j["method"] = o.method;
   if (!o.observer.empty()) j["observer"] = o.observer;
   j["data"] = data;
-  j["split"] = "train";
+  j["split"] = split;
   j["samples"] = samples;
   j["seed"] = o.seed;
   j["batch"] = o.batch;
@@ -101,8 +102,10 @@ QuantizeReport quantize(const QuantizeOptions& o) {
   auto model = load_model(o.model);
   const ModelConfig& cfg = model->config();
   const int n = o.calib > 0 ? o.calib : (cfg.model_type == "vit" ? 1000 : 512);
-  const std::string data = cfg.model_type == "vit" ? "fmnist" : "austen6";
-  auto train = open_labeled_data(data, "train", 0, o.model, cfg);
+  // Calibration needs no labels: the user's data may have none, or other names than id2label.
+  const std::string data = o.calib_data.empty() ? builtin_data_of(cfg) : o.calib_data;
+  const std::string split = is_builtin_data(data) ? "train" : "all";
+  auto train = open_labeled_data(data, "train", 0, o.model, cfg, {false});
   std::vector<int> idx = sample_indices(train->size(), n, o.seed);
   if (!o.observer.empty()) {
     if (!observer_registry().count(o.observer)) fail("quantize", "unknown observer '" + o.observer + "'");
@@ -112,9 +115,9 @@ QuantizeReport quantize(const QuantizeOptions& o) {
         recipe.roles[static_cast<int>(r)].observer = o.observer;
     recipe.name += "+" + o.observer;
   }
-  std::fprintf(stderr, "[quantize] %s with recipe %s, method %s: calibrating on %zu %s training samples (seed %llu)\n",
-               o.model.c_str(), recipe.name.c_str(), o.method.c_str(), idx.size(),
-               data.c_str(), static_cast<unsigned long long>(o.seed));
+  std::fprintf(stderr, "[quantize] %s with recipe %s, method %s: calibrating on %zu of %d samples of %s (seed %llu)\n",
+               o.model.c_str(), recipe.name.c_str(), o.method.c_str(), idx.size(), train->size(),
+               train->describe().c_str(), static_cast<unsigned long long>(o.seed));
   auto t0 = std::chrono::steady_clock::now();
   std::vector<ModelInput> batches;
   for (size_t start = 0; start < idx.size(); start += static_cast<size_t>(o.batch))
@@ -132,7 +135,7 @@ QuantizeReport quantize(const QuantizeOptions& o) {
   // model with a record of another calibration.
   std::remove((o.out + "/calibration.json").c_str());
   qm->save(o.out, o.model);
-  write_text_file(o.out + "/calibration.json", calibration_record(o, method, data, r.calib_samples, r.recipe_name));
+  write_text_file(o.out + "/calibration.json", calibration_record(o, method, data, split, r.calib_samples, r.recipe_name));
   struct rusage ru {};
   if (getrusage(RUSAGE_SELF, &ru) == 0) r.peak_rss_bytes = static_cast<int64_t>(ru.ru_maxrss) * 1024;
   r.fp_bytes = file_size(o.model + "/model.safetensors");

@@ -13,6 +13,7 @@ struct QuantizeOptions {
   std::string method = "observer";  // calibration method (calib/method.h)
   std::string observer;             // replaces the observer of every activation role
   CalibrationOptions calib_options;
+  std::string calib_data;  // empty: the built-in training split; else a folder or file (open_labeled_data)
   int calib = 0;  // 0: 1000 images (ViT) / 512 passages (BERT)
   uint64_t seed = 0;
   int batch = 100;
