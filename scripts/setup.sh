@@ -13,6 +13,7 @@ PKGS=(
   libicu-dev                            # Unicode case folding, NFD and categories for the BERT tokenizer
   dataset-fashion-mnist                 # /usr/share/datasets/fashion-mnist
   bc                                    # arithmetic in scripts/results.sh
+  python3                               # tests/patch_safetensors.py (corrupt-artifact tests; standard library only)
 )
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi

@@ -103,13 +103,13 @@ sed -i 's/"hidden_act": "gelu"/"hidden_act": "swish2"/' "$T/m/config.json"
 expect_error "unknown hidden_act" "unknown hidden_act 'swish2'" "$QTX" info "$T/m"
 broken "$VIT"
 sed -i 's/"num_hidden_layers": 12/"num_hidden_layers": 13/' "$T/m/config.json"
-expect_error "config/checkpoint mismatch (missing tensor)" "missing tensor 'vit.encoder.layer.12" "$QTX" info "$T/m"
+expect_error "config/checkpoint mismatch (one layer too many)" "num_hidden_layers is 13 but the file stores 12 encoder layer(s)" "$QTX" info "$T/m"
 broken "$VIT"
 sed -i 's/"intermediate_size": 768/"intermediate_size": 512/' "$T/m/config.json"
-expect_error "config/checkpoint mismatch (shape)" "but config.json implies" "$QTX" info "$T/m"
+expect_error "config/checkpoint mismatch (shape)" "but config.json (intermediate_size 512) implies 512" "$QTX" info "$T/m"
 broken "$VIT"
 sed -i 's/"num_hidden_layers": 12/"num_hidden_layers": 11/' "$T/m/config.json"
-expect_error "config/checkpoint mismatch (extra tensor)" "unexpected tensor 'vit.encoder.layer.11" "$QTX" info "$T/m"
+expect_error "config/checkpoint mismatch (one layer too few)" "num_hidden_layers is 11 but the file stores 12" "$QTX" info "$T/m"
 broken "$VIT"
 echo '{"model_type": "vit", ' >"$T/m/config.json"
 expect_error "malformed config.json" "config.json" "$QTX" info "$T/m"
@@ -266,6 +266,95 @@ expect_error "TSV label the model does not know" "own class, Northanger Abbey, O
 expect_error "evaluate on unlabeled text" "has no labels" "$QTX" eval --model "$T/bert-own" --data "$T/own.txt"
 : >"$T/empty.txt"
 expect_error "empty calibration text" "no passages" "$QTX" quantize --model "$BERT" --recipe minmax-w8a8 --calib-data "$T/empty.txt" --out "$T/q-bad"
+
+# Hardening (issue 35): each situation a hostile user found, now one clear error that loses nothing.
+PATCH="python3 $SRC/tests/patch_safetensors.py"
+sums() { (cd "$1" && find . -type f | sort | xargs md5sum); }
+# Limits before work: human ranges, sizes checked against the weight file before a model is built.
+expect_error "--batch 0 gives a human range" "--batch: Value 0 not in range 1 to 65536" "$QTX" eval --model "$VIT" --batch 0
+expect_error "--threads 100000 in qtx eval (hung)" "--threads: Value 100000 not in range 0 to 1024" "$QTX" eval --model "$VIT" --threads 100000
+expect_error "--threads 100000 in qtx_run (segfault)" "--threads: Value 100000 not in range 0 to 1024" "$RUN" --model "$T/q" --threads 100000
+broken "$VIT"
+sed -i 's/"num_hidden_layers": 12/"num_hidden_layers": 100000/' "$T/m/config.json"
+start=$(date +%s)
+expect_error "num_hidden_layers 100000 fails before building (info)" "num_hidden_layers is 100000 but the file stores 12" "$QTX" info "$T/m"
+if (( $(date +%s) - start > 10 )); then echo "FAIL: info took $(( $(date +%s) - start )) s on 100000 layers"; fails=$((fails + 1)); fi
+broken "$VIT"
+sed -i 's/"num_hidden_layers": 12/"num_hidden_layers": 4294967308/' "$T/m/config.json"
+expect_error "2^32+12 layers is not 12" "field 'num_hidden_layers' must be an integer in [-2147483648, 2147483647], got 4294967308" "$QTX" info "$T/m"
+broken "$VIT"
+sed -i 's/"hidden_size": 192/"hidden_size": 192.9/' "$T/m/config.json"
+expect_error "hidden_size 192.9 is not 192" "field 'hidden_size' must be an integer" "$QTX" info "$T/m"
+broken "$VIT"
+sed -i 's/"hidden_size": 192/"hidden_size": 1073741952/' "$T/m/config.json"
+expect_error "absurd hidden_size: a mismatch, not an allocation failure" "implies" "$QTX" eval --model "$T/m" --limit 4
+expect_error "--calib beyond the training split" "--calib 100000000: more samples than fashion-mnist/train (60000 images)" "$QTX" quantize --model "$VIT" --recipe w4a8 --calib 100000000 --out "$T/qc"
+expect_error "stats --calib beyond the training split" "--calib 100000000: more samples than fashion-mnist/train (60000 images)" "$QTX" stats --model "$VIT" --calib 100000000 --out "$T/st"
+# NaN logits: a final LayerNorm scaled past float range.
+broken "$VIT"
+$PATCH "$T/m/model.safetensors" fill vit.layernorm.weight 3e38
+expect_error "NaN logits are not scored as an accuracy" "logit for sample 0" "$QTX" eval --model "$T/m" --limit 8 --threads 2
+expect_error "NaN logits are not printed as -nan%" "logit for sample 0" "$QTX" predict --model "$T/m" --image "$T/img.pgm" --threads 2
+# Preprocessor 14x14 beside a 28x28 model (qtx_run read past the images; predict gave a label).
+rm -rf "$T/qpp" && cp -r "$T/q" "$T/qpp"
+sed -i 's/"height": 28/"height": 14/; s/"width": 28/"width": 14/' "$T/qpp/preprocessor_config.json"
+expect_error "preprocessor 14x14 vs model 28x28 (qtx_run)" "size 14x14 does not match config.json image_size 28" "$RUN" --model "$T/qpp" --limit 256 --batch 256
+expect_error "preprocessor 14x14 vs model 28x28 (predict)" "size 14x14 does not match config.json image_size 28" "$QTX" predict --model "$T/qpp" --image "$T/img.pgm"
+# An artifact whose config says 1 layer while 12 are stored.
+rm -rf "$T/q1" && cp -r "$T/q" "$T/q1"
+sed -i 's/"num_hidden_layers": 12/"num_hidden_layers": 1/' "$T/q1/config.json"
+expect_error "qtx_run on 1 configured layer of 12 stored" "num_hidden_layers is 1 but the file stores 12" "$RUN" --model "$T/q1" --limit 4
+# Quantizer parameters the runtime rejects are rejected by the fake-quant loader too, and
+# predict no longer falls back to it with exit 0.
+qcorrupt() {  # qcorrupt WHAT NEEDLE PATCH-ARGS...: a copy of $T/q with one value changed
+  local what=$1 needle=$2
+  shift 2
+  rm -rf "$T/qx" && cp -r "$T/q" "$T/qx"
+  $PATCH "$T/qx/model.safetensors" "$@"
+  expect_error "$what (fake-quant)" "$needle" "$QTX" eval --model "$T/qx" --limit 4 --threads 2
+  expect_error "$what (integer runtime)" "$needle" "$RUN" --model "$T/qx" --limit 4
+  expect_error "$what (predict exits non-zero)" "$needle" "$QTX" predict --model "$T/qx" --image "$T/img.pgm"
+}
+L0=qtx.vit.encoder.layer.0
+qcorrupt "zero point out of range" "zero_point' entry 0 is 300; it must be an integer in [0, 255]" set $L0.attention.attention.query.input0.zero_point 0 300
+qcorrupt "zero point near INT32_MIN" "it must be an integer in [0, 255]" set $L0.residual_attention.output.zero_point 0 -2147483648
+qcorrupt "fractional zero point" "is 3.5; it must be an integer" set $L0.attention.attention.query.input0.zero_point 0 3.5
+qcorrupt "PTF alpha above K" "a PTF exponent must be an integer in 0..3" set $L0.layernorm_before.input0.alpha 0 9
+qcorrupt "denormal scale" "a scale must be a finite, normal number > 0" set $L0.attention.attention.query.input0.scale 0 1e-42
+qcorrupt "unknown format tag" "metadata 'qtx.format' is 'qtx-quantized/9'" meta qtx.format qtx-quantized/9
+# A tensor nothing reads: the fake-quant loader knows every site and rejects it (the integer
+# runtime, which skips heads it does not run, rejects only layers beyond the config).
+rm -rf "$T/qx" && cp -r "$T/q" "$T/qx"
+$PATCH "$T/qx/model.safetensors" add qtx.stray.scale 1.0
+expect_error "a tensor nothing uses (fake-quant)" "unexpected tensor 'qtx.stray.scale'" "$QTX" eval --model "$T/qx" --limit 4 --threads 2
+# A 6-bit weight code out of its range (stored one per byte).
+printf '{"name": "w6", "roles": {"linear_weight": {"bits": 6}, "linear_input": {"bits": 8}}}' >"$T/w6.json"
+expect_ok "quantize with 6-bit weights" "wrote" "$QTX" quantize --model "$VIT" --recipe "$T/w6.json" --calib 8 --out "$T/q6" --threads 2
+$PATCH "$T/q6/model.safetensors" set classifier.weight.qweight 0 100
+expect_error "weight code out of range (fake-quant)" "'classifier.weight.qweight' element 0 is code 100, outside the 6-bit range [-32, 31]" "$QTX" eval --model "$T/q6" --limit 4
+# Recipes with weights wider than the 8-bit codes (were stored & 0xFF).
+printf '{"roles": {"linear_weight": {"bits": 16}}}' >"$T/w16.json"
+expect_error "recipe with 16-bit weights" "quantizes weights to 16 bits; stored weight codes hold 2..8 bits" "$QTX" quantize --model "$VIT" --recipe "$T/w16.json" --calib 8 --out "$T/q16"
+rm -rf "$T/qx" && cp -r "$T/q" "$T/qx"
+python3 -c 'import json, sys; p = sys.argv[1]; r = json.load(open(p)); r["roles"]["linear_weight"]["bits"] = 32; json.dump(r, open(p, "w"))' "$T/qx/recipe.json"
+expect_error "artifact whose recipe says 32-bit weights" "stored weight codes hold 2..8 bits" "$RUN" --model "$T/qx" --limit 4
+# Lost data: --out at the input model (any spelling), at another model, and a failed save.
+broken "$VIT"
+before=$(sums "$T/m")
+expect_error "quantize --out m/ (the input itself)" "is the input folder" "$QTX" quantize --model "$T/m" --recipe w4a8 --calib 8 --out "$T/m/"
+expect_error "quantize --out ./m (the input itself)" "is the input folder" bash -c "Q=\$(realpath '$QTX'); cd '$T' && \$Q quantize --model m --recipe w4a8 --calib 8 --out ./m"
+rm -rf "$T/other" && cp -r "$BERT" "$T/other"
+expect_error "quantize --out at another model's folder" "exists and is not a qtx output" "$QTX" quantize --model "$T/m" --recipe w4a8 --calib 8 --out "$T/other"
+if [[ "$(sums "$T/m")" == "$before" ]] && cmp -s "$T/other/model.safetensors" "$BERT/model.safetensors"; then echo "ok:   the input and the other model are untouched"
+else echo "FAIL: a refused --out changed a model"; fails=$((fails + 1)); fi
+before=$(sums "$T/q")
+expect_error "a save that fails half-way" "injected failure" env QTX_TEST_FAIL_COMMIT=1 "$QTX" quantize --model "$VIT" --recipe w4a8 --calib 8 --out "$T/q" --threads 2
+if [[ "$(sums "$T/q")" == "$before" ]] && ! ls -d "$T"/q.tmp-* >/dev/null 2>&1; then echo "ok:   the failed save left the previous artifact exactly as it was"
+else echo "FAIL: the failed save changed $T/q or left a temporary folder"; fails=$((fails + 1)); fi
+expect_ok "quantize replaces an earlier artifact" "wrote" "$QTX" quantize --model "$VIT" --recipe w4a8 --calib 8 --out "$T/qre" --threads 2
+expect_ok "... and again, in place" "wrote" "$QTX" quantize --model "$VIT" --recipe w4a8 --calib 8 --out "$T/qre/" --threads 2
+expect_ok "--force writes over the input model" "wrote" "$QTX" quantize --model "$T/m" --recipe w4a8 --calib 8 --out "$T/m" --force --threads 2
+expect_error "train --out at a folder no training wrote" "exists and is not a qtx output" "$QTX" train --task vit-fmnist --out "$T/imgs" --epochs 1 --limit 8
 
 # Training: a tiny ViT distilled from a CNN teacher on 256 images, then resumed (nothing retrained).
 TINY=(--task vit-fmnist --out "$T/tr" --limit 256 --epochs 1 --batch 64 --hidden 32 --layers 1 --heads 2 --intermediate 64 --patch 7 --distill-cnn 1 --threads 2)

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,6 +26,7 @@
 #include "tasks/quantize_task.h"
 #include "runtime/cpu_isa.h"
 #include "tasks/runtime_task.h"
+#include "runtime/gemm.h"
 #include "runtime/int_model.h"
 #include "train/train.h"
 
@@ -300,6 +302,8 @@ int cmd_stats(const StatsArgs& a) {
   const auto& cfg = model->config();
   auto train = qtx::open_labeled_data(a.calib_data.empty() ? qtx::builtin_data_of(cfg) : a.calib_data, "train", 0, a.model, cfg,
                                       {false});
+  if (a.calib > train->size())
+    throw qtx::Error("--calib " + std::to_string(a.calib) + ": more samples than " + train->describe());
   auto idx = qtx::sample_indices(train->size(), a.calib, a.seed);
   auto st = qtx::collect_activation_stats(*model, *train, idx, a.batch);
   std::string name = a.model;
@@ -322,6 +326,9 @@ int main(int argc, char** argv) {
   CLI::App app{"qtx: post-training quantization of Transformers (ViT, BERT) and an integer runtime.\n"
                "Models are Hugging Face folders (config.json, model.safetensors, vocab.txt / preprocessor_config.json)."};
   app.require_subcommand(1);
+  // Bounds with human numbers: CLI11's NonNegativeNumber / PositiveNumber print the range of a
+  // double (309 digits). Threads: runtime/gemm.h; a batch beyond 65536 only exhausts memory.
+  const CLI::Range kThreads(0, qtx::rt::kMaxThreads), kBatch(1, 65536), kCount(0, INT_MAX), kPositive(1, INT_MAX);
 
   std::string info_dir;
   auto* info = app.add_subcommand("info", "Print a model's architecture, parameter count and every op site name");
@@ -339,15 +346,15 @@ int main(int argc, char** argv) {
   ev->add_flag("--labels-by-index", ea.labels_by_index, by_index_help);
   ev->add_option("--split", ea.split, "Split of a built-in data set: train | dev (austen6) | test")
       ->check(CLI::IsMember({"train", "dev", "test"}))->capture_default_str();
-  ev->add_option("--limit", ea.limit, "Evaluate the first N examples only (0 = all)")->check(CLI::NonNegativeNumber);
-  ev->add_option("--threads", ea.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
-  ev->add_option("--batch", ea.batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
+  ev->add_option("--limit", ea.limit, "Evaluate the first N examples only (0 = all)")->check(kCount);
+  ev->add_option("--threads", ea.threads, "Threads (0 = all cores; at most 1024)")->check(kThreads);
+  ev->add_option("--batch", ea.batch, "Batch size")->check(kBatch)->capture_default_str();
   ev->add_option("--predictions", ea.predictions,
                  "Write FILE: one line \"label predicted\" per evaluated sample, in data order (for paired comparisons)");
   ev->add_option("--exclude-calib", ea.exclude_calib,
                  "With --split train: leave out the N training samples `qtx quantize --calib N --seed S` calibrates on "
                  "(S from --calib-seed), so the rest is data no quantizer saw")
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   auto* calib_seed = ev->add_option("--calib-seed", ea.calib_seed, "Seed of the calibration sample --exclude-calib leaves out")
                          ->capture_default_str();
   ev->add_flag("--outside-calib", ea.outside_calib,
@@ -365,24 +372,29 @@ int main(int argc, char** argv) {
   par->add_option("--data", pa.data, "As for eval; default: the model's built-in task");
   par->add_flag("--labels-by-index", pa.labels_by_index, by_index_help);
   par->add_option("--split", pa.split, "Split of a built-in data set")->check(CLI::IsMember({"train", "dev", "test"}))->capture_default_str();
-  par->add_option("--limit", pa.limit, "First N examples only (0 = all)")->check(CLI::NonNegativeNumber);
-  par->add_option("--threads", pa.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
-  par->add_option("--batch", pa.batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
+  par->add_option("--limit", pa.limit, "First N examples only (0 = all)")->check(kCount);
+  par->add_option("--threads", pa.threads, "Threads (0 = all cores; at most 1024)")->check(kThreads);
+  par->add_option("--batch", pa.batch, "Batch size")->check(kBatch)->capture_default_str();
   par->add_flag("--float64", pa.float64, "Run the fake-quant simulation in float64 (float32 rounding in its GEMMs is then out of the comparison)");
 
   qtx::QuantizeOptions qo;
   auto* qz = app.add_subcommand("quantize", "Calibrate a model with a recipe and write a quantized artifact (docs/FORMAT.md)");
   qz->add_option("--model", qo.model, "Float model folder")->required();
   qz->add_option("--recipe", qo.recipe, "Built-in recipe name (see docs/RECIPES.md) or a recipe .json file")->required();
-  qz->add_option("--out", qo.out, "Output folder for the quantized model")->required();
+  qz->add_option("--out", qo.out,
+                 "Output folder for the quantized model: written beside it and renamed into place only when complete; "
+                 "an earlier artifact there is replaced, the input model or any other existing folder is refused (see --force)")
+      ->required();
+  qz->add_flag("--force", qo.force,
+               "Let --out replace whatever folder is there, even the input model itself or a folder that is not a qtx artifact");
   qz->add_option("--calib", qo.calib, "Calibration samples, drawn with --seed (default 1000 images / 512 passages)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kCount);
   qz->add_option("--calib-data", qo.calib_data,
                  "Calibrate on this data instead of the built-in training split: DIR (images, in per-label sub-folders or "
                  "not), FILE.tsv (label<TAB>text) or FILE.txt (one passage per line). Labels are not needed");
   qz->add_option("--seed", qo.seed, "Seed of the calibration sample")->capture_default_str();
-  qz->add_option("--batch", qo.batch, "Calibration batch size")->check(CLI::PositiveNumber)->capture_default_str();
-  qz->add_option("--threads", qo.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  qz->add_option("--batch", qo.batch, "Calibration batch size")->check(kBatch)->capture_default_str();
+  qz->add_option("--threads", qo.threads, "Threads (0 = all cores; at most 1024)")->check(kThreads);
   qz->add_option("--method", qo.method,
                  "Calibration method: observer (the recipe's observers) | liu (Liu et al. interval search) | "
                  "easyquant (cosine interval search)")
@@ -400,22 +412,22 @@ int main(int argc, char** argv) {
   qz->add_option("--gamma", so.gamma, "liu: weight of the ranking loss (normalised per pair)")->capture_default_str();
   qz->add_option("--theta", so.theta, "liu: margin of the ranking hinge")->capture_default_str();
   qz->add_option("--rank-pairs", so.rank_pairs, "liu: key pairs per attention row (all if fewer)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(kPositive)->capture_default_str();
   qz->add_option("--alpha", so.alpha, "liu/easyquant: smallest candidate interval, × Δ_init")->capture_default_str();
   qz->add_option("--beta", so.beta, "liu/easyquant: largest candidate interval, × Δ_init")->capture_default_str();
   qz->add_option("--candidates", so.candidates, "liu/easyquant: candidate intervals per search")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(kPositive)->capture_default_str();
   qz->add_option("--rounds", so.rounds, "liu/easyquant: alternating weight/input search rounds (liu corrects the bias after each round)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(kPositive)->capture_default_str();
   qz->add_option("--search-tokens", so.search_tokens,
                  "liu/easyquant: score candidates on the first calibration batches holding this many tokens (0 = all; "
                  "Δ_init and bias correction always use all)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(kCount)->capture_default_str();
   auto& mp = qo.calib_options.mp;
   qz->add_option("--avg-bits", mp.avg_bits, "liu: mixed precision with this average weight bit-width over linear layers")
       ->check(CLI::Range(1.0, 8.0));
   qz->add_option("--target-size", mp.target_bytes, "liu: mixed precision with this many bytes of linear weights")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(int64_t{1}, INT64_MAX));
   qz->add_option("--mp-bits", mp.bits, "liu: candidate bit-widths per module")->delimiter(',')->capture_default_str();
   bool mp_msa_output = false, mp_model_output = false;
   auto* msa_out = qz->add_flag("--mp-msa-output", mp_msa_output,
@@ -427,7 +439,7 @@ int main(int argc, char** argv) {
       ->excludes(msa_out);
   qz->add_flag("--mp-weights-only", mp.weights_only, "liu: module bit-widths apply to weights only (inputs keep the recipe's bits)");
   qz->add_option("--mp-samples", qo.calib_options.mp_samples, "liu: calibration samples for the sensitivity (whole batches)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(kPositive)->capture_default_str();
   qz->callback([&] {
     so.objective = objective == "cosine" ? qtx::SearchObjective::Cosine : qtx::SearchObjective::Pearson;
     so.ranking = !no_ranking;
@@ -443,10 +455,10 @@ int main(int argc, char** argv) {
   pr->add_option("--model", po.model, "Model folder: float, or quantized by qtx quantize")->required();
   pr->add_option("--image", po.images, "Image file(s), .png or .pgm (converted to the model's channels and resized as preprocessor_config.json says)");
   pr->add_option("--text", po.texts, "Text(s) to classify (BERT models)");
-  pr->add_option("--top-k", po.top_k, "How many labels to print")->check(CLI::PositiveNumber)->capture_default_str();
+  pr->add_option("--top-k", po.top_k, "How many labels to print")->check(kPositive)->capture_default_str();
   pr->add_option("--engine", po.engine, "auto (integer runtime when it can run the folder, else libtorch) | int | torch")
       ->check(CLI::IsMember({"auto", "int", "torch"}))->capture_default_str();
-  pr->add_option("--threads", po.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  pr->add_option("--threads", po.threads, "Threads (0 = all cores; at most 1024)")->check(kThreads);
 
   BenchArgs ba;
   auto* bn = app.add_subcommand("bench", "Speed of the integer runtime next to libtorch FP32 on the same inputs and threads (medians); "
@@ -456,11 +468,11 @@ int main(int argc, char** argv) {
                                          "CPU's path on a newer one");
   bn->add_option("--model", ba.model, "Quantized model folder (from qtx quantize)")->required();
   bn->add_option("--float-model", ba.float_model, "The float model it was made from (the FP32 baseline)")->required();
-  bn->add_option("--batch", ba.batches, "Batch sizes (repeat the option)")->capture_default_str();
-  bn->add_option("--threads", ba.threads, "Thread counts")->capture_default_str();
-  bn->add_option("--repeats", ba.repeats, "Timed forwards per engine and setting")->check(CLI::PositiveNumber)->capture_default_str();
+  bn->add_option("--batch", ba.batches, "Batch sizes (repeat the option)")->check(kBatch)->capture_default_str();
+  bn->add_option("--threads", ba.threads, "Thread counts")->check(kThreads)->capture_default_str();
+  bn->add_option("--repeats", ba.repeats, "Timed forwards per engine and setting")->check(kPositive)->capture_default_str();
   bn->add_option("--seq-len", ba.seq_len, "Text models: attended tokens per sample (each passage's wordpieces repeated to fill them; 0 = passages as they are)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(kCount)->capture_default_str();
   bn->add_flag("--blas-as-picked", ba.blas_as_picked,
                "Time libtorch with the OpenBLAS kernels the process started with. By default bench restarts with the OpenBLAS "
                "kernels of the runtime's instruction set: OPENBLAS_CORETYPE=SkylakeX where the runtime uses AVX-512 and OpenBLAS "
@@ -472,28 +484,29 @@ int main(int argc, char** argv) {
   an->add_option("--model", aa.model, "Quantized model folder (from qtx quantize)")->required();
   an->add_option("--data", aa.data, "As for eval; default: the model's built-in task");
   an->add_option("--split", aa.split, "Split of a built-in data set")->check(CLI::IsMember({"train", "dev", "test"}))->capture_default_str();
-  an->add_option("--limit", aa.limit, "Examples to compare on")->check(CLI::PositiveNumber)->capture_default_str();
-  an->add_option("--batch", aa.batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
-  an->add_option("--threads", aa.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  an->add_option("--limit", aa.limit, "Examples to compare on")->check(kPositive)->capture_default_str();
+  an->add_option("--batch", aa.batch, "Batch size")->check(kBatch)->capture_default_str();
+  an->add_option("--threads", aa.threads, "Threads (0 = all cores; at most 1024)")->check(kThreads);
 
   StatsArgs sa;
   auto* stt = app.add_subcommand("stats", "Per-channel LayerNorm-input ranges and the attention-probability histogram (SVG plots)");
   stt->add_option("--model", sa.model, "Float model folder")->required();
   stt->add_option("--out", sa.out, "Folder for the plots and table")->required();
-  stt->add_option("--calib", sa.calib, "Samples to collect on")->check(CLI::PositiveNumber)->capture_default_str();
+  stt->add_option("--calib", sa.calib, "Samples to collect on")->check(kPositive)->capture_default_str();
   stt->add_option("--calib-data", sa.calib_data, "Collect on this data instead of the built-in training split (as quantize's)");
   stt->add_option("--seed", sa.seed, "Seed of the sample")->capture_default_str();
-  stt->add_option("--threads", sa.threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  stt->add_option("--threads", sa.threads, "Threads (0 = all cores; at most 1024)")->check(kThreads);
 
   qtx::TrainOptions to;
   auto* tr = app.add_subcommand("train", "Train a reference model from scratch (checkpoints every epoch, resumes)");
   tr->add_option("--task", to.task, "vit-fmnist | bert-mlm | bert-austen6")
       ->required()->check(CLI::IsMember({"vit-fmnist", "bert-mlm", "bert-austen6"}));
-  tr->add_option("--out", to.out, "Output model folder")->required();
+  tr->add_option("--out", to.out, "Output model folder (training resumes from its checkpoint/; it may not be --init or a folder no training wrote, see --force)")->required();
+  tr->add_flag("--force", to.force, "Let --out be --init itself or an existing folder that no training wrote");
   tr->add_option("--init", to.init, "bert-austen6: MLM-pretrained model to fine-tune; vit-fmnist: trained model to continue from");
   tr->add_option("--device", to.device, "cpu | cuda")->capture_default_str();
-  tr->add_option("--epochs", to.epochs)->capture_default_str();
-  tr->add_option("--batch", to.batch)->capture_default_str();
+  tr->add_option("--epochs", to.epochs)->check(kPositive)->capture_default_str();
+  tr->add_option("--batch", to.batch)->check(kBatch)->capture_default_str();
   tr->add_option("--lr", to.lr, "Peak learning rate")->capture_default_str();
   tr->add_option("--weight-decay", to.weight_decay)->capture_default_str();
   tr->add_option("--warmup", to.warmup_frac, "Warm-up fraction of all steps")->capture_default_str();
@@ -501,8 +514,8 @@ int main(int argc, char** argv) {
   tr->add_option("--dropout", to.dropout, "hidden (and BERT attention) dropout")->capture_default_str();
   tr->add_option("--mlm-weight", to.mlm_weight, "bert-austen6: weight of the auxiliary MLM loss")->capture_default_str();
   tr->add_option("--seed", to.seed)->capture_default_str();
-  tr->add_option("--threads", to.threads, "Threads (0 = all cores)");
-  tr->add_option("--limit", to.limit, "Use the first N training examples only (smoke tests)");
+  tr->add_option("--threads", to.threads, "Threads (0 = all cores; at most 1024)")->check(kThreads);
+  tr->add_option("--limit", to.limit, "Use the first N training examples only (smoke tests)")->check(kCount);
   tr->add_flag("!--no-augment", to.augment, "vit-fmnist: no random shifts/flips");
   tr->add_flag("!--no-flip", to.flip, "vit-fmnist: augment with shifts only (Fashion-MNIST's shoes all face one way)");
   tr->add_option("--shift", to.shift, "vit-fmnist: largest random shift in pixels (0: flips only, unless --no-flip)")
@@ -588,6 +601,14 @@ int main(int argc, char** argv) {
     }
   } catch (const qtx::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const c10::Error& e) {  // libtorch: its message's first line, not its 30-line stack trace
+    std::string msg = e.what_without_backtrace();
+    msg = msg.substr(0, msg.find('\n'));
+    std::fprintf(stderr, "error: libtorch: %s\n", msg.c_str());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory\n");
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

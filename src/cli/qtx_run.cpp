@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -15,6 +16,7 @@
 #include "data/datasets.h"
 #include "formats/bert_tokenizer.h"
 #include "formats/error.h"
+#include "formats/finite.h"
 #include "runtime/cpu_isa.h"
 #include "runtime/gemm.h"
 #include "runtime/int_model.h"
@@ -48,9 +50,10 @@ int main(int argc, char** argv) {
                  "austen6 (test split) or a TSV of label<TAB>text lines (BERT). Default: the model's task");
   app.add_option("--image", images, "Classify these .png/.pgm files instead of evaluating (ViT)");
   app.add_option("--text", texts, "Classify these texts instead of evaluating (BERT)");
-  app.add_option("--limit", limit, "Evaluate the first N examples only")->check(CLI::NonNegativeNumber);
-  app.add_option("--batch", batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--threads", threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--limit", limit, "Evaluate the first N examples only")->check(CLI::Range(0, INT_MAX));
+  app.add_option("--batch", batch, "Batch size")->check(CLI::Range(1, 65536))->capture_default_str();
+  app.add_option("--threads", threads, "Threads (0 = all cores, at most " + std::to_string(qtx::rt::kMaxThreads) + ")")
+      ->check(CLI::Range(0, qtx::rt::kMaxThreads));
   app.add_flag("--profile", profile,
                "Print where the model's forward time goes, by op class (linear GEMMs, attention matmuls, softmax, "
                "LayerNorm, activation, requantization, embedding)");
@@ -83,7 +86,7 @@ int main(int argc, char** argv) {
     qtx::ImageSet set;
     qtx::TextSet text_set;
     if (vit) {
-      qtx::ImagePreprocess pp = qtx::ImagePreprocess::load(model + "/preprocessor_config.json");
+      qtx::ImagePreprocess pp = qtx::ImagePreprocess::load_for_model(model + "/preprocessor_config.json", cfg);
       if (single) {
         for (const auto& f : images) set.images.push_back(qtx::read_image(f));
         set.labels.assign(images.size(), -1);
@@ -101,6 +104,9 @@ int main(int argc, char** argv) {
           std::vector<float> x = qtx::preprocess_image(set.images[static_cast<size_t>(i)], pp, cfg.num_channels, where);
           px.insert(px.end(), x.begin(), x.end());
         }
+        if (px.size() != per * static_cast<size_t>(b))  // the runtime reads exactly this many floats
+          throw qtx::Error(model + ": preprocessed images hold " + std::to_string(px.size()) + " floats, the model reads " +
+                           std::to_string(per * static_cast<size_t>(b)));
         return timed_forward([&] { return im->classify_images(px.data(), b); });
       };
     } else {
@@ -145,6 +151,7 @@ int main(int argc, char** argv) {
       const int b = std::min(batch, n - s);
       auto t0 = std::chrono::steady_clock::now();
       std::vector<float> logits = run(s, b);
+      qtx::check_finite_logits(logits.data(), logits.size(), L, s, model);
       secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       for (int i = 0; i < b; ++i) {
         const float* row = logits.data() + static_cast<size_t>(i) * L;

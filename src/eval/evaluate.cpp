@@ -8,6 +8,8 @@
 #include <numeric>
 #include <random>
 
+#include "formats/finite.h"
+
 #include "formats/error.h"
 
 namespace qtx {
@@ -21,7 +23,9 @@ EvalResult evaluate(TransformerModel& model, const LabeledData& data, int batch_
   for (int start = 0; start < n; start += batch_size) {
     std::vector<int> idx(static_cast<size_t>(std::min(batch_size, n - start)));
     std::iota(idx.begin(), idx.end(), start);
-    at::Tensor logits = model.logits(data.batch(idx));
+    at::Tensor logits = model.logits(data.batch(idx)).to(at::kCPU, at::kFloat).contiguous();
+    check_finite_logits(logits.data_ptr<float>(), static_cast<size_t>(logits.numel()), static_cast<int>(logits.size(-1)), start,
+                        data.describe());
     at::Tensor pred = logits.argmax(-1).to(at::kCPU);
     for (size_t i = 0; i < idx.size(); ++i) {
       int p = static_cast<int>(pred[static_cast<int64_t>(i)].item<int64_t>());

@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <climits>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -61,6 +63,35 @@ void get_field(const json& j, const std::string& path, const char* key, T* out, 
   } catch (const json::exception&) {
     fail(path, std::string("field '") + key + "' has the wrong type: " + j[key].dump());
   }
+}
+
+// Integer fields exactly: nlohmann's get<int> would truncate 192.9 to 192 and wrap 2^32+12 to 12.
+int int_value(const json& v, const std::string& path, const std::string& key) {
+  const std::string what = "field '" + key + "' must be an integer in [" + std::to_string(INT_MIN) + ", " +
+                           std::to_string(INT_MAX) + "], got " + v.dump();
+  if (v.is_number_unsigned()) {
+    if (v.get<uint64_t>() > static_cast<uint64_t>(INT_MAX)) fail(path, what);
+    return static_cast<int>(v.get<uint64_t>());
+  }
+  if (v.is_number_integer()) {
+    const int64_t i = v.get<int64_t>();
+    if (i < INT_MIN || i > INT_MAX) fail(path, what);
+    return static_cast<int>(i);
+  }
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (!(d >= INT_MIN && d <= INT_MAX) || d != std::floor(d)) fail(path, what);
+    return static_cast<int>(d);
+  }
+  fail(path, "field '" + key + "' has the wrong type: " + v.dump());
+}
+
+void get_field(const json& j, const std::string& path, const char* key, int* out, bool required) {
+  if (!j.contains(key) || j[key].is_null()) {
+    if (required) fail(path, std::string("missing field '") + key + "'");
+    return;
+  }
+  *out = int_value(j[key], path, key);
 }
 
 }  // namespace
@@ -213,10 +244,25 @@ ImagePreprocess ImagePreprocess::load(const std::string& path) {
       get_field(s, path, "height", &p.height, false);
       get_field(s, path, "width", &p.width, false);
       if (s.contains("shortest_edge")) fail(path, "size.shortest_edge is not supported; use height/width");
-    } else if (s.is_number_integer()) {
-      p.height = p.width = s.get<int>();
+    } else if (s.is_number()) {
+      p.height = p.width = int_value(s, path, "size");
     }
   }
+  return p;
+}
+
+ImagePreprocess ImagePreprocess::load_for_model(const std::string& path, const ModelConfig& cfg) {
+  ImagePreprocess p = load(path);
+  if (p.height == 0 && p.width == 0) p.height = p.width = cfg.image_size;
+  if (p.height != cfg.image_size || p.width != cfg.image_size)
+    fail(path, "size " + std::to_string(p.height) + "x" + std::to_string(p.width) + " does not match config.json image_size " +
+                   std::to_string(cfg.image_size) + " (the model's patch embedding takes " + std::to_string(cfg.image_size) + "x" +
+                   std::to_string(cfg.image_size) + ")");
+  if (p.do_normalize)
+    for (const auto* v : {&p.image_mean, &p.image_std})
+      if (v->size() != 1 && v->size() != static_cast<size_t>(cfg.num_channels))
+        fail(path, "image_mean/image_std need 1 or " + std::to_string(cfg.num_channels) + " entries (config.json num_channels), got " +
+                       std::to_string(v->size()));
   return p;
 }
 

@@ -41,6 +41,10 @@ struct ImagePreprocess {
   std::vector<float> image_mean, image_std;  // one per channel
   int height = 0, width = 0;
   static ImagePreprocess load(const std::string& path);
+  // load() and checked against the model it feeds: the size is config.json's image_size (a
+  // missing size takes it), mean/std have 1 or num_channels entries. Every reader of a model's
+  // images uses this, so a runtime never reads past an image the model is not built for.
+  static ImagePreprocess load_for_model(const std::string& path, const ModelConfig& cfg);
   void save(const std::string& path) const;
 };
 

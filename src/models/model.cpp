@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "formats/config_check.h"
 #include "formats/error.h"
 #include "formats/safetensors.h"
 
@@ -85,6 +86,7 @@ std::shared_ptr<TransformerModel> load_model(const std::string& dir, const Tenso
   if (!file_exists(dir)) fail(dir, "model folder does not exist");
   ModelConfig cfg = ModelConfig::load(cpath);
   auto file = SafetensorsFile::open(wpath);
+  check_config_against_weights(cfg, *file);  // before building: sizes come from the file, not the config alone
   auto present = [&](const std::string& n) { return file->find(n) || file->find(n + ".qweight"); };
   ModelHeads heads;
   heads.mlm = cfg.architecture == "BertForMaskedLM" || present("cls.predictions.bias");

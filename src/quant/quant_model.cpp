@@ -13,6 +13,7 @@
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
 #include "formats/site_pattern.h"
+#include "quant/artifact_check.h"
 #include "quant/packing.h"
 
 namespace qtx {
@@ -208,8 +209,6 @@ void QuantizedModel::finish_observe() {
 
 namespace {
 
-constexpr const char* kFormat = "qtx-quantized/1";
-
 void put_f32(SafetensorsWriter& w, const std::string& name, const at::Tensor& t) {
   at::Tensor c = t.detach().to(at::kCPU, at::kFloat).contiguous();
   w.add(name, DType::F32, c.sizes().vec(), c.data_ptr<float>(), static_cast<size_t>(c.numel()) * 4);
@@ -230,7 +229,7 @@ void QuantizedModel::save(const std::string& dir, const std::string& source_dir)
   write_text_file(dir + "/recipe.json", recipe_.to_json().dump(2) + "\n");
   SafetensorsWriter w;
   w.set_metadata("format", "pt");
-  w.set_metadata("qtx.format", kFormat);
+  w.set_metadata("qtx.format", kArtifactFormat);
   w.set_metadata("qtx.recipe", recipe_.name);
   std::map<std::string, const QuantPoint*> weight_of;  // parameter name -> its weight quantizer
   for (const auto& p : points_) {
@@ -249,6 +248,9 @@ void QuantizedModel::save(const std::string& dir, const std::string& source_dir)
       continue;
     }
     const Quantizer& q = *it->second->quantizer;
+    if (q.spec().bits > kMaxStoredWeightBits)
+      fail("quantize", "weight quantizer of '" + name + "' has " + std::to_string(q.spec().bits) + " bits; stored codes hold 2.." +
+                           std::to_string(kMaxStoredWeightBits));
     if (q.spec().granularity != Granularity::Tensor && q.spec().axis != 0)
       fail("quantize", "weight quantizer of '" + name + "' must use axis 0 (output rows) to be stored");
     at::Tensor codes = q.quantize(param.detach().to(at::kCPU)).to(at::kInt).flatten().contiguous();
@@ -263,9 +265,14 @@ void QuantizedModel::save(const std::string& dir, const std::string& source_dir)
 }
 
 std::unique_ptr<QuantizedModel> QuantizedModel::load(const std::string& dir) {
-  const std::string rpath = dir + "/recipe.json", wpath = dir + "/model.safetensors";
-  Recipe recipe = Recipe::load(rpath);
-  ModelConfig cfg = ModelConfig::load(dir + "/config.json");
+  // The files, their sizes against each other and the format tag, before any model is built;
+  // then every parameter through the same checks as the integer runtime (quant/artifact_check.h).
+  ArtifactFiles files = open_artifact(dir);
+  const std::string& wpath = files.weights_path;
+  const Recipe& recipe = files.recipe;
+  const ModelConfig& cfg = files.config;
+  const SafetensorsFile& file = *files.file;
+  std::set<std::string> used;  // tensors "qtx.*" read; any other is an error below
   // Weight quantizer specs by parameter name, from the recipe and the architecture's sites.
   std::map<std::string, QuantSpec> wspec;
   {
@@ -279,60 +286,42 @@ std::unique_ptr<QuantizedModel> QuantizedModel::load(const std::string& dir) {
   }
   auto resolve = [&](const SafetensorsFile& f, const std::string& name, const std::vector<int64_t>& shape,
                      std::vector<float>* values, std::vector<std::string>* consumed) {
-    const TensorView* t = f.find(name + ".qweight");
-    if (!t) {
+    if (!f.find(name + ".qweight")) {
       if (wspec.count(name)) fail(wpath, "missing tensor '" + name + ".qweight' (the recipe quantizes this weight)");
       return false;
     }
     auto it = wspec.find(name);
     if (it == wspec.end()) fail(wpath, "'" + name + ".qweight' is present but the recipe does not quantize it");
-    const QuantSpec& s = it->second;
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
-    const int64_t want_bytes = packed_bytes(n, s.bits);
-    if (static_cast<int64_t>(t->nbytes) != want_bytes || (t->dtype != DType::I8 && t->dtype != DType::U8))
-      fail(wpath, "'" + name + ".qweight' holds " + std::to_string(t->nbytes) + " bytes, a " + std::to_string(s.bits) +
-                      "-bit " + std::to_string(n) + "-element weight needs " + std::to_string(want_bytes));
-    std::vector<int32_t> codes = unpack_codes(t->data, n, s.bits, s.symmetric);
+    std::vector<int32_t> codes = read_weight_codes(f, name, n, it->second);
     const std::string k = "qtx." + name.substr(0, name.size() - 7) + ".weight";  // site + ".weight" slot
-    const TensorView* sc = f.find(k + ".scale");
-    const TensorView* zp = f.find(k + ".zero_point");
-    if (!sc || !zp) fail(wpath, "missing scale or zero point '" + k + ".*' for '" + name + "'");
-    std::vector<float> scale = f.to_float(*sc), zero = f.to_float(*zp);
-    const int64_t C = static_cast<int64_t>(scale.size());
-    if (C < 1 || n % C != 0 || zero.size() != scale.size())
-      fail(wpath, "'" + k + ".scale' has " + std::to_string(C) + " entries, which does not fit '" + name + "'");
+    const QuantParams q = read_quant_params(f, k, it->second);
+    const int64_t C = static_cast<int64_t>(q.scale.size());
+    if (n % C != 0) fail(wpath, "'" + k + ".scale' has " + std::to_string(C) + " entries, which does not fit '" + name + "'");
     // Channels (or groups) along axis 0 of the weight: each owns n / C consecutive elements.
     values->resize(static_cast<size_t>(n));
     const int64_t per = n / C;
     for (int64_t i = 0; i < n; ++i)
-      (*values)[static_cast<size_t>(i)] = (codes[static_cast<size_t>(i)] - zero[static_cast<size_t>(i / per)]) * scale[static_cast<size_t>(i / per)];
+      (*values)[static_cast<size_t>(i)] = (codes[static_cast<size_t>(i)] - q.zero[static_cast<size_t>(i / per)]) * q.scale[static_cast<size_t>(i / per)];
     *consumed = {name + ".qweight"};
     return true;
   };
   auto model = load_model(dir, resolve);
   auto qm = std::make_unique<QuantizedModel>(model, recipe);
-  auto file = SafetensorsFile::open(wpath);
   for (auto& p : qm->points()) {
     const std::string k = "qtx." + p.key();
-    auto get = [&](const std::string& suffix, bool required) -> at::Tensor {
-      const TensorView* t = file->find(k + suffix);
-      if (!t) {
-        if (required) fail(wpath, "missing quantizer parameter '" + k + suffix + "'");
-        return {};
-      }
-      std::vector<float> v = file->to_float(*t);
-      for (float x : v)
-        if (!std::isfinite(x)) fail(wpath, "'" + k + suffix + "' holds NaN or Inf");
-      return at::tensor(v, at::kFloat);
-    };
     Quantizer& q = *p.quantizer;
-    q.scale = get(".scale", true);
-    q.zero_point = get(".zero_point", true);
-    if (q.spec().scheme == Scheme::Ptf) q.alpha = get(".alpha", true);
-    if (q.scale.numel() != q.zero_point.numel() || !(q.scale > 0).all().item<bool>())
-      fail(wpath, "quantizer '" + k + "' has an invalid scale or zero point");
+    const QuantParams s = read_quant_params(file, k, q.spec());
+    used.insert({k + ".scale", k + ".zero_point"});
+    if (q.spec().scheme == Scheme::Ptf) used.insert(k + ".alpha");
+    q.scale = at::tensor(s.scale, at::kFloat);
+    q.zero_point = at::tensor(s.zero, at::kFloat);
+    if (q.spec().scheme == Scheme::Ptf) q.alpha = at::tensor(s.alpha, at::kFloat);
   }
+  for (const auto& t : file.tensors())
+    if (t.name.rfind("qtx.", 0) == 0 && !used.count(t.name))
+      fail(wpath, "unexpected tensor '" + t.name + "' (no quantizer of recipe '" + recipe.name + "' reads it)");
   qm->set_mode(QuantMode::FakeQuant);
   return qm;
 }

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 
+#include "formats/error.h"
 #include "runtime/arch/x86/gemm_avx2.h"
 #include "runtime/cpu_isa.h"
 #include "runtime/int_kernels.h"
@@ -209,6 +210,7 @@ std::string isa_summary() {
 }
 
 void set_threads(int n) {
+  if (n > kMaxThreads) fail("--threads", std::to_string(n) + " is more than the " + std::to_string(kMaxThreads) + " threads qtx allows");
   if (n > 0) omp_set_num_threads(n);
 }
 

@@ -53,7 +53,12 @@ class Int8Gemm {
   mutable std::unique_ptr<avx2::PackedWeights> exact_;  // the exact int16 kernel's weight (run_exact)
 };
 
-// Threads of the runtime (OpenMP, shared with oneDNN); n <= 0 leaves the default.
+// The most threads any qtx command takes (--threads): beyond it libgomp's per-thread stacks and
+// team set-up fail or stall (100000 threads crashed qtx_run and hung qtx eval), and no CPU this
+// runs on has more cores.
+constexpr int kMaxThreads = 1024;
+
+// Threads of the runtime (OpenMP, shared with oneDNN); n <= 0 leaves the default; n > kMaxThreads throws.
 void set_threads(int n);
 
 }  // namespace qtx::rt

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "formats/error.h"
+#include "runtime/gemm.h"
 
 namespace qtx {
 namespace {
@@ -165,10 +166,7 @@ std::unique_ptr<LabeledData> open_labeled_data(const std::string& spec, const st
                                                const DataLabels& labels) {
   const LabelMatch match = labels.match;
   if (cfg.model_type == "vit") {
-    ImagePreprocess pp = ImagePreprocess::load(model_dir + "/preprocessor_config.json");
-    if (pp.height == 0) pp.height = pp.width = cfg.image_size;
-    if (pp.height != cfg.image_size || pp.width != cfg.image_size)
-      fail(model_dir + "/preprocessor_config.json", "size does not match config.json image_size " + std::to_string(cfg.image_size));
+    ImagePreprocess pp = ImagePreprocess::load_for_model(model_dir + "/preprocessor_config.json", cfg);
     ImageSet set;
     std::string where;
     if (spec == "fmnist") {
@@ -221,6 +219,7 @@ int default_threads() {
 }
 
 void set_threads(int threads) {
+  rt::set_threads(threads);  // checks the cap (runtime/gemm.h) before libtorch sees it
   at::set_num_threads(threads > 0 ? threads : default_threads());
 }
 

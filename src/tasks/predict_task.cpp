@@ -11,6 +11,7 @@
 #include "data/image.h"
 #include "formats/bert_tokenizer.h"
 #include "formats/error.h"
+#include "formats/finite.h"
 #include "quant/quant_model.h"
 #include "runtime/gemm.h"
 #include "tasks/labeled_data.h"
@@ -57,6 +58,7 @@ PredictResult predict(const PredictOptions& o) {
   r.engine = o.engine;
   if (o.engine == "int" && !quantized) fail(o.model, "--engine int runs quantized folders (make one with qtx quantize)");
   if (o.engine == "int") im = rt::load_int_model(o.model);
+  std::string int_refused;  // why the integer runtime did not take a quantized folder (auto)
   if (o.engine == "auto") {
     r.engine = "torch";
     if (quantized) {
@@ -64,17 +66,22 @@ PredictResult predict(const PredictOptions& o) {
         im = rt::load_int_model(o.model);
         r.engine = "int";
       } catch (const Error& e) {
-        std::fprintf(stderr, "[predict] the integer runtime cannot run this folder (%s); using libtorch fake-quant\n", e.what());
+        int_refused = e.what();
       }
     }
   }
   if (r.engine == "torch") {
+    // Both loaders share the artifact's validation (quant/artifact_check.h): a corrupt artifact
+    // fails here too, with the same message, and predict exits non-zero. Only a recipe the runtime
+    // cannot run (parts left in float, a PTF residual stream) falls back, and says so.
     tm = load_any_model(o.model);
     r.engine = tm.quantized ? "torch (fake-quant, recipe " + tm.quantized->recipe().name + ")" : "torch (float)";
+    if (!int_refused.empty())
+      std::fprintf(stderr, "[predict] the integer runtime cannot run this folder (%s); using libtorch fake-quant\n", int_refused.c_str());
   }
   std::vector<std::pair<std::string, ModelInput>> inputs;
   if (vit) {
-    ImagePreprocess pp = ImagePreprocess::load(o.model + "/preprocessor_config.json");
+    ImagePreprocess pp = ImagePreprocess::load_for_model(o.model + "/preprocessor_config.json", cfg);
     for (const auto& path : o.images) {
       std::vector<float> px = preprocess_image(read_image(path), pp, cfg.num_channels, path);
       ModelInput in;
@@ -95,6 +102,7 @@ PredictResult predict(const PredictOptions& o) {
       at::Tensor l = tm.model->logits(in).to(at::kFloat).contiguous();
       logits.assign(l.data_ptr<float>(), l.data_ptr<float>() + l.numel());
     }
+    check_finite_logits(logits.data(), logits.size(), cfg.num_labels(), 0, name);
     r.predictions.push_back({name, top_k(logits, cfg, o.top_k)});
   }
   return r;

@@ -13,6 +13,8 @@
 
 #include "formats/error.h"
 #include "formats/hf_config.h"
+#include "formats/output_folder.h"
+#include "quant/artifact_check.h"
 #include "quant/observer.h"
 #include "quant/quant_model.h"
 #include "tasks/labeled_data.h"
@@ -94,10 +96,13 @@ int64_t file_size(const std::string& path) {
 
 QuantizeReport quantize(const QuantizeOptions& o) {
   if (o.out.empty()) fail("quantize", "--out is required");
-  if (o.out == o.model) fail("quantize", "--out must differ from --model");
   if (QuantizedModel::is_artifact(o.model)) fail(o.model, "is already quantized; quantize the float model");
+  // Before any work: --out may replace an earlier artifact, never the input model or a folder
+  // that is not an artifact (unless --force), and only once the new one is complete.
+  check_output_folder(o.out, {o.model}, o.force, QuantizedModel::is_artifact);
   set_threads(o.threads);
   Recipe recipe = Recipe::load(o.recipe);
+  check_recipe_storable(recipe, "recipe " + recipe.name);
   const CalibrationMethod& method = calibration_method(o.method);
   auto model = load_model(o.model);
   const ModelConfig& cfg = model->config();
@@ -106,6 +111,8 @@ QuantizeReport quantize(const QuantizeOptions& o) {
   const std::string data = o.calib_data.empty() ? builtin_data_of(cfg) : o.calib_data;
   const std::string split = is_builtin_data(data) ? "train" : "all";
   auto train = open_labeled_data(data, "train", 0, o.model, cfg, {false});
+  if (o.calib > train->size())
+    fail("quantize", "--calib " + std::to_string(o.calib) + ": more samples than " + train->describe());
   std::vector<int> idx = sample_indices(train->size(), n, o.seed);
   if (!o.observer.empty()) {
     if (!observer_registry().count(o.observer)) fail("quantize", "unknown observer '" + o.observer + "'");
@@ -123,19 +130,18 @@ QuantizeReport quantize(const QuantizeOptions& o) {
   for (size_t start = 0; start < idx.size(); start += static_cast<size_t>(o.batch))
     batches.push_back(train->batch(std::vector<int>(idx.begin() + static_cast<long>(start),
                                                     idx.begin() + static_cast<long>(std::min(idx.size(), start + static_cast<size_t>(o.batch))))));
+  OutputFolder out(o.out);  // everything is written here, then put in place whole
   CalibrationOptions co = o.calib_options;
-  if (co.mixed && co.report_dir.empty()) co.report_dir = o.out;
+  if (co.mixed && co.report_dir.empty()) co.report_dir = out.path();
   auto qm = method.run(model, recipe, batches, co);
   QuantizeReport r;
   r.calib_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.calib_samples = static_cast<int>(idx.size());
   r.quantizers = static_cast<int>(qm->points().size());
   r.recipe_name = qm->recipe().name;
-  // Written after the model, and an older one removed before it: a folder never pairs a new
-  // model with a record of another calibration.
-  std::remove((o.out + "/calibration.json").c_str());
-  qm->save(o.out, o.model);
-  write_text_file(o.out + "/calibration.json", calibration_record(o, method, data, split, r.calib_samples, r.recipe_name));
+  qm->save(out.path(), o.model);
+  write_text_file(out.path() + "/calibration.json", calibration_record(o, method, data, split, r.calib_samples, r.recipe_name));
+  out.commit();
   struct rusage ru {};
   if (getrusage(RUSAGE_SELF, &ru) == 0) r.peak_rss_bytes = static_cast<int64_t>(ru.ru_maxrss) * 1024;
   r.fp_bytes = file_size(o.model + "/model.safetensors");

@@ -18,6 +18,7 @@ struct QuantizeOptions {
   uint64_t seed = 0;
   int batch = 100;
   int threads = 0;
+  bool force = false;  // --out may be the input model or an existing folder that is not an artifact
 };
 
 struct QuantizeReport {

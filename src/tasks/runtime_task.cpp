@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "formats/error.h"
+#include "formats/finite.h"
 #include "quant/quant_model.h"
 #include "runtime/gemm.h"
 #include "runtime/profile.h"
@@ -16,14 +17,24 @@
 namespace qtx {
 
 std::vector<float> int_logits(rt::IntModel& model, const ModelInput& in) {
+  const ModelConfig& cfg = model.config();
+  std::vector<float> logits;
   if (in.pixel_values.defined()) {
     at::Tensor x = in.pixel_values.to(at::kFloat).contiguous();
-    return model.classify_images(x.data_ptr<float>(), static_cast<int>(x.size(0)));
+    // The runtime reads channels × image_size² floats per image from a bare pointer.
+    const std::vector<int64_t> want = {x.size(0), cfg.num_channels, cfg.image_size, cfg.image_size};
+    if (x.dim() != 4 || x.sizes().vec() != want)
+      fail("integer runtime", "images of " + std::to_string(x.numel()) + " floats in " + std::to_string(x.dim()) + " dimensions for a model that takes [N, " + std::to_string(cfg.num_channels) + ", " +
+                                  std::to_string(cfg.image_size) + ", " + std::to_string(cfg.image_size) + "]");
+    logits = model.classify_images(x.data_ptr<float>(), static_cast<int>(x.size(0)));
+  } else {
+    at::Tensor ids = in.input_ids.to(at::kInt).contiguous();
+    at::Tensor mask = in.attention_mask.defined() ? in.attention_mask.to(at::kInt).contiguous() : at::ones_like(ids);
+    logits = model.classify_tokens(ids.data_ptr<int32_t>(), mask.data_ptr<int32_t>(), static_cast<int>(ids.size(0)),
+                                   static_cast<int>(ids.size(1)));
   }
-  at::Tensor ids = in.input_ids.to(at::kInt).contiguous();
-  at::Tensor mask = in.attention_mask.defined() ? in.attention_mask.to(at::kInt).contiguous() : at::ones_like(ids);
-  return model.classify_tokens(ids.data_ptr<int32_t>(), mask.data_ptr<int32_t>(), static_cast<int>(ids.size(0)),
-                               static_cast<int>(ids.size(1)));
+  check_finite_logits(logits.data(), logits.size(), cfg.num_labels(), 0, "integer runtime");
+  return logits;
 }
 
 EvalResult evaluate_int(rt::IntModel& model, const LabeledData& data, int batch_size, const ProgressFn& progress) {

@@ -15,6 +15,7 @@
 #include "data/datasets.h"
 #include "eval/evaluate.h"
 #include "formats/error.h"
+#include "formats/output_folder.h"
 #include "formats/hf_config.h"
 #include "formats/bert_tokenizer.h"
 #include "models/model.h"
@@ -489,6 +490,12 @@ void train(const TrainOptions& o) {
   if (o.epochs < 1 || o.batch < 1 || !(o.lr > 0)) fail("train", "--epochs, --batch and --lr must be positive");
   at::Device dev(o.device);
   if (dev.is_cuda() && !torch::cuda::is_available()) fail("train", "--device cuda but this libtorch has no usable CUDA device");
+  // Training resumes in its own folder (each file written whole, via a temporary + rename), so
+  // the folder is not swapped like quantize's; but it may not be --init itself, nor a folder that
+  // no training wrote (a source tree, a quantized artifact), unless --force.
+  check_output_folder(o.out, {o.init}, o.force, [](const std::string& d) {
+    return file_exists(d + "/train_log.json") || file_exists(d + "/checkpoint") || file_exists(d + "/pretrain_log.json");
+  });
   set_threads(o.threads);
   make_dirs(o.out);
   std::printf("[train] task %s on %s, %d threads, seed %llu\n", o.task.c_str(), dev.str().c_str(), at::get_num_threads(),

@@ -9,6 +9,7 @@ namespace qtx {
 struct TrainOptions {
   std::string task;         // "vit-fmnist" | "bert-mlm" | "bert-austen6"
   std::string out;          // output model folder (checkpoint/ inside it while training)
+  bool force = false;       // --out may be --init itself or a folder that is not a training output
   std::string init;         // bert-austen6: the MLM-pretrained folder; vit-fmnist: a trained ViT to continue from
   std::string device = "cpu";
   int epochs = 10;
