@@ -31,6 +31,8 @@ struct ModelConfig {
 
   // Throws qtx::Error naming the file and field on anything missing, mistyped or inconsistent.
   static ModelConfig load(const std::string& path);
+  // The same from the file's text; `where` names it in messages.
+  static ModelConfig parse(const std::string& text, const std::string& where);
   void save(const std::string& path) const;
   void validate(const std::string& where) const;
 };
@@ -41,6 +43,7 @@ struct ImagePreprocess {
   std::vector<float> image_mean, image_std;  // one per channel
   int height = 0, width = 0;
   static ImagePreprocess load(const std::string& path);
+  static ImagePreprocess parse(const std::string& text, const std::string& where);
   void save(const std::string& path) const;
 };
 

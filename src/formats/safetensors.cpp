@@ -140,8 +140,22 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   if (m == MAP_FAILED) fail(path, "mmap failed");
   f->map_ = m;
   f->map_size_ = size;
-  const uint8_t* base = static_cast<const uint8_t*>(m);
+  f->parse(static_cast<const uint8_t*>(m), size);
+  return f;
+}
 
+std::shared_ptr<SafetensorsFile> SafetensorsFile::from_bytes(std::vector<uint8_t> bytes, const std::string& name) {
+  std::shared_ptr<SafetensorsFile> f(new SafetensorsFile());
+  f->path_ = name;
+  f->owned_ = std::move(bytes);
+  if (f->owned_.size() < 8)
+    fail(name, "truncated safetensors file (" + std::to_string(f->owned_.size()) + " bytes, need at least 8)");
+  f->parse(f->owned_.data(), f->owned_.size());
+  return f;
+}
+
+void SafetensorsFile::parse(const uint8_t* base, uint64_t size) {
+  const std::string& path = path_;
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | base[i];
   if (n == 0 || n > kMaxHeader)
@@ -167,7 +181,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
       if (!v.is_object()) fail(path, "__metadata__ is not an object");
       for (auto m2 = v.begin(); m2 != v.end(); ++m2) {
         if (!m2.value().is_string()) fail(path, "__metadata__." + m2.key() + " is not a string");
-        f->metadata_[m2.key()] = m2.value().get<std::string>();
+        metadata_[m2.key()] = m2.value().get<std::string>();
       }
       continue;
     }
@@ -205,15 +219,14 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     t.data = data + b;
     t.nbytes = static_cast<size_t>(e - b);
     ranges.emplace_back(b, e);
-    f->tensors_.push_back(std::move(t));
+    tensors_.push_back(std::move(t));
   }
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i)
     if (ranges[i].first < ranges[i - 1].second)
       fail(path, "tensor data ranges overlap at byte " + std::to_string(ranges[i].first));
-  std::sort(f->tensors_.begin(), f->tensors_.end(),
+  std::sort(tensors_.begin(), tensors_.end(),
             [](const TensorView& a, const TensorView& b) { return a.name < b.name; });
-  return f;
 }
 
 SafetensorsFile::~SafetensorsFile() {
