@@ -13,6 +13,7 @@ PKGS=(
   libicu-dev                            # Unicode case folding, NFD and categories for the BERT tokenizer
   dataset-fashion-mnist                 # /usr/share/datasets/fashion-mnist
   bc                                    # arithmetic in scripts/results.sh
+  clang-14 libclang-rt-14-dev libomp-14-dev  # sanitizer build and libFuzzer targets (scripts/sanitize.sh, fuzz.sh)
 )
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
