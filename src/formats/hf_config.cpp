@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -61,6 +62,25 @@ void get_field(const json& j, const std::string& path, const char* key, T* out, 
   } catch (const json::exception&) {
     fail(path, std::string("field '") + key + "' has the wrong type: " + j[key].dump());
   }
+}
+
+// Integer fields: an integral JSON number that fits in int. nlohmann's get<int>() would wrap
+// 2^32+12 to 12, truncate 192.9 to 192, and cast 1e300 (undefined behaviour).
+template <>
+void get_field<int>(const json& j, const std::string& path, const char* key, int* out, bool required) {
+  if (!j.contains(key) || j[key].is_null()) {
+    if (required) fail(path, std::string("missing field '") + key + "'");
+    return;
+  }
+  const json& v = j[key];
+  if (!v.is_number()) fail(path, std::string("field '") + key + "' has the wrong type: " + v.dump());
+  const bool fits = (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() >= std::numeric_limits<int>::min() &&
+                     v.get<int64_t>() <= std::numeric_limits<int>::max()) ||
+                    (v.is_number_unsigned() && v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int>::max()));
+  if (!fits)
+    fail(path, std::string("field '") + key + "' must be an integer in [" + std::to_string(std::numeric_limits<int>::min()) +
+                   ", " + std::to_string(std::numeric_limits<int>::max()) + "], got " + v.dump());
+  *out = static_cast<int>(v.get<int64_t>());
 }
 
 }  // namespace
@@ -217,8 +237,9 @@ ImagePreprocess ImagePreprocess::parse(const std::string& text, const std::strin
       get_field(s, path, "height", &p.height, false);
       get_field(s, path, "width", &p.width, false);
       if (s.contains("shortest_edge")) fail(path, "size.shortest_edge is not supported; use height/width");
-    } else if (s.is_number_integer()) {
-      p.height = p.width = s.get<int>();
+    } else if (s.is_number()) {
+      get_field(j, path, "size", &p.height, false);
+      p.width = p.height;
     }
   }
   return p;

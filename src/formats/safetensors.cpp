@@ -197,6 +197,9 @@ void SafetensorsFile::parse(const uint8_t* base, uint64_t size) {
     for (const auto& d : v["shape"]) {
       if (!d.is_number_unsigned()) fail(where, "shape has a non-integer or negative dimension");
       uint64_t dim = d.get<uint64_t>();
+      // Checked alone too: after a zero dimension the product below no longer bounds the others.
+      if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+        fail(where, "shape dimension " + std::to_string(dim) + " does not fit in 64-bit signed sizes");
       if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / 16 / dim)
         fail(where, "shape overflows");
       numel *= dim;
@@ -229,6 +232,7 @@ void SafetensorsFile::parse(const uint8_t* base, uint64_t size) {
             [](const TensorView& a, const TensorView& b) { return a.name < b.name; });
 }
 
+
 SafetensorsFile::~SafetensorsFile() {
   if (map_) munmap(map_, map_size_);
 }
@@ -257,7 +261,9 @@ std::vector<float> SafetensorsFile::to_float(const TensorView& t) const {
     }
   };
   switch (t.dtype) {
-    case DType::F32: std::memcpy(out.data(), t.data, n * 4); break;
+    case DType::F32:
+      if (n > 0) std::memcpy(out.data(), t.data, n * 4);  // an empty vector's data() may be null
+      break;
     case DType::F64: load(double{}); break;
     case DType::I64: load(int64_t{}); break;
     case DType::I32: load(int32_t{}); break;
