@@ -289,13 +289,15 @@ void IntLayerNorm::row_centred(const int32_t* x, uint8_t* out, bool vectorised) 
 void IntLayerNorm::row_sums(const int32_t* x_in, int64_t* sum_out, int64_t* sq_out) const {
   const int n = C;
   const int32_t* __restrict x = x_in;
-  int64_t sum = 0, sq = 0;
+  // Unsigned: sums past int64 (only int32's extremes in long rows get there) wrap as the vector
+  // forms' do, defined, instead of overflowing.
+  uint64_t sum = 0, sq = 0;
   for (int c = 0; c < n; ++c) {
-    sum += x[c];
-    sq += static_cast<int64_t>(x[c]) * x[c];
+    sum += static_cast<uint64_t>(static_cast<int64_t>(x[c]));
+    sq += static_cast<uint64_t>(static_cast<int64_t>(x[c]) * x[c]);
   }
-  *sum_out = sum;
-  *sq_out = sq;
+  *sum_out = static_cast<int64_t>(sum);
+  *sq_out = static_cast<int64_t>(sq);
 }
 
 int64_t IntLayerNorm::row_factor(int64_t sum, int64_t sq) const {
@@ -620,7 +622,7 @@ template <int DH>
 void av_log2_rows(const int8_t* codes, const int32_t* vc, int Tq, int T, int dh_rt, int kmax, int32_t* ctx, int ldc) {
   const int dh = DH > 0 ? DH : dh_rt;
   for (int t = 0; t < Tq; ++t) {
-    int32_t acc[DH > 0 ? DH : 1024] = {};
+    uint32_t acc[DH > 0 ? DH : 1024] = {};  // wraps as the vector forms' int32 lanes do, defined
     const int8_t* __restrict ct = codes + static_cast<size_t>(t) * T;
     for (int j = 0; j < T; ++j) {
       const int c = ct[j];
@@ -629,10 +631,10 @@ void av_log2_rows(const int8_t* codes, const int32_t* vc, int Tq, int T, int dh_
       const int32_t* __restrict vr = vc + static_cast<size_t>(j) * dh;
       // A shift, not a multiply (int32 multiplies are slow in vector units); unsigned so that
       // shifting a negative value is defined — the result is the same two's-complement bits.
-      for (int d = 0; d < dh; ++d) acc[d] += static_cast<int32_t>(static_cast<uint32_t>(vr[d]) << sh);
+      for (int d = 0; d < dh; ++d) acc[d] += static_cast<uint32_t>(vr[d]) << sh;
     }
     int32_t* __restrict o = ctx + static_cast<size_t>(t) * ldc;
-    for (int d = 0; d < dh; ++d) o[d] = acc[d];
+    for (int d = 0; d < dh; ++d) o[d] = static_cast<int32_t>(acc[d]);
   }
 }
 }  // namespace
