@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the hand-made seed files of fuzz/corpus/ (standard library only; run from the repo root).
 
-The artifact seeds come from `qtx quantize` on a tiny model instead (scripts/fuzz.sh --make-artifact-seeds);
+The artifact seeds come from `qtx quantize` on tiny models instead (fuzz/make_artifact_seeds.sh);
 the shipped models' small files are copied as they are.
 """
 import json, os, struct, zlib

@@ -17,7 +17,11 @@ BUILD=build-fuzz
 
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="${QTX_CLANG:-clang++-14}" \
   -DQTX_FUZZ=ON -DQTX_WITH_TORCH=OFF -DQTX_BUILD_TESTS=OFF >/dev/null
-cmake --build "$BUILD" --target "${TARGETS[@]}" -j"${QTX_BUILD_JOBS:-2}" | grep -iE "error|warning" || true
+if ! cmake --build "$BUILD" --target "${TARGETS[@]}" -j"${QTX_BUILD_JOBS:-2}" >"$BUILD/build.log" 2>&1; then
+  grep -iE "error" "$BUILD/build.log" | head -20 >&2
+  echo "build failed (log: $BUILD/build.log)" >&2
+  exit 1
+fi
 
 export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
