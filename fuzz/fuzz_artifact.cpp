@@ -29,7 +29,9 @@ void write_file(const std::string& path, const std::string& bytes) {
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   if (!g_dir.empty()) return 0;
   setenv("OMP_NUM_THREADS", "1", 1);  // one fuzzing process per core
-  const char* base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  // scripts/fuzz.sh sets TMPDIR inside its run folder: libFuzzer ends with _Exit, so atexit does
+  // not always run.
+  const char* base = getenv("TMPDIR") ? getenv("TMPDIR") : (access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
   std::string templ = std::string(base) + "/qtx-fuzz-artifact-XXXXXX";
   if (!mkdtemp(templ.data())) __builtin_trap();
   g_dir = templ;

@@ -27,11 +27,11 @@ export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:allocator_ma
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 run_one() {
   local t=$1 dir=$BUILD/fuzz-run/$1
-  rm -rf "$dir" && mkdir -p "$dir/corpus" "$dir/findings"
+  rm -rf "$dir" && mkdir -p "$dir/corpus" "$dir/findings" "$dir/tmp"
   cp fuzz/corpus/"$t"/* "$dir/corpus/"
   local dict=()
   [ -f fuzz/dict/"$t".dict ] && dict=(-dict=fuzz/dict/"$t".dict)
-  "$BUILD/fuzz/$t" "$dir/corpus" "${dict[@]}" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
+  TMPDIR="$dir/tmp" "$BUILD/fuzz/$t" "$dir/corpus" "${dict[@]}" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
     -max_len=65536 -print_final_stats=1 -artifact_prefix="$dir/findings/" >"$dir/log" 2>&1 || echo $? >"$dir/rc"
 }
 
