@@ -14,6 +14,7 @@ PKGS=(
   dataset-fashion-mnist                 # /usr/share/datasets/fashion-mnist
   bc                                    # arithmetic in scripts/results.sh
   python3                               # tests/patch_safetensors.py (corrupt-artifact tests; standard library only)
+  clang-14 libclang-rt-14-dev libomp-14-dev  # sanitizer build and libFuzzer targets (scripts/sanitize.sh, fuzz.sh)
 )
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi

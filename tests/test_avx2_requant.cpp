@@ -463,7 +463,8 @@ TEST(Avx2Requant, RequantToCodesMatchesPlainLoop) {
     // Exact ties: x·m = (2k + 1)·2^(shift−1) for a small odd multiple, where it fits.
     std::vector<int32_t> x = in;
     for (int k = 0; k < 40; ++k) {
-      const int64_t t = (2 * int64_t{k} + 1) << (r.shift - 1);
+      int64_t t = 0;
+      if (__builtin_mul_overflow(2 * int64_t{k} + 1, int64_t{1} << (r.shift - 1), &t)) break;
       if (t % r.m == 0 && t / r.m <= INT32_MAX) {
         x[static_cast<size_t>(10 + k)] = static_cast<int32_t>(t / r.m);
         x[static_cast<size_t>(60 + k)] = static_cast<int32_t>(-t / r.m);

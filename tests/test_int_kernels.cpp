@@ -537,7 +537,7 @@ TEST(IntKernels, AttentionScoresAndLog2AvMatchPlainLoops) {
             int64_t want = 0;
             for (int j = 0; j < T; ++j) {
               const int c = codes[static_cast<size_t>(t) * T + j];
-              if (c >= 0 && c <= kmax) want += static_cast<int64_t>(v[static_cast<size_t>(j) * ld + d] - 131) << (kmax - c);
+              if (c >= 0 && c <= kmax) want += static_cast<int64_t>(v[static_cast<size_t>(j) * ld + d] - 131) * (int64_t{1} << (kmax - c));
             }
             EXPECT_EQ(ctx[static_cast<size_t>(t) * ld + d], static_cast<int32_t>(want)) << (sharp ? "sharp rows" : "spread rows");
           }
@@ -685,7 +685,7 @@ TEST(IntKernels, LayerNormSiteByteTablesMatchReference) {
       const int c = C - 1, code = h[static_cast<size_t>(C) + c], k = alpha[static_cast<size_t>(c)];
       const double real = (code - residual.zero) * residual.scale / (in.scale * std::ldexp(1.0, k));
       const int q = std::clamp(static_cast<int>(std::lround(real)) + in.zero, 0, 255);
-      EXPECT_EQ(site.centred[static_cast<size_t>(k * 256 + code)], (q - in.zero) << k);
+      EXPECT_EQ(site.centred[static_cast<size_t>(k * 256 + code)], (q - in.zero) * (1 << k));
     }
   }
 }

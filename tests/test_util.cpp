@@ -1,12 +1,29 @@
 #include "test_util.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <sstream>
 
 namespace qtx_test {
 
+namespace {
+// This process's folder of temporary folders, removed at exit: ctest runs the suite's binaries
+// in parallel (each test alone and the capped whole-suite runs), and two processes rewriting one
+// file that the other has memory-mapped end in SIGBUS.
+struct ProcessTempRoot {
+  std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("qtx_test_" + std::to_string(::getpid()));
+  ~ProcessTempRoot() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+}  // namespace
+
 std::string temp_dir(const std::string& name) {
-  auto p = std::filesystem::temp_directory_path() / ("qtx_test_" + name);
+  static ProcessTempRoot root;
+  auto p = root.path / name;
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p.string();

@@ -12,7 +12,7 @@
 
 namespace qtx_test {
 
-// A fresh, empty folder under the build tree's temp area; removed by the next run.
+// A fresh, empty folder in this process's own temporary folder (removed when the process exits).
 std::string temp_dir(const std::string& name);
 void write_bytes(const std::string& path, const std::string& bytes);
 std::string read_bytes(const std::string& path);

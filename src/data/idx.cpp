@@ -18,6 +18,10 @@ IdxArray read_idx(const std::string& path) {
   std::string err = (n < 0 || errnum < 0) ? std::string(msg ? msg : "read error") : "";
   gzclose(f);
   if (!err.empty()) fail(path, "corrupt gzip stream: " + err);
+  return parse_idx(bytes, path);
+}
+
+IdxArray parse_idx(const std::vector<uint8_t>& bytes, const std::string& path) {
   if (bytes.size() < 4) fail(path, "truncated IDX header");
   if (bytes[0] != 0 || bytes[1] != 0) fail(path, "bad IDX magic number");
   if (bytes[2] != 0x08) fail(path, "IDX element type is not unsigned byte (0x08)");

@@ -14,5 +14,7 @@ struct IdxArray {
 // Reads an unsigned-byte IDX file (.gz or plain). Throws qtx::Error naming the file on a bad
 // magic number, a truncated payload or trailing bytes.
 IdxArray read_idx(const std::string& path);
+// The same checks on the (decompressed) bytes of one; `where` names it in messages.
+IdxArray parse_idx(const std::vector<uint8_t>& bytes, const std::string& where);
 
 }  // namespace qtx

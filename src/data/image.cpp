@@ -6,16 +6,33 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 
 #include "formats/error.h"
 
 namespace qtx {
 
+namespace {
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, "cannot open");
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
 Image read_png(const std::string& path) {
+  std::vector<uint8_t> bytes = read_bytes(path);
+  return decode_png(bytes.data(), bytes.size(), path);
+}
+
+Image decode_png(const uint8_t* data, size_t size, const std::string& path) {
   png_image im;
   std::memset(&im, 0, sizeof im);
   im.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_file(&im, path.c_str()))
+  if (!png_image_begin_read_from_memory(&im, data, size))
     fail(path, std::string("not a readable PNG: ") + im.message);
   const bool color = (im.format & PNG_FORMAT_FLAG_COLOR) != 0;
   im.format = color ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;  // alpha composited on black by libpng
@@ -34,8 +51,12 @@ Image read_png(const std::string& path) {
 }
 
 Image read_pgm(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open");
+  std::vector<uint8_t> bytes = read_bytes(path);
+  return decode_pgm(bytes.data(), bytes.size(), path);
+}
+
+Image decode_pgm(const uint8_t* data, size_t size, const std::string& path) {
+  std::istringstream in(std::string(reinterpret_cast<const char*>(data), size));
   std::string magic;
   in >> magic;
   if (magic != "P5") fail(path, "not a binary PGM (P5) file");

@@ -17,6 +17,9 @@ struct Image {
 Image read_png(const std::string& path);  // gray, gray+alpha, RGB, RGBA, palette -> 1 or 3 channels
 Image read_pgm(const std::string& path);  // binary P5, maxval <= 255
 Image read_image(const std::string& path);  // by extension (.png, .pgm)
+// The same decoders on bytes in memory; `where` names them in messages.
+Image decode_png(const uint8_t* data, size_t size, const std::string& where);
+Image decode_pgm(const uint8_t* data, size_t size, const std::string& where);
 void write_png(const std::string& path, const Image& img);
 
 // Converts to the model's channel count (gray <-> RGB), resizes bilinearly to the

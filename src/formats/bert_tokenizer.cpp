@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -200,10 +201,17 @@ void BertTokenizer::index(const std::string& where) {
 }
 
 BertTokenizer BertTokenizer::load(const std::string& model_dir) {
-  const std::string vpath = model_dir + "/vocab.txt";
-  std::string text = read_text_file(vpath);
+  const std::string vpath = model_dir + "/vocab.txt", cpath = model_dir + "/tokenizer_config.json";
+  std::string vocab_text = read_text_file(vpath);
+  std::optional<std::string> config_text;
+  if (file_exists(cpath)) config_text = read_text_file(cpath);
+  return parse(vocab_text, config_text, vpath, cpath);
+}
+
+BertTokenizer BertTokenizer::parse(const std::string& vocab_text, const std::optional<std::string>& config_text,
+                                   const std::string& vpath, const std::string& cpath) {
   std::vector<std::string> tokens;
-  std::istringstream in(text);
+  std::istringstream in(vocab_text);
   std::string line;
   while (std::getline(in, line)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -211,11 +219,10 @@ BertTokenizer BertTokenizer::load(const std::string& model_dir) {
   }
   if (tokens.empty()) fail(vpath, "empty vocabulary");
   BasicTokenizerOptions opt;
-  const std::string cpath = model_dir + "/tokenizer_config.json";
-  if (file_exists(cpath)) {
+  if (config_text) {
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(read_text_file(cpath));
+      j = nlohmann::json::parse(*config_text);
     } catch (const nlohmann::json::exception& e) {
       fail(cpath, std::string("invalid JSON: ") + e.what());
     }

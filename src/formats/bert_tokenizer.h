@@ -2,6 +2,7 @@
 // accents, split punctuation) followed by greedy longest-match WordPiece with "##" pieces.
 // Output is identical to transformers' BertTokenizer on the same vocab.txt.
 #pragma once
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -22,6 +23,9 @@ class BertTokenizer {
   // Loads vocab.txt (one token per line) and, if present, tokenizer_config.json from the
   // same folder. Throws qtx::Error if [CLS], [SEP], [UNK] or [PAD] are missing or a token repeats.
   static BertTokenizer load(const std::string& model_dir);
+  // The same from the two files' text (no tokenizer_config.json: nullopt); the paths name them in messages.
+  static BertTokenizer parse(const std::string& vocab_text, const std::optional<std::string>& config_text,
+                             const std::string& vocab_path, const std::string& config_path);
   static BertTokenizer from_vocab(std::vector<std::string> tokens, BasicTokenizerOptions opt = {});
 
   std::vector<std::string> tokenize(const std::string& text) const;  // wordpieces

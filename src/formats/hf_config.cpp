@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -41,8 +42,8 @@ bool file_exists(const std::string& path) {
 
 namespace {
 
-json parse_json_file(const std::string& path) {
-  std::string text = read_text_file(path);
+// `path` names the file in messages; `text` is its contents.
+json parse_json_text(const std::string& text, const std::string& path) {
   try {
     json j = json::parse(text);
     if (!j.is_object()) fail(path, "not a JSON object");
@@ -102,8 +103,10 @@ int ModelConfig::label_index(const std::string& name) const {
   return -1;
 }
 
-ModelConfig ModelConfig::load(const std::string& path) {
-  json j = parse_json_file(path);
+ModelConfig ModelConfig::load(const std::string& path) { return parse(read_text_file(path), path); }
+
+ModelConfig ModelConfig::parse(const std::string& text, const std::string& path) {
+  json j = parse_json_text(text, path);
   ModelConfig c;
   get_field(j, path, "model_type", &c.model_type, true);
   if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
@@ -225,8 +228,10 @@ void ModelConfig::save(const std::string& path) const {
   write_text_file(path, j.dump(2) + "\n");
 }
 
-ImagePreprocess ImagePreprocess::load(const std::string& path) {
-  json j = parse_json_file(path);
+ImagePreprocess ImagePreprocess::load(const std::string& path) { return parse(read_text_file(path), path); }
+
+ImagePreprocess ImagePreprocess::parse(const std::string& text, const std::string& path) {
+  json j = parse_json_text(text, path);
   ImagePreprocess p;
   get_field(j, path, "do_resize", &p.do_resize, false);
   get_field(j, path, "do_rescale", &p.do_rescale, false);

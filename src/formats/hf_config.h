@@ -31,6 +31,8 @@ struct ModelConfig {
 
   // Throws qtx::Error naming the file and field on anything missing, mistyped or inconsistent.
   static ModelConfig load(const std::string& path);
+  // The same from the file's text; `where` names it in messages.
+  static ModelConfig parse(const std::string& text, const std::string& where);
   void save(const std::string& path) const;
   void validate(const std::string& where) const;
 };
@@ -45,6 +47,7 @@ struct ImagePreprocess {
   // missing size takes it), mean/std have 1 or num_channels entries. Every reader of a model's
   // images uses this, so a runtime never reads past an image the model is not built for.
   static ImagePreprocess load_for_model(const std::string& path, const ModelConfig& cfg);
+  static ImagePreprocess parse(const std::string& text, const std::string& where);
   void save(const std::string& path) const;
 };
 

@@ -140,8 +140,22 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   if (m == MAP_FAILED) fail(path, "mmap failed");
   f->map_ = m;
   f->map_size_ = size;
-  const uint8_t* base = static_cast<const uint8_t*>(m);
+  f->parse(static_cast<const uint8_t*>(m), size);
+  return f;
+}
 
+std::shared_ptr<SafetensorsFile> SafetensorsFile::from_bytes(std::vector<uint8_t> bytes, const std::string& name) {
+  std::shared_ptr<SafetensorsFile> f(new SafetensorsFile());
+  f->path_ = name;
+  f->owned_ = std::move(bytes);
+  if (f->owned_.size() < 8)
+    fail(name, "truncated safetensors file (" + std::to_string(f->owned_.size()) + " bytes, need at least 8)");
+  f->parse(f->owned_.data(), f->owned_.size());
+  return f;
+}
+
+void SafetensorsFile::parse(const uint8_t* base, uint64_t size) {
+  const std::string& path = path_;
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | base[i];
   if (n == 0 || n > kMaxHeader)
@@ -167,7 +181,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
       if (!v.is_object()) fail(path, "__metadata__ is not an object");
       for (auto m2 = v.begin(); m2 != v.end(); ++m2) {
         if (!m2.value().is_string()) fail(path, "__metadata__." + m2.key() + " is not a string");
-        f->metadata_[m2.key()] = m2.value().get<std::string>();
+        metadata_[m2.key()] = m2.value().get<std::string>();
       }
       continue;
     }
@@ -183,6 +197,9 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     for (const auto& d : v["shape"]) {
       if (!d.is_number_unsigned()) fail(where, "shape has a non-integer or negative dimension");
       uint64_t dim = d.get<uint64_t>();
+      // Checked alone too: after a zero dimension the product below no longer bounds the others.
+      if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+        fail(where, "shape dimension " + std::to_string(dim) + " does not fit in 64-bit signed sizes");
       if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / 16 / dim)
         fail(where, "shape overflows");
       numel *= dim;
@@ -205,16 +222,16 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     t.data = data + b;
     t.nbytes = static_cast<size_t>(e - b);
     ranges.emplace_back(b, e);
-    f->tensors_.push_back(std::move(t));
+    tensors_.push_back(std::move(t));
   }
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i)
     if (ranges[i].first < ranges[i - 1].second)
       fail(path, "tensor data ranges overlap at byte " + std::to_string(ranges[i].first));
-  std::sort(f->tensors_.begin(), f->tensors_.end(),
+  std::sort(tensors_.begin(), tensors_.end(),
             [](const TensorView& a, const TensorView& b) { return a.name < b.name; });
-  return f;
 }
+
 
 SafetensorsFile::~SafetensorsFile() {
   if (map_) munmap(map_, map_size_);
@@ -244,7 +261,9 @@ std::vector<float> SafetensorsFile::to_float(const TensorView& t) const {
     }
   };
   switch (t.dtype) {
-    case DType::F32: std::memcpy(out.data(), t.data, n * 4); break;
+    case DType::F32:
+      if (n > 0) std::memcpy(out.data(), t.data, n * 4);  // an empty vector's data() may be null
+      break;
     case DType::F64: load(double{}); break;
     case DType::I64: load(int64_t{}); break;
     case DType::I32: load(int32_t{}); break;

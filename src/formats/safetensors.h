@@ -30,6 +30,8 @@ class SafetensorsFile {
  public:
   // Opens and validates; throws qtx::Error naming the file and the problem.
   static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+  // The same checks on bytes already in memory (kept by the object); `name` stands for the path.
+  static std::shared_ptr<SafetensorsFile> from_bytes(std::vector<uint8_t> bytes, const std::string& name);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
@@ -45,9 +47,11 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
+  void parse(const uint8_t* base, uint64_t size);  // header and tensor table of the whole file
   std::string path_;
   void* map_ = nullptr;
   size_t map_size_ = 0;
+  std::vector<uint8_t> owned_;  // from_bytes: the file's bytes
   std::vector<TensorView> tensors_;
   std::map<std::string, std::string> metadata_;
 };

@@ -16,6 +16,25 @@
 namespace qtx::rt {
 namespace {
 std::atomic<bool> g_short_rows{true};  // set_short_attention_rows
+
+// A bias in the fixed point of a requantization, rounded as before: the kernels add it to
+// products below 2^62 in int64, so beyond 2^60 it could overflow (and std::llround itself is
+// undefined past int64); only a corrupt artifact, a bias huge next to its output scale, gets there.
+constexpr int64_t kMaxFixedBias = int64_t{1} << 60;
+int64_t fixed_bias(double v, const char* what) {
+  if (!(std::fabs(v) <= static_cast<double>(kMaxFixedBias)))
+    throw std::invalid_argument(std::string(what) + " is too large for its output scale (" + std::to_string(v) +
+                                " in fixed point, limit 2^60)");
+  return std::llround(v);
+}
+// bias + offset · m, exact, under the same limit.
+int64_t add_offset(int64_t bias, int64_t offset, int64_t m, const char* what) {
+  int64_t prod = 0, sum = 0;
+  if (__builtin_mul_overflow(offset, m, &prod) || __builtin_add_overflow(bias, prod, &sum) || sum > kMaxFixedBias ||
+      sum < -kMaxFixedBias)
+    throw std::invalid_argument(std::string(what) + " plus its zero-point offset is too large for its output scale (limit 2^60)");
+  return sum;
+}
 }  // namespace
 
 Requant Requant::from_real(double M) {
@@ -226,7 +245,7 @@ IntLayerNorm IntLayerNorm::make(int32_t z, const std::vector<int>& alpha, const 
   if (n.shift < 1 || n.shift + 24 > 62) throw std::invalid_argument("LayerNorm gain γ/s_out out of range");
   for (size_t c = 0; c < gamma.size(); ++c) {
     n.gain.push_back(std::llround(gamma[c] / out.scale * std::ldexp(1.0, n.shift)));
-    n.bias.push_back(std::llround((beta[c] / out.scale + 0.5) * std::ldexp(1.0, n.shift + 24)));  // + ½: round half up
+    n.bias.push_back(fixed_bias((beta[c] / out.scale + 0.5) * std::ldexp(1.0, n.shift + 24), "LayerNorm β"));  // + ½: round half up
   }
   n.zo = out.zero;
   n.qmin = out.qmin;
@@ -270,13 +289,15 @@ void IntLayerNorm::row_centred(const int32_t* x, uint8_t* out, bool vectorised) 
 void IntLayerNorm::row_sums(const int32_t* x_in, int64_t* sum_out, int64_t* sq_out) const {
   const int n = C;
   const int32_t* __restrict x = x_in;
-  int64_t sum = 0, sq = 0;
+  // Unsigned: sums past int64 (only int32's extremes in long rows get there) wrap as the vector
+  // forms' do, defined, instead of overflowing.
+  uint64_t sum = 0, sq = 0;
   for (int c = 0; c < n; ++c) {
-    sum += x[c];
-    sq += static_cast<int64_t>(x[c]) * x[c];
+    sum += static_cast<uint64_t>(static_cast<int64_t>(x[c]));
+    sq += static_cast<uint64_t>(static_cast<int64_t>(x[c]) * x[c]);
   }
-  *sum_out = sum;
-  *sq_out = sq;
+  *sum_out = static_cast<int64_t>(sum);
+  *sq_out = static_cast<int64_t>(sq);
 }
 
 int64_t IntLayerNorm::row_factor(int64_t sum, int64_t sq) const {
@@ -436,10 +457,11 @@ ChannelRequant ChannelRequant::make(const std::vector<double>& acc_scale, const 
   for (double s : acc_scale) r.m.push_back(static_cast<int32_t>(std::llround(s / out_scale * std::ldexp(1.0, r.shift))));
   r.bias.resize(static_cast<size_t>(bias_rows) * r.N, 0);
   for (size_t i = 0; i < bias_real.size() && i < r.bias.size(); ++i)
-    r.bias[i] = std::llround(bias_real[i] / out_scale * std::ldexp(1.0, r.shift));
+    r.bias[i] = fixed_bias(bias_real[i] / out_scale * std::ldexp(1.0, r.shift), "requantization: bias");
   if (!acc_offset.empty()) {
     if (acc_offset.size() != static_cast<size_t>(r.N)) throw std::invalid_argument("ChannelRequant: one offset per channel");
-    for (size_t i = 0; i < r.bias.size(); ++i) r.bias[i] += acc_offset[i % r.N] * r.m[i % r.N];
+    for (size_t i = 0; i < r.bias.size(); ++i)
+      r.bias[i] = add_offset(r.bias[i], acc_offset[i % r.N], r.m[i % r.N], "requantization: bias");
   }
   r.zo = zo;
   r.qmin = qmin;
@@ -504,8 +526,8 @@ ResidualRequant ResidualRequant::make(const std::vector<double>& acc_scale, cons
   r.shift = common_shift(mx);
   for (size_t c = 0; c < acc_scale.size(); ++c) {
     r.ma.push_back(static_cast<int32_t>(std::llround(acc_scale[c] / out.scale * std::ldexp(1.0, r.shift))));
-    r.bias.push_back(std::llround(bias_real[c] / out.scale * std::ldexp(1.0, r.shift)));
-    if (!acc_offset.empty()) r.bias.back() += acc_offset.at(c) * r.ma.back();
+    r.bias.push_back(fixed_bias(bias_real[c] / out.scale * std::ldexp(1.0, r.shift), "requantization: residual bias"));
+    if (!acc_offset.empty()) r.bias.back() = add_offset(r.bias.back(), acc_offset.at(c), r.ma.back(), "requantization: residual bias");
   }
   r.mb = std::llround(h.scale / out.scale * std::ldexp(1.0, r.shift));
   r.zh = h.zero;
@@ -600,7 +622,7 @@ template <int DH>
 void av_log2_rows(const int8_t* codes, const int32_t* vc, int Tq, int T, int dh_rt, int kmax, int32_t* ctx, int ldc) {
   const int dh = DH > 0 ? DH : dh_rt;
   for (int t = 0; t < Tq; ++t) {
-    int32_t acc[DH > 0 ? DH : 1024] = {};
+    uint32_t acc[DH > 0 ? DH : 1024] = {};  // wraps as the vector forms' int32 lanes do, defined
     const int8_t* __restrict ct = codes + static_cast<size_t>(t) * T;
     for (int j = 0; j < T; ++j) {
       const int c = ct[j];
@@ -609,10 +631,10 @@ void av_log2_rows(const int8_t* codes, const int32_t* vc, int Tq, int T, int dh_
       const int32_t* __restrict vr = vc + static_cast<size_t>(j) * dh;
       // A shift, not a multiply (int32 multiplies are slow in vector units); unsigned so that
       // shifting a negative value is defined — the result is the same two's-complement bits.
-      for (int d = 0; d < dh; ++d) acc[d] += static_cast<int32_t>(static_cast<uint32_t>(vr[d]) << sh);
+      for (int d = 0; d < dh; ++d) acc[d] += static_cast<uint32_t>(vr[d]) << sh;
     }
     int32_t* __restrict o = ctx + static_cast<size_t>(t) * ldc;
-    for (int d = 0; d < dh; ++d) o[d] = acc[d];
+    for (int d = 0; d < dh; ++d) o[d] = static_cast<int32_t>(acc[d]);
   }
 }
 }  // namespace

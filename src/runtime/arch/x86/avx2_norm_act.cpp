@@ -48,9 +48,11 @@ inline __m256i clamp64(__m256i v, __m256i lo, __m256i hi) {
   v = _mm256_blendv_epi8(v, lo, _mm256_cmpgt_epi64(lo, v));
   return _mm256_blendv_epi8(v, hi, _mm256_cmpgt_epi64(v, hi));
 }
+// a + b wrapping as the vector lanes do (only int32's extremes in long rows get past int64).
+inline int64_t wrap_add(int64_t a, int64_t b) { return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b)); }
 inline int64_t hsum64(__m256i v) {
   const __m128i s = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  return _mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1);
+  return wrap_add(_mm_cvtsi128_si64(s), _mm_extract_epi64(s, 1));
 }
 
 // y's nearest integer as int32 lanes, and the lanes whose y lies within the margin of k + ½
@@ -322,8 +324,8 @@ void layernorm_row_sums(const IntLayerNorm& n, const int32_t* x, int64_t* sum_ou
   }
   int64_t sum = hsum64(_mm256_add_epi64(s0, s1)), sq = hsum64(_mm256_add_epi64(q0, q1));
   for (; c < C; ++c) {
-    sum += x[c];
-    sq += static_cast<int64_t>(x[c]) * x[c];
+    sum = wrap_add(sum, x[c]);
+    sq = wrap_add(sq, static_cast<int64_t>(x[c]) * x[c]);
   }
   *sum_out = sum;
   *sq_out = sq;
@@ -381,8 +383,8 @@ void layernorm_site_centre_row(const IntLayerNormSite& s, const uint8_t* h_row, 
   int64_t sum = hsum64(_mm256_add_epi64(s0, s1)), sq = hsum64(_mm256_add_epi64(q0, q1));
   for (; c < C; ++c) {
     x[c] = tab[base[c] + h_row[c]];
-    sum += x[c];
-    sq += static_cast<int64_t>(x[c]) * x[c];
+    sum = wrap_add(sum, x[c]);
+    sq = wrap_add(sq, static_cast<int64_t>(x[c]) * x[c]);
   }
   *sum_out = sum;
   *sq_out = sq;

@@ -30,6 +30,17 @@ namespace qtx::rt {
 namespace QTX_ARCH_NS {
 namespace {
 
+// 128-bit lane j of v. The intrinsic takes only a constant lane (clang checks it before unrolling
+// a loop over j); the switch folds away once the loop is unrolled.
+[[maybe_unused]] inline __m128i extract_i32x4(__m512i v, int j) {
+  switch (j) {
+    case 0: return _mm512_extracti32x4_epi32(v, 0);
+    case 1: return _mm512_extracti32x4_epi32(v, 1);
+    case 2: return _mm512_extracti32x4_epi32(v, 2);
+    default: return _mm512_extracti32x4_epi32(v, 3);
+  }
+}
+
 // ---- Log-Int-Softmax ----
 
 // The codes of r = ⌊(2Σ + e) / 2e⌋ for eight e (LogIntSoftmax::row's scalar loop gives the
@@ -251,7 +262,7 @@ int layernorm_centre(const IntLayerNormSite& S, const uint8_t* h_row, int32_t* x
       for (int blk = 0; c + 64 <= C; c += 64, ++blk) {
         const __m512i v = table_codes(blk);
         for (int half = 0; half < 2; ++half) {
-          const __m512i g = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(v, half));
+          const __m512i g = _mm512_cvtepu8_epi16(half ? _mm512_extracti64x4_epi64(v, 1) : _mm512_extracti64x4_epi64(v, 0));
           const __m512i x16 = _mm512_sllv_epi16(_mm512_sub_epi16(g, z16), _mm512_loadu_si512(a16 + c + 32 * half));
           s1 = _mm512_dpwssd_epi32(s1, x16, ones);
           s2 = _mm512_dpwssd_epi32(s2, x16, x16);
@@ -269,7 +280,7 @@ int layernorm_centre(const IntLayerNormSite& S, const uint8_t* h_row, int32_t* x
     for (int blk = 0; c + 64 <= C; c += 64, ++blk) {
       const __m512i v = table_codes(blk);
       for (int j = 0; j < 4; ++j) {
-        const __m512i g = _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(v, j));
+        const __m512i g = _mm512_cvtepu8_epi32(extract_i32x4(v, j));
         _mm512_storeu_si512(x + c + 16 * j, _mm512_sllv_epi32(_mm512_sub_epi32(g, zv), _mm512_loadu_si512(al + c + 16 * j)));
       }
     }
